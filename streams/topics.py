@@ -1,0 +1,77 @@
+"""Topic layout and idempotent creation with explicit configs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from .config import Settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    role: str
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+# Why these cleanup policies: labels are keyed by anomaly id and the latest verdict wins, so
+# compaction keeps the full training set small; everything else is an append-only stream.
+CLEANUP = {"logs": "delete", "metrics": "delete", "anomalies": "delete", "labels": "compact", "dlq": "delete"}
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    t = settings.topics
+    specs = []
+    for role, name in t.roles().items():
+        specs.append(TopicSpec(
+            role=role, name=name, partitions=t.partitions.get(role, 1),
+            config={"retention.ms": str(t.retention_ms.get(role, 7 * 24 * 3600 * 1000)),
+                    "cleanup.policy": CLEANUP[role]},
+        ))
+    return specs
+
+
+@dataclass
+class TopicResult:
+    name: str
+    status: str  # "created" | "exists" | "error"
+    detail: str = ""
+
+
+def create_topics(settings: Settings, timeout: float = 15.0) -> list[TopicResult]:
+    """Create every topic; existing ones are reported as ``exists`` (idempotent)."""
+    admin = AdminClient(settings.kafka.client_config())
+    specs = topic_specs(settings)
+    new = [NewTopic(s.name, num_partitions=s.partitions, replication_factor=settings.topics.replication_factor,
+                    config=s.config) for s in specs]
+    futures = admin.create_topics(new, request_timeout=timeout, operation_timeout=timeout)
+    results = []
+    for s in specs:
+        try:
+            futures[s.name].result(timeout)
+            results.append(TopicResult(s.name, "created", f"{s.partitions} partitions, {s.config}"))
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                results.append(TopicResult(s.name, "exists"))
+            else:
+                results.append(TopicResult(s.name, "error", str(err)))
+    return results
+
+
+def ensure_topic(bootstrap_conf: dict, name: str, partitions: int, config: dict[str, str] | None = None,
+                 timeout: float = 15.0) -> None:
+    """Create one topic if missing (used by benchmarks and tests with private topic names)."""
+    admin = AdminClient(bootstrap_conf)
+    fut = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+                              request_timeout=timeout)[name]
+    try:
+        fut.result(timeout)
+    except KafkaException as exc:
+        err = exc.args[0]
+        if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+            raise
