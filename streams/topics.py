@@ -75,3 +75,35 @@ def ensure_topic(bootstrap_conf: dict, name: str, partitions: int, config: dict[
         err = exc.args[0]
         if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
             raise
+
+
+@dataclass
+class TopicRow:
+    role: str
+    name: str
+    partitions: int  # 0 when the topic does not exist
+    messages: int
+
+
+def describe_topics(settings: Settings, timeout: float = 10.0) -> list[TopicRow]:
+    """Partitions and message counts (sum of high - low watermarks) of the project's topics."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    conf = settings.kafka.client_config()
+    md = AdminClient(conf).list_topics(timeout=timeout)
+    consumer = Consumer({**conf, "group.id": "patrol-describe", "enable.auto.commit": False})
+    rows = []
+    try:
+        for role, name in settings.topics.roles().items():
+            meta = md.topics.get(name)
+            if meta is None or meta.error is not None:
+                rows.append(TopicRow(role, name, 0, 0))
+                continue
+            total = 0
+            for p in meta.partitions:
+                lo, hi = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=timeout)
+                total += max(0, hi - lo)
+            rows.append(TopicRow(role, name, len(meta.partitions), total))
+    finally:
+        consumer.close()
+    return rows

@@ -1,0 +1,211 @@
+"""``patrol demo``: the whole pipeline on one machine, with a live view.
+
+Starts (when not configured) the embedded Tansu broker and a local redis-server, creates the
+topics, runs the traffic generator and the stream workers as child processes, and watches the
+topics: what each stage moved per second, windows emitted, dead letters, and the latest anomalies.
+Stops on Ctrl-C, SIGTERM or ``--duration`` and shuts every child down cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..broker import BrokerStartError, EmbeddedBroker
+from ..config import Settings
+from ..redis_server import LocalRedis, RedisStartError, redis_server_binary
+from ..topics import create_topics
+from .stages import Stage, demo_stages
+
+console = Console()
+
+
+@dataclass
+class TopicWatch:
+    """Message counts of one topic over time, from its partition high watermarks (cheap, no consume)."""
+
+    role: str
+    name: str
+    total: int = 0
+    rate: float = 0.0
+    _last: tuple[float, int] | None = None
+
+    def sample(self, consumer, partitions: list[int]) -> None:
+        from confluent_kafka import TopicPartition
+
+        total = 0
+        for p in partitions:
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(self.name, p), timeout=5)
+            total += max(0, hi - lo)
+        now = time.monotonic()
+        if self._last is not None and now > self._last[0]:
+            self.rate = (total - self._last[1]) / (now - self._last[0])
+        self._last = (now, total)
+        self.total = total
+
+
+@dataclass
+class DemoView:
+    """What the live view shows; rendered as a rich table or as plain progress lines."""
+
+    started: float = field(default_factory=time.monotonic)
+    watches: list[TopicWatch] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
+    anomalies: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def render(self) -> Group:
+        flow = Table(title=f"ingress-patrol demo — {self.elapsed():.0f}s", expand=False)
+        flow.add_column("topic")
+        flow.add_column("messages", justify="right")
+        flow.add_column("per second", justify="right")
+        for w in self.watches:
+            flow.add_row(f"{w.name} ({w.role})", f"{w.total:,}", f"{w.rate:,.0f}")
+        procs = Table(title="stages")
+        procs.add_column("stage")
+        procs.add_column("state")
+        for st in self.stages:
+            procs.add_row(st.name, st.state())
+        parts = [flow, procs]
+        if self.anomalies:
+            an = Table(title="latest anomalies")
+            for col in ("window", "series", "observed", "expected", "score", "dir"):
+                an.add_column(col)
+            for a in self.anomalies[-8:]:
+                an.add_row(str(a.get("window_start", ""))[11:19], str(a.get("series", ""))[:60],
+                           f"{a.get('observed', 0):.3g}", f"{a.get('expected', 0):.3g}",
+                           f"{a.get('score', 0):.3f}", str(a.get("direction", "")))
+            parts.append(an)
+        parts.extend(Text(n, style="dim") for n in self.notes)
+        return Group(*parts)
+
+    def line(self) -> str:
+        flows = ", ".join(f"{w.role} {w.total:,} ({w.rate:,.0f}/s)" for w in self.watches)
+        return f"[{self.elapsed():5.0f}s] {flows}; anomalies seen {len(self.anomalies)}"
+
+
+def _anomaly_consumer(settings: Settings):
+    from confluent_kafka import Consumer
+
+    c = Consumer({**settings.kafka.client_config(), "group.id": f"patrol-demo-view-{os.getpid()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "session.timeout.ms": 6000})
+    c.subscribe([settings.topics.anomalies])
+    return c
+
+
+def _poll_anomalies(consumer, view: DemoView) -> None:
+    import json
+
+    for msg in consumer.consume(500, 0.05):
+        if msg.error() is None:
+            try:
+                view.anomalies.append(json.loads(msg.value()))
+            except ValueError:
+                pass
+    del view.anomalies[:-100]
+
+
+def demo(
+    duration: Annotated[Optional[float], typer.Option(help="Stop after this many wall seconds (env PATROL_DEMO_DURATION); default: until Ctrl-C.")] = None,
+    rate: Annotated[float, typer.Option(help="Generator lines per wall second.")] = 5000.0,
+    speedup: Annotated[float, typer.Option(help="Simulated seconds per wall second (traffic days in minutes).")] = 120.0,
+    bootstrap: Annotated[Optional[str], typer.Option("--bootstrap", "-b", help="Use this broker instead of the embedded one.")] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between view refreshes.")] = 1.0,
+) -> None:
+    """Run the whole pipeline locally with a live view (embedded broker unless one is configured)."""
+    from ..cli import settings as load
+
+    if duration is None and os.environ.get("PATROL_DEMO_DURATION"):
+        duration = float(os.environ["PATROL_DEMO_DURATION"])
+    s = load(**{"kafka.bootstrap_servers": bootstrap})
+    stop = {"flag": False}
+
+    def _stop(*_):
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    view = DemoView()
+    with ExitStack() as stack:
+        if not s.kafka.bootstrap_servers:
+            try:
+                b = stack.enter_context(EmbeddedBroker())
+            except BrokerStartError as exc:
+                console.print(f"[red]error:[/] {exc}")
+                raise typer.Exit(1) from None
+            s.kafka.bootstrap_servers = b.bootstrap
+            view.notes.append(f"embedded Tansu broker on {b.bootstrap} (in memory)")
+        if s.redis.url is None:
+            if redis_server_binary():
+                try:
+                    r = stack.enter_context(LocalRedis())
+                    from pydantic import SecretStr
+
+                    s.redis.url = SecretStr(r.url)
+                    view.notes.append(f"local redis-server on {r.url}")
+                except RedisStartError as exc:
+                    view.notes.append(f"redis-server failed ({exc}); model state kept in process")
+            else:
+                view.notes.append("no redis-server installed: model state kept in process (apt-get install redis-server)")
+        bad = [r for r in create_topics(s) if r.status == "error"]
+        if bad:
+            console.print(f"[red]error:[/] could not create topics: {bad}")
+            raise typer.Exit(1)
+        view.stages = demo_stages(s, rate=rate, speedup=speedup)
+        for st in view.stages:
+            st.start()
+            stack.callback(st.stop)
+        from confluent_kafka import Consumer
+        from confluent_kafka.admin import AdminClient
+
+        meta = AdminClient(s.kafka.client_config()).list_topics(timeout=10)
+        parts = {name: list(meta.topics[name].partitions) for name in s.topics.roles().values() if name in meta.topics}
+        view.watches = [TopicWatch(role, name) for role, name in s.topics.roles().items() if name in parts]
+        watcher = Consumer({**s.kafka.client_config(), "group.id": "patrol-demo-watch"})
+        stack.callback(watcher.close)
+        anomalies = _anomaly_consumer(s)
+        stack.callback(anomalies.close)
+        live = console.is_terminal
+        last_line = 0.0
+        try:
+            with (Live(view.render(), console=console, refresh_per_second=4) if live else ExitStack()) as lv:
+                while not stop["flag"]:
+                    if duration is not None and view.elapsed() >= duration:
+                        break
+                    for w in view.watches:
+                        w.sample(watcher, parts[w.name])
+                    _poll_anomalies(anomalies, view)
+                    failed = [st for st in view.stages if st.failed()]
+                    if failed:
+                        view.notes.append(f"stage {failed[0].name} exited with {failed[0].returncode}; see {failed[0].log_path}")
+                        stop["flag"] = True
+                        stop["failed"] = True
+                    if live:
+                        lv.update(view.render())
+                    elif time.monotonic() - last_line >= 5 * interval:
+                        console.print(view.line())
+                        last_line = time.monotonic()
+                    time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+        console.print(view.line())
+        console.print("stopping: " + ", ".join(st.name for st in view.stages))
+    if stop.get("failed"):
+        console.print(f"[red]{view.notes[-1]}")
+        raise typer.Exit(1)
+    console.print("demo stopped cleanly")
