@@ -85,7 +85,7 @@ def main(
 
 @app.command()
 def schema(
-    kind: Annotated[Optional[str], typer.Argument(help="Record kind (access_log, metric_point, anomaly, label, dead_letter); all when omitted.")] = None,
+    kind: Annotated[Optional[str], typer.Argument(help="Record kind (access_log, metric_point, anomaly, incident, label, dead_letter); all when omitted.")] = None,
 ) -> None:
     """Print the JSON Schema of the wire records."""
     from .records import json_schemas

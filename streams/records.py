@@ -173,6 +173,22 @@ class Anomaly(Record):
     context: dict[str, float | None] = Field(default_factory=dict, description="e.g. same window yesterday / last week.")
 
 
+class Incident(Record):
+    """One problem: consecutive anomalous windows of a service's series. Published to the anomaly
+    topic beside the anomalies (filter on ``kind``) when it opens, changes severity or series, and resolves."""
+
+    KIND: ClassVar[str] = "incident"
+    kind: Literal["incident"] = "incident"
+    id: str = Field(description="Deterministic: hash of (service, first anomalous window).")
+    event: Literal["opened", "updated", "resolved"]
+    service: str = Field(description="namespace/service, or 'global'.")
+    opened: datetime = Field(description="Start of the first anomalous window.")
+    last: datetime = Field(description="Start of the latest anomalous window.")
+    severity: Severity = Field(description="Highest severity so far.")
+    series: list[str] = Field(default_factory=list, description="Series that were anomalous in this incident.")
+    anomalies: int = Field(0, description="Anomalous points so far.")
+
+
 class LabelVerdict(str, Enum):
     true = "true"
     false = "false"
@@ -216,10 +232,10 @@ class DeadLetter(Record):
 
 
 RECORD_TYPES: dict[str, type[Record]] = {
-    cls.KIND: cls for cls in (AccessLog, MetricPoint, Anomaly, Label, DeadLetter)
+    cls.KIND: cls for cls in (AccessLog, MetricPoint, Anomaly, Incident, Label, DeadLetter)
 }
 
-AnyRecord = Annotated[Union[AccessLog, MetricPoint, Anomaly, Label, DeadLetter], Field(discriminator="kind")]
+AnyRecord = Annotated[Union[AccessLog, MetricPoint, Anomaly, Incident, Label, DeadLetter], Field(discriminator="kind")]
 _ANY = TypeAdapter(AnyRecord)
 
 

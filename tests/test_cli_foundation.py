@@ -25,7 +25,7 @@ def test_version():
 
 def test_schema_prints_json_schema_per_kind():
     all_schemas = json.loads(run_patrol("schema", check=True).stdout)
-    assert set(all_schemas) == {"access_log", "metric_point", "anomaly", "label", "dead_letter"}
+    assert set(all_schemas) == {"access_log", "metric_point", "anomaly", "incident", "label", "dead_letter"}
     anomaly = json.loads(run_patrol("schema", "anomaly", check=True).stdout)
     assert {"series", "observed", "expected", "lower", "upper", "score", "severity"} <= set(anomaly["properties"])
     bad = run_patrol("schema", "nope")

@@ -65,5 +65,5 @@ def test_dead_letter_keeps_raw_bytes():
 
 def test_schemas_cover_every_kind():
     s = json_schemas()
-    assert set(s) == {"access_log", "metric_point", "anomaly", "label", "dead_letter"}
+    assert set(s) == {"access_log", "metric_point", "anomaly", "incident", "label", "dead_letter"}
     assert "observed" in s["anomaly"]["properties"] and "expected" in s["anomaly"]["properties"]
