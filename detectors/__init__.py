@@ -1,1 +1,25 @@
-"""ingress-patrol: detectors."""
+"""ingress-patrol: online anomaly detectors (pure, no I/O).
+
+Quick use::
+
+    import detectors
+    det = detectors.default_ensemble(metric_kind="latency", direction="up")
+    r = det.update(value, t)          # score, then learn
+    if r.score >= detectors.DEFAULT_THRESHOLD: ...
+
+Batch (many series, one window at a time)::
+
+    b = detectors.BatchEnsemble(n_series=10_000)
+    res = b.update(values, t)         # arrays, identical to the one-point path
+"""
+from .base import Detector, DetectorResult
+from .changepoint import CusumDetector
+from .ensemble import (DEFAULT_THRESHOLD, METRIC_KINDS, BatchEnsemble, BatchResult, Ensemble, Result,
+                       default_ensemble)
+from .ratio import RatioDetector
+from .seasonal import SeasonalDetector
+from .spike import SpikeDetector
+
+__all__ = ["DEFAULT_THRESHOLD", "METRIC_KINDS", "BatchEnsemble", "BatchResult", "CusumDetector", "Detector",
+           "DetectorResult", "Ensemble", "RatioDetector", "Result", "SeasonalDetector", "SpikeDetector",
+           "default_ensemble"]
