@@ -80,31 +80,53 @@ def scan_targets(rng: np.random.Generator, size: int = 400) -> list[bytes]:
     return out
 
 
-def _random_in(cidr: str, rng: np.random.Generator) -> str:
-    net = ipaddress.ip_network(cidr)
-    # Skip the first/last addresses of each /24-ish neighbourhood: clients are hosts, not networks.
-    off = int(rng.integers(1, net.num_addresses - 1)) if net.num_addresses > 2 else 0
-    return str(ipaddress.ip_address(int(net.network_address) + off))
+def _blocks(table: dict[str, tuple[float, tuple[str, ...]]]):
+    """Flatten a country table into per-block (country, network) lists and draw weights.
+
+    A country's weight is split over its blocks in proportion to block size, so addresses are
+    uniform over the country's listed space.
+    """
+    ccs, nets, w = [], [], []
+    for cc, (weight, cidrs) in table.items():
+        ns = [ipaddress.ip_network(c) for c in cidrs]
+        total = sum(n.num_addresses for n in ns)
+        for n in ns:
+            ccs.append(cc)
+            nets.append(n)
+            w.append(weight * n.num_addresses / total)
+    w = np.array(w)
+    return ccs, nets, w / w.sum()
 
 
 def client_addresses(n: int, ipv6_share: float, rng: np.random.Generator) -> tuple[list[str], list[str]]:
     """``n`` distinct public client addresses and their intended countries."""
-    v4 = list(COUNTRY_V4.items())
-    v6 = list(COUNTRY_V6.items())
-    w4 = np.array([w for _, (w, _) in v4], float)
-    w6 = np.array([w for _, (w, _) in v6], float)
     ips: list[str] = []
     countries: list[str] = []
     seen: set[str] = set()
+    c4, n4, w4 = _blocks(COUNTRY_V4)
+    c6, n6, w6 = _blocks(COUNTRY_V6)
     while len(ips) < n:
-        use6 = rng.random() < ipv6_share
-        table, w = (v6, w6) if use6 else (v4, w4)
-        cc, (_, nets) = table[int(rng.choice(len(table), p=w / w.sum()))]
-        ip = _random_in(str(rng.choice(nets)), rng)
-        if ip not in seen:
-            seen.add(ip)
-            ips.append(ip)
-            countries.append(cc)
+        m = n - len(ips) + 16
+        is6 = rng.random(m) < ipv6_share
+        b4 = rng.choice(len(n4), size=m, p=w4)
+        b6 = rng.choice(len(n6), size=m, p=w6)
+        u = rng.random(m)
+        for k in range(m):
+            if is6[k]:
+                net, cc = n6[b6[k]], c6[b6[k]]
+                # Python ints: an IPv6 block is far larger than int64.
+                off = int.from_bytes(rng.bytes(16), "big") % (net.num_addresses - 2) + 1
+                ip = str(ipaddress.IPv6Address(int(net.network_address) + off))
+            else:
+                net, cc = n4[b4[k]], c4[b4[k]]
+                a = int(net.network_address) + 1 + int(u[k] * (net.num_addresses - 2))
+                if a & 0xFF in (0, 255):  # hosts, not network/broadcast-looking addresses
+                    continue
+                ip = f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}"
+            if ip not in seen and len(ips) < n:
+                seen.add(ip)
+                ips.append(ip)
+                countries.append(cc)
     return ips, countries
 
 
