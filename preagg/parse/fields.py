@@ -305,6 +305,9 @@ def split_uri(uri):
 
 # ---------------------------------------------------------------- upstream name
 SPLIT_CACHE: dict = {}
+# Same results keyed by the bare name when there is no hint (the common case),
+# so the hot path avoids building a tuple key per line.
+SPLIT_CACHE_NOHINT: dict = {}
 _SPLIT_CACHE_MAX = 65536
 
 
@@ -344,5 +347,8 @@ def split_upstream_name(name, namespace_hint=None):
             res = (None, name, None)
     if len(SPLIT_CACHE) >= _SPLIT_CACHE_MAX:
         SPLIT_CACHE.clear()
+        SPLIT_CACHE_NOHINT.clear()
     SPLIT_CACHE[key] = res
+    if namespace_hint is None:
+        SPLIT_CACHE_NOHINT[name] = res
     return res

@@ -19,11 +19,14 @@ from preagg.parse.nginx import INGRESS_NGINX_FORMAT, NginxFormat, _decode
 
 _slow = NginxFormat(INGRESS_NGINX_FORMAT, "ingress-nginx")
 _TS = F.SECOND_CACHE
-_SC = F.SPLIT_CACHE
+_SC0 = F.SPLIT_CACHE_NOHINT
 _KNOWN = F.KNOWN_METHODS
 _clf_time = F.clf_time
 _split_name = F.split_upstream_name
 _NOFLAGS = ()
+_addrs = F.addr_list
+_ints = F.int_list
+_floats = F.float_list
 
 
 def parse_ingress_nginx(line, namespace_hint=None, labels=None) -> dict:
@@ -60,21 +63,37 @@ def parse_ingress_nginx(line, namespace_hint=None, labels=None) -> dict:
             req = p[1]
             method, uri, proto = req.split(" ")
             st, bb = p[2].split()
-            rl, rt, up, alt, addr, ulen, urt, ust, rid = p[6].split()
+            tail = p[6].split()
+            if len(tail) != 9:
+                # Several upstream attempts: "a:80, b:80 61, 100 ..." -> one token per list.
+                tail = p[6].replace(", ", ",").replace(" : ", ",").split()
+            rl, rt, up, alt, addr, ulen, urt, ust, rid = tail
             ua = p[5]
             ref = p[3]
-            if (method not in _KNOWN or dash != "-" or head[-30:-28] + head[-2:] != " [] "
-                    or proto[:5] != "HTTP/" or up[0] + up[-1] + alt[0] + alt[-1] != "[][]"
-                    or not (st + bb + rl + ulen + ust).isdigit() or not (rt[0] + urt[0]).isdigit()):
-                # "-" in a number, a list, an escape: the careful path knows what to do.
+            if (method not in _KNOWN or dash != "-" or head[-29] != "[" or head[-30] != " "
+                    or head[-2] != "]" or proto[:5] != "HTTP/" or up[0] + alt[0] != "[["
+                    or up[-1] + alt[-1] != "]]" or not (st + bb + rl).isdigit() or not rt[0].isdigit()):
+                # "-" in a scalar, a bad method, a bracket missing: the careful path decides.
                 raise ValueError
+            if (ulen + ust).isdigit() and urt[0].isdigit() and "," not in urt and addr != "-":
+                addrs = [addr]
+                ustat = [int(ust)]
+                utime = [float(urt)]
+                ulens = [int(ulen)]
+            else:
+                addrs = _addrs(addr)
+                ustat = _ints(ust, "upstream_status")
+                utime = _floats(urt, "upstream_response_time")
+                ulens = _ints(ulen, "upstream_response_length")
             q = uri.find("?")
             upname = up[1:-1] or None
             if upname is None:
                 ns = svc = port = None
+            elif namespace_hint is None:
+                hit = _SC0.get(upname)
+                ns, svc, port = hit if hit is not None else _split_name(upname)
             else:
-                hit = _SC.get((upname, namespace_hint))
-                ns, svc, port = hit if hit is not None else _split_name(upname, namespace_hint)
+                ns, svc, port = _split_name(upname, namespace_hint)
             return {
                 "time": t,
                 "remote_addr": None if ra == "-" else ra,
@@ -94,10 +113,10 @@ def parse_ingress_nginx(line, namespace_hint=None, labels=None) -> dict:
                 "namespace": ns,
                 "service": svc,
                 "service_port": port,
-                "upstream_addr": [addr],
-                "upstream_status": [int(ust)],
-                "upstream_response_time": [float(urt)],
-                "upstream_response_length": [int(ulen)],
+                "upstream_addr": addrs,
+                "upstream_status": ustat,
+                "upstream_response_time": utime,
+                "upstream_response_length": ulens,
                 "req_id": None if rid == "-" else rid,
                 "labels": labels or {},
                 "flags": _NOFLAGS,
