@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping, Sequence
 
 from streams.records import Anomaly, Label, LabelVerdict, record_id
@@ -262,3 +262,75 @@ def resolve_id(prefix: str, ids: Iterable[str]) -> str:
     if len(matches) > 1:
         raise AmbiguousId(prefix, matches)
     return matches[0]
+
+
+SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNIT_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """A point in time from ``2h``/``30m``/``7d`` (that long before ``now``) or ISO 8601 (UTC if no zone).
+
+    Raises
+    ------
+    ValueError
+        With the accepted forms, for anything else.
+    """
+    m = _RELATIVE.match(text)
+    if m:
+        return now - timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2).lower()])
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"cannot read time {text!r}: use a duration before now (30m, 2h, 7d) or ISO 8601 "
+                         "(2026-11-27T14:00 or 2026-11-27T14:00:00+00:00)") from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class AnomalyFilter:
+    """Which anomalies a command works on; every field left ``None`` matches everything.
+
+    ``severity`` is a minimum; ``labeled`` True/False keeps only anomalies with/without an
+    effective verdict; ``since``/``until`` compare with the anomaly's window start.
+    """
+
+    service: str | None = None
+    metric: str | None = None
+    severity: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    labeled: bool | None = None
+    detector: str | None = None
+    incident: str | None = None
+    series: str | None = None
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f) is None for f in self.__dataclass_fields__)
+
+    def matches(self, a: Anomaly, book: LabelBook) -> bool:
+        if self.service is not None and a.dims.get("service") != self.service:
+            return False
+        if self.metric is not None and a.metric != self.metric:
+            return False
+        if self.series is not None and a.series != self.series:
+            return False
+        if self.severity is not None and SEVERITY_ORDER[a.severity.value] < SEVERITY_ORDER[self.severity]:
+            return False
+        if self.since is not None and a.window_start < self.since:
+            return False
+        if self.until is not None and a.window_start > self.until:
+            return False
+        if self.detector is not None and self.detector not in a.detectors:
+            return False
+        if self.incident is not None and not (a.incident_id or "").startswith(self.incident):
+            return False
+        if self.labeled is not None and (book.verdict(a.id) is not None) != self.labeled:
+            return False
+        return True
+
+    def apply(self, anomalies: Iterable[Anomaly], book: LabelBook) -> list[Anomaly]:
+        """Matching anomalies, newest first."""
+        return sorted((a for a in anomalies if self.matches(a, book)), key=lambda a: (a.window_start, a.id),
+                      reverse=True)

@@ -1,7 +1,7 @@
 """CLI commands, one module per concern; ``register`` wires them into ``patrol``."""
 
 # Stage commands the demo can run as child processes; grows as the stages land.
-STAGE_COMMANDS: tuple[str, ...] = ()
+STAGE_COMMANDS: tuple[str, ...] = ("detect",)
 
 
 def available() -> set[str]:
@@ -12,5 +12,10 @@ def available() -> set[str]:
 def register(app, run_app) -> None:
     """Add the commands of this package to the top-level app and the ``run`` group."""
     from .demo import demo
+    from .detect import detect
+    from .models import models_app
 
     app.command("demo")(demo)
+    from .label import label_app; app.add_typer(label_app, name="label")
+    run_app.command("detect")(detect)
+    app.add_typer(models_app, name="models")

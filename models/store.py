@@ -1,0 +1,161 @@
+"""Durable per-series model state: Redis when it answers, process memory while it does not.
+
+Layout: one Redis hash per series, ``{prefix}series:{series_key}``, with fields
+
+- ``state``: the detector state (JSON, versioned by ``format``),
+- ``last_window``: epoch seconds of the last window learned (replays at or before it are duplicates),
+- ``model_version``: bumps when labels retrain the series,
+- ``updated``: wall time of the checkpoint.
+
+plus a set ``{prefix}series`` of all keys for ``patrol models list``. Writes are batched in one
+pipeline per checkpoint. If Redis is down, ``checkpoint`` keeps the dirty states in memory, reports
+the outage through ``healthy`` / the returned error, and writes them when Redis answers again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+log = logging.getLogger("patrol.models.store")
+
+STATE_FORMAT = 1
+
+
+@dataclass
+class SeriesState:
+    """What is kept per series between checkpoints."""
+
+    series: str
+    state: dict[str, Any]
+    last_window: float = float("-inf")
+    model_version: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)  # incident tracking, history, label effects
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "format": str(STATE_FORMAT),
+            "state": json.dumps(self.state, separators=(",", ":")),
+            "last_window": repr(float(self.last_window)),
+            "model_version": str(self.model_version),
+            "extra": json.dumps(self.extra, separators=(",", ":")),
+            "updated": repr(time.time()),
+        }
+
+    @classmethod
+    def from_fields(cls, series: str, f: dict[bytes | str, bytes | str]) -> "SeriesState":
+        g = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in f.items()}
+        fmt = int(g.get("format", "1"))
+        if fmt > STATE_FORMAT:
+            raise ValueError(f"state of {series} has format {fmt}, newer than this reader's {STATE_FORMAT}")
+        return cls(series=series, state=json.loads(g["state"]), last_window=float(g.get("last_window", "-inf")),
+                   model_version=int(g.get("model_version", "1")), extra=json.loads(g.get("extra", "{}")))
+
+
+class StateStore:
+    """Redis-backed store with an in-memory fallback. ``url=None`` means memory only (said in logs)."""
+
+    def __init__(self, url: str | None, prefix: str = "patrol:", socket_timeout: float = 2.0):
+        self.prefix = prefix
+        self.url = url
+        self._redis = None
+        self._memory: dict[str, dict[str, str]] = {}
+        self.healthy = url is not None
+        self.last_error: str | None = None
+        if url is None:
+            log.warning("no Redis configured: model state is kept in process memory and lost on restart")
+        else:
+            import redis
+
+            self._redis = redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+
+    def _key(self, series: str) -> str:
+        return f"{self.prefix}series:{series}"
+
+    @property
+    def _index(self) -> str:
+        return f"{self.prefix}series"
+
+    def _mark(self, ok: bool, err: Exception | None = None) -> None:
+        if ok and not self.healthy and self._redis is not None:
+            log.warning("Redis is back: checkpoints resume")
+        if not ok and self.healthy:
+            log.error("Redis unavailable (%s): detection continues on in-memory state; checkpoints will resume", err)
+        self.healthy = ok
+        self.last_error = None if ok else str(err)
+
+    def load_many(self, series: Iterable[str]) -> dict[str, SeriesState]:
+        """States known for ``series`` (missing ones are absent from the result)."""
+        series = list(series)
+        out: dict[str, SeriesState] = {}
+        if self._redis is not None:
+            import redis
+
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for s in series:
+                    pipe.hgetall(self._key(s))
+                for s, fields in zip(series, pipe.execute()):
+                    if fields:
+                        out[s] = SeriesState.from_fields(s, fields)
+                self._mark(True)
+            except redis.RedisError as exc:
+                self._mark(False, exc)
+        for s in series:  # memory holds checkpoints Redis missed during an outage: newer wins
+            if s in self._memory:
+                mem = SeriesState.from_fields(s, self._memory[s])
+                if s not in out or mem.last_window >= out[s].last_window:
+                    out[s] = mem
+        return out
+
+    def checkpoint(self, states: Iterable[SeriesState]) -> bool:
+        """Write ``states``; returns True when they (and any backlog) reached Redis."""
+        for st in states:
+            self._memory[st.series] = st.to_fields()
+        if self._redis is None:
+            return False
+        if not self._memory:
+            return True
+        import redis
+
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for s, fields in self._memory.items():
+                pipe.hset(self._key(s), mapping=fields)
+                pipe.sadd(self._index, s)
+            pipe.execute()
+            self._memory.clear()
+            self._mark(True)
+            return True
+        except redis.RedisError as exc:
+            self._mark(False, exc)
+            return False
+
+    # -- inspection (patrol models ...) -----------------------------------------------------
+    def list_series(self, pattern: str = "*") -> list[str]:
+        import fnmatch
+
+        keys = set(self._memory)
+        if self._redis is not None:
+            keys |= {k.decode() for k in self._redis.sscan_iter(self._index)}
+        return sorted(k for k in keys if fnmatch.fnmatchcase(k, pattern))
+
+    def get(self, series: str) -> SeriesState | None:
+        return self.load_many([series]).get(series)
+
+    def raw_size(self, series: str) -> int:
+        """Bytes the series' state takes in Redis (field names + values)."""
+        fields = self._memory.get(series)
+        if fields is None and self._redis is not None:
+            fields = {k.decode(): v.decode() for k, v in self._redis.hgetall(self._key(series)).items()}
+        return sum(len(k) + len(v) for k, v in (fields or {}).items())
+
+    def reset(self, series: str) -> bool:
+        existed = self._memory.pop(series, None) is not None
+        if self._redis is not None:
+            existed = bool(self._redis.delete(self._key(series))) or existed
+            self._redis.srem(self._index, series)
+        return existed
