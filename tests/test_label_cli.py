@@ -1,0 +1,244 @@
+"""``patrol label ...`` through the real console script against a real (Tansu) broker.
+
+Each test gets its own topic names on the session broker; anomalies and metric points are produced
+here with confluent-kafka (key = series key), as the detect stage would.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from conftest import run_patrol
+from streams.records import Anomaly, Label, MetricPoint, decode, record_id, series_key
+from streams.topics import ensure_topic
+
+NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+
+
+def mins(m: float) -> datetime:
+    return NOW + timedelta(minutes=m)
+
+
+def make_anomaly(metric: str, service: str, minute: float, detectors: list[str], severity: str = "warning",
+                 incident: str | None = None, observed: float = 0.4) -> Anomaly:
+    dims = {"service": service}
+    key = series_key(metric, dims)
+    ws = mins(minute)
+    return Anomaly(id=record_id(key, ws.isoformat(), 1), series=key, metric=metric, dims=dims, window_start=ws,
+                   window_end=ws + timedelta(minutes=1), observed=observed, expected=0.02, lower=0.0, upper=0.05,
+                   score=0.995, severity=severity, direction="up", detectors=detectors, incident_id=incident,
+                   incident_event="opened" if incident else None)
+
+
+class Topics:
+    """A private topic set on the session broker and the env that points `patrol` at it."""
+
+    def __init__(self, bootstrap: str):
+        tag = uuid.uuid4().hex[:8]
+        self.bootstrap = bootstrap
+        self.anomalies, self.labels, self.metrics = f"an-{tag}", f"lb-{tag}", f"mp-{tag}"
+        conf = {"bootstrap.servers": bootstrap}
+        ensure_topic(conf, self.anomalies, 3)
+        ensure_topic(conf, self.labels, 1, {"cleanup.policy": "compact"})
+        ensure_topic(conf, self.metrics, 2)
+        self.env = {"PATROL_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "PATROL_TOPICS__ANOMALIES": self.anomalies,
+                    "PATROL_TOPICS__LABELS": self.labels, "PATROL_TOPICS__METRICS": self.metrics,
+                    "PATROL_LABEL_AUTHOR": "ann"}
+
+    def produce(self, topic: str, records) -> None:
+        p = Producer({"bootstrap.servers": self.bootstrap})
+        for r in records:
+            p.produce(topic, key=r.series.encode(), value=r.to_bytes(),
+                      timestamp=int(r.window_end.timestamp() * 1000))
+        assert p.flush(10) == 0
+
+    def labels_on_topic(self) -> list[tuple[bytes, Label]]:
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": uuid.uuid4().hex,
+                      "enable.partition.eof": True, "enable.auto.commit": False})
+        c.assign([TopicPartition(self.labels, 0, 0)])
+        out = []
+        try:
+            while True:
+                m = c.poll(5)
+                assert m is not None, "labels topic read timed out"
+                if m.error():
+                    assert m.error().code() == KafkaError._PARTITION_EOF
+                    return out
+                out.append((m.key(), decode(m.value(), expect=Label)))
+        finally:
+            c.close()
+
+    def patrol(self, *args: str, check: bool = True, **env):
+        return run_patrol("label", *args, env={**self.env, **env}, check=check)
+
+    def json(self, *args: str, **env):
+        return json.loads(self.patrol(*args, **env).stdout)
+
+
+@pytest.fixture
+def seeded(kafka):
+    """Six anomalies on three series plus one whose id shares a 2-char prefix with another, and the
+    metric points of the web error-ratio series around them."""
+    t = Topics(kafka.bootstrap)
+    anomalies = [
+        make_anomaly("error_ratio", "web", -90, ["spike"], "critical"),
+        make_anomaly("error_ratio", "web", -30, ["spike", "seasonal"]),
+        make_anomaly("error_ratio", "web", -10, ["seasonal"], incident="inc-web-1"),
+        make_anomaly("requests", "api", -200, ["changepoint"], "info"),
+        make_anomaly("requests", "api", -20, ["changepoint"], "info"),
+        make_anomaly("error_ratio", "api", -5, ["spike"], "critical", incident="inc-api-7"),
+    ]
+    # A twin whose id shares its first two hex chars with an existing one, for the ambiguous-prefix test.
+    prefixes = {a.id[:2] for a in anomalies}
+    k = 0
+    while True:
+        twin = make_anomaly("latency", "batch", -60 - k / 60, ["spike"])
+        if twin.id[:2] in prefixes:
+            break
+        k += 1
+    anomalies.append(twin)
+    t.produce(t.anomalies, anomalies)
+    web = anomalies[0].series
+    flagged = {a.window_start: a.observed for a in anomalies if a.series == web}
+    points = [MetricPoint.make("error_ratio", {"service": "web"}, mins(m), mins(m + 1),
+                               flagged.get(mins(m), 0.02 + 0.001 * (m % 5))) for m in range(-150, 0)]
+    t.produce(t.metrics, points)
+    t.all = anomalies
+    t.by_id = {a.id: a for a in anomalies}
+    return t
+
+
+def test_list_filters_table_and_json(seeded):
+    t = seeded
+    rows = t.json("list", "--json")
+    assert [r["id"] for r in rows] == [a.id for a in sorted(t.all, key=lambda a: a.window_start, reverse=True)]
+    assert all(r["label"] is None and r["id"].startswith(r["short_id"]) for r in rows)
+    ids = lambda *args: {r["id"] for r in t.json("list", "--json", *args)}  # noqa: E731
+    assert ids("--service", "web") == {a.id for a in t.all if a.dims["service"] == "web"}
+    assert ids("--metric", "error_ratio", "--severity", "critical") == {t.all[0].id, t.all[5].id}
+    assert ids("--since", "2h") == {a.id for a in t.all if a.window_start >= mins(-120)}
+    assert ids("--until", mins(-60).isoformat(), "--since", "1d") == {t.all[0].id, t.all[3].id, t.all[6].id}
+    assert ids("--detector", "seasonal") == {t.all[1].id, t.all[2].id}
+    assert len(t.json("list", "--json", "--limit", "2")) == 2
+
+    table = t.patrol("list", "--service", "web").stdout
+    assert "error_ratio{service=web}" in table and "requests{service=api}" not in table
+    assert "3 of 3 matching anomalies" in table
+    incidents = t.json("list", "--incidents", "--json")
+    assert {"inc-web-1", "inc-api-7"} <= {i["incident_id"] for i in incidents}
+
+    t.patrol("mark", t.all[1].id[:10], "true")
+    assert ids("--labeled") == {t.all[1].id}
+    assert ids("--unlabeled") == set(t.by_id) - {t.all[1].id}
+    bad = t.patrol("list", "--since", "yesterday-ish", check=False)
+    assert bad.returncode == 2 and "cannot read time" in bad.stderr
+
+
+def test_show_draws_terminal_chart_and_png(seeded, tmp_path):
+    import matplotlib.image as mpimg
+
+    t = seeded
+    focus = t.all[1]
+    png = tmp_path / "a.png"
+    r = t.patrol("show", focus.id[:9], "--context", "45", "--png", str(png), "--png-size", "800x300")
+    assert focus.series in r.stdout and focus.id in r.stdout
+    assert "minutes from anomaly" in r.stdout and "expected" in r.stdout
+    # window starts in [-75, +16] min: points -75..-1 (75) and the flagged windows at -30 and -10
+    assert "75 metric points and 2 flagged windows" in r.stdout
+    raw = png.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) > 5000
+    img = mpimg.imread(png)
+    assert img.shape[:2] == (300, 800)
+    assert img[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_mark_bulk_undo_export_stats(seeded, tmp_path):
+    t = seeded
+    a = t.all
+    t.patrol("mark", a[5].id, "true", "--note", "real outage")
+    t.patrol("mark", a[3].id[:12], "false", "--author", "bob")
+    dry = t.patrol("mark-all", "false", "--service", "web", "--metric", "error_ratio", "--since", "1h", "--dry-run")
+    assert "would mark 2 anomalies false" in dry.stdout
+    bulk = t.patrol("mark-all", "false", "--service", "web", "--metric", "error_ratio", "--since", "1h")
+    assert "marked 2 anomalies false" in bulk.stdout  # the -30 and -10 min ones; -90 is older than 1h
+    t.patrol("mark", a[0].id, "ignore")
+    t.patrol("mark", a[1].id, "true")                 # relabel: false -> true
+
+    on_topic = t.labels_on_topic()
+    assert len(on_topic) == 6
+    assert all(key.decode() == lb.anomaly_id for key, lb in on_topic)  # keyed by anomaly id (compaction)
+    expected = {a[5].id: "true", a[3].id: "false", a[1].id: "true", a[2].id: "false", a[0].id: "ignore"}
+    labels = {r["id"]: r["label"]["verdict"] for r in t.json("list", "--json", "--labeled")}
+    assert labels == expected
+
+    # undo (ann's last label: a[1] true) restores the verdict before it; second undo: a[0] had none -> retracted
+    u1 = t.patrol("undo").stdout
+    assert a[1].id in u1 and "now false" in u1
+    u2 = t.patrol("undo").stdout
+    assert a[0].id in u2 and "retracted" in u2
+    expected[a[1].id] = "false"
+    del expected[a[0].id]
+    labels = {r["id"]: r["label"]["verdict"] for r in t.json("list", "--json", "--labeled")}
+    assert labels == expected
+    last = t.labels_on_topic()[-1][1]
+    assert last.anomaly_id == a[0].id and last.verdict.value == "ignore" and last.note.startswith("[undo ")
+    bob = t.patrol("undo", "--author", "nobody", check=False)
+    assert bob.returncode == 2 and "no label by nobody" in bob.stderr
+
+    js = json.loads(t.patrol("export", "--format", "json").stdout)
+    assert {r["anomaly_id"]: r["verdict"] for r in js} == expected
+    row = next(r for r in js if r["anomaly_id"] == a[5].id)
+    assert row["note"] == "real outage" and row["author"] == "ann" and row["series"] == a[5].series
+    assert row["observed"] == a[5].observed and row["detectors"] == "spike"
+    out = tmp_path / "labels.csv"
+    t.patrol("export", "--format", "csv", "--out", str(out))
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert {r["anomaly_id"]: r["verdict"] for r in rows} == expected
+    assert {r["anomaly_id"]: r["author"] for r in rows}[a[3].id] == "bob"
+
+    # precision computed here from what we labeled: per detector (an anomaly counts for each detector)
+    def precision(keys):
+        tp = sum(1 for aid, v in expected.items() if keys(t.by_id[aid]) and v == "true")
+        fp = sum(1 for aid, v in expected.items() if keys(t.by_id[aid]) and v == "false")
+        return tp / (tp + fp)
+
+    st = t.json("stats", "--json")
+    assert st["detector"]["spike"]["precision"] == pytest.approx(precision(lambda x: "spike" in x.detectors))
+    assert st["detector"]["seasonal"]["precision"] == pytest.approx(precision(lambda x: "seasonal" in x.detectors))
+    assert st["detector"]["changepoint"]["precision"] == 0.0
+    assert st["service"]["api"]["precision"] == pytest.approx(precision(lambda x: x.dims["service"] == "api"))
+    assert st["metric"]["error_ratio"]["precision"] == pytest.approx(precision(lambda x: x.metric == "error_ratio"))
+    assert st["all"]["all"] == {"labeled": 4, "true": 1, "false": 3, "ignore": 0, "precision": 0.25}
+    table = t.patrol("stats").stdout
+    assert "changepoint" in table and "0.250" in table
+
+
+def test_unknown_and_ambiguous_ids_are_errors(seeded):
+    t = seeded
+    r = t.patrol("mark", "ffffffffffffffffffffffff", "true", check=False)
+    assert r.returncode == 2 and "no anomaly with id" in r.stderr and t.anomalies in r.stderr
+    twin = t.all[-1]
+    r = t.patrol("mark", twin.id[:2], "false", check=False)
+    assert r.returncode == 2 and "matches" in r.stderr and twin.id in r.stderr
+    r = t.patrol("show", "0000zz", check=False)
+    assert r.returncode == 2 and "no anomaly with id" in r.stderr
+    r = t.patrol("mark-all", "false", check=False)
+    assert r.returncode == 2 and "--all" in r.stderr
+    r = t.patrol("mark", twin.id[:2], "maybe", check=False)
+    assert r.returncode == 2
+    assert t.labels_on_topic() == []  # nothing was written
+
+
+def test_missing_topic_and_missing_broker_are_clear(kafka):
+    r = run_patrol("label", "list", env={"PATROL_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap,
+                                         "PATROL_TOPICS__ANOMALIES": "no-such-topic-xyz"})
+    assert r.returncode == 1 and "no-such-topic-xyz" in r.stderr and "does not exist" in r.stderr
+    r = run_patrol("label", "list")
+    assert r.returncode == 2 and "PATROL_KAFKA__BOOTSTRAP_SERVERS" in r.stderr
