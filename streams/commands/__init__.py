@@ -17,6 +17,5 @@ def register(app, run_app) -> None:
 
     app.command("demo")(demo)
     from .label import label_app; app.add_typer(label_app, name="label")
-    from .label import label_app; app.add_typer(label_app, name="label")
     run_app.command("detect")(detect)
     app.add_typer(models_app, name="models")
