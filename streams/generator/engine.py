@@ -71,9 +71,12 @@ class Generator:
             model.decide_status(b, rng)
             for inc in incs:
                 inc.modify(model, b, rng)
-            if end is not None:
-                b.keep &= b.t < end
-            yield model.render(b, rng)
+            chunk = model.render(b, rng)
+            if end is not None and len(chunk) and chunk.times[-1] >= end:
+                # Cut after rendering so the random stream, hence the prefix, matches unbounded runs.
+                k = int(np.searchsorted(chunk.times, end))
+                chunk = Chunk(chunk.times[:k], chunk.keys[:k], chunk.lines[:k])
+            yield chunk
             sec += nsec
 
 

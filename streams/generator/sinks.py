@@ -115,9 +115,13 @@ class Pacer:
             return
         if self._wall0 is None and len(chunk):
             self._wall0, self._ev0 = time.monotonic(), float(chunk.times[0])
-        step = self.SLICE
-        if self.rate:  # about 20 releases per second at low rates
-            step = max(1, min(self.SLICE, int(self.rate / 20)))
+        # About 20 releases per wall second at low rates, so pacing stays smooth.
+        if self.rate:
+            per_wall_s = self.rate
+        else:
+            span = max(float(chunk.times[-1] - chunk.times[0]), 1e-3) if len(chunk) else 1.0
+            per_wall_s = len(chunk) * self.speedup / span
+        step = max(1, min(self.SLICE, int(per_wall_s / 20)))
         for i in range(0, len(chunk), step):
             if self.rate:
                 due = self._wall0 + self._n / self.rate
