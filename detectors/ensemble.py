@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import Clock, to_seconds, z_to_surprise
+from .calibration import TailCalibrator
 from .changepoint import CusumDetector
 from .ratio import RatioDetector
 from .seasonal import SeasonalDetector
@@ -179,7 +180,7 @@ class BatchEnsemble:
                 self.detectors.append(SeasonalDetector(n_series=n, period=period, n_slots=n_slots, weekly=weekly,
                                                        tz_offset=tz_offset, rel_floor=rel, abs_floor=floor))
         self.names = tuple(d.name for d in self.detectors)
-        self.s = {"m": np.full(n, _LOG10E), "w": np.zeros(n)}
+        self.calibrator = TailCalibrator(n_series=n)
 
     def config(self) -> dict:
         return dict(metric_kind=self.metric_kind, direction=self.direction, threshold=self.threshold,
@@ -214,16 +215,25 @@ class BatchEnsemble:
             y = _fwd(self.metric_kind, x)
             best_sig = np.full(N, np.inf)
             exp_y = np.full(N, np.nan)
+            seasonal = [d for d in self.detectors if isinstance(d, SeasonalDetector)]
+            # non-seasonal detectors see the deseasonalised value (state before this point)
+            comp, psig = seasonal[0].component(tt) if seasonal else (np.zeros(N), None)
             for j, det in enumerate(self.detectors):
+                yin = y
                 if isinstance(det, SeasonalDetector):
                     e, sig, warm, _ = det._model(tt)
                     sig = np.where(warm, sig, np.inf)
-                elif isinstance(det, SpikeDetector):
-                    e = det.s["level"].copy()
-                    sig = np.where(det.s["n"] >= det.warmup, det.sigma(), np.inf)
                 else:
-                    e, sig = None, None
-                score, z, _, fired = det.update_many(y, tt)
+                    yin = y - comp
+                    if isinstance(det, SpikeDetector):
+                        det.extra_sigma = psig
+                        e = det.s["level"] + comp
+                        sig = np.where(det.s["n"] >= det.warmup, det.sigma(), np.inf)
+                    else:
+                        e, sig = None, None
+                score, z, _, fired = det.update_many(yin, tt)
+                if isinstance(det, SpikeDetector):
+                    det.extra_sigma = None
                 zs.append(z)
                 fired_mask |= fired.astype(np.int64) << j
                 if e is not None:
@@ -242,15 +252,10 @@ class BatchEnsemble:
         jbest = np.argmax(S, axis=0)
         surprise = S[jbest, np.arange(N)]
         zbest = Z[jbest, np.arange(N)]
-        # calibration: exponential-tail fit of the series' own surprises
-        m = self.s["m"]
-        ratio = np.clip(_LOG10E / m, 0.2, 1.5)
-        cal = np.where(ok, surprise * ratio, 0.0)
-        upd = ok & (surprise > 0)
-        w = self.s["w"]
-        rate = np.maximum(self.calib_rate, 1.0 / (w + 50.0))
-        self.s["m"] = np.where(upd, m + rate * (np.minimum(surprise, 10.0 * m) - m), m)
-        self.s["w"] = np.where(upd, w + 1.0, w)
+        # calibration: tail fit of the series' own surprises (score first, then learn)
+        surprise = np.where(ok, np.minimum(surprise, 60.0), 0.0)
+        cal = np.maximum(np.where(ok, self.calibrator.calibrate(surprise), 0.0), 0.0)
+        self.calibrator.learn(surprise, ok)
         pval = 10.0 ** (-cal)
         score = np.minimum(cal / 10.0, 1.0)
         direction = np.where(ok & (surprise > 0), np.sign(zbest), 0).astype(np.int8)
@@ -262,13 +267,12 @@ class BatchEnsemble:
         return [("ens", k) for k in self.s] + [(j, k) for j, d in enumerate(self.detectors) for k in d._shapes()]
 
     def _pack(self, i):
-        parts = [self.s["m"][i:i + 1], self.s["w"][i:i + 1]] + [d._pack(i) for d in self.detectors]
+        parts = [self.calibrator._pack(i)] + [d._pack(i) for d in self.detectors]
         return np.concatenate(parts)
 
     def _unpack(self, i, vec):
-        self.s["m"][i], self.s["w"][i] = vec[0], vec[1]
-        pos = 2
-        for d in self.detectors:
+        pos = 0
+        for d in [self.calibrator] + self.detectors:
             k = d.state_size()
             d._unpack(i, vec[pos:pos + k])
             pos += k

@@ -83,7 +83,7 @@ class SeasonalDetector(Detector):
 
     def _shapes(self):
         k = self.n_slots
-        return {"n": (), "t0": (), "level": (), "gdev": (), "run": (), "e0": (), "e1": (), "e2": (),
+        return {"n": (), "t0": (), "level": (), "gdev": (), "run": (), "e0": (), "e1": (), "e2": (), "e3": (),
                 "S": (k,), "D": (k,), "C": (k,), "W": (7,), **Clock.fields}
 
     # -- helpers -------------------------------------------------------
@@ -93,14 +93,23 @@ class SeasonalDetector(Detector):
         k0 = np.mod(f, self.n_slots).astype(np.intp)
         k1 = np.mod(k0 + 1, self.n_slots)
         w1 = ph - f
+        kc = np.where(w1 >= 0.5, k1, k0)  # the slot containing t
         dow = np.mod(np.floor((t + self.tz_offset) / DAY) + 3, 7).astype(np.intp)  # 1970-01-01 = Thursday
-        return k0, k1, w1, dow
+        return k0, k1, w1, kc, dow
 
     def _parts(self, t):
         s, r = self.s, self._rows
-        k0, k1, w1, dow = self._phase(t)
+        k0, k1, w1, kc, dow = self._phase(t)
         S, D, C = s["S"], s["D"], s["C"]
-        seas = (1 - w1) * S[r, k0] + w1 * S[r, k1]
+        # interpolated (smooth cycles) or stepwise (square cycles) profile: whichever forecasts better
+        seas_i = (1 - w1) * S[r, k0] + w1 * S[r, k1]
+        seas_s = S[r, kc]
+        step = s["e3"] < s["e1"]
+        k0 = np.where(step, kc, k0)
+        k1 = np.where(step, kc, k1)
+        w1 = np.where(step, 0.0, w1)
+        self._alt = (seas_i, seas_s)
+        seas = np.where(step, seas_s, seas_i)
         dev = (1 - w1) * D[r, k0] + w1 * D[r, k1]
         cnt = np.minimum(C[r, k0], C[r, k1])
         wk = s["W"][r, dow]
@@ -111,14 +120,28 @@ class SeasonalDetector(Detector):
         s = self.s
         k0, k1, w1, dow, seas, dev, cnt, wk = self._parts(t)
         lvl = s["level"]
-        use1 = s["e1"] < 0.9 * s["e0"]
-        use2 = use1 & self.weekly & (s["e2"] < 0.9 * s["e1"]) & (t - s["t0"] >= WEEK + DAY)
+        use1 = np.minimum(s["e1"], s["e3"]) < 0.9 * s["e0"]
+        use2 = use1 & self.weekly & (s["e2"] < 0.9 * np.minimum(s["e1"], s["e3"])) & (t - s["t0"] >= WEEK + DAY)
         exp = lvl + np.where(use1, seas, 0.0) + np.where(use2, wk, 0.0)
         gd = s["gdev"]
         sdev = np.where(use1 & (cnt > 0), 0.5 * (dev + gd), gd)
         sig = np.maximum(sdev * MAD_TO_SIGMA, self.rel_floor * np.abs(exp) + self.abs_floor)
         warm = (s["n"] > 0) & (t - s["t0"] >= self.period) & (cnt > 0)
         return exp, sig, warm, (k0, k1, w1, dow, seas, wk, lvl)
+
+    def component(self, t):
+        """Seasonal component to remove before non-seasonal detectors (0 when no cycle),
+        and the profile's scale at this phase (0 when no cycle).
+
+        Weighted by how much better the profile forecasts than the level alone,
+        and ramped in over the second period, so switching it on is smooth.
+        """
+        s = self.s
+        _, _, _, _, seas, dev, cnt, wk = self._parts(t)
+        u = np.clip((s["e0"] / np.maximum(np.minimum(s["e1"], s["e3"]), 1e-300) - 1.0) / 0.5, 0.0, 1.0)
+        u = u * np.clip((t - s["t0"]) / self.period - 1.0, 0.0, 1.0) * (cnt > 0) * (s["n"] > 0)
+        use2 = self.weekly & (s["e2"] < 0.9 * np.minimum(s["e1"], s["e3"])) & (t - s["t0"] >= WEEK + DAY)
+        return u * (seas + np.where(use2, wk, 0.0)), u * dev * MAD_TO_SIGMA
 
     def _score(self, y, t):
         exp, sig, warm, _ = self._model(t)
@@ -143,7 +166,8 @@ class SeasonalDetector(Detector):
         a_d = 1.0 - np.exp(-dt / (4 * self.period))
         # forecast errors of the three candidate models (model selection)
         base = yy - lvl
-        for key, err in (("e0", base), ("e1", base - seas), ("e2", base - seas - wk)):
+        seas_i, seas_s = self._alt
+        for key, err in (("e0", base), ("e1", base - seas_i), ("e2", base - seas - wk), ("e3", base - seas_s)):
             s[key][:] = np.where(ok & ~first, s[key] + a_d * (np.minimum(np.abs(err), self.c * 2 * sig) - s[key]), s[key])
         # level: robust exponential smoothing of the deseasonalised value
         ds = np.clip(yy - lvl - seas - np.where(self.weekly, wk, 0.0), -self.c * sig, self.c * sig)

@@ -60,6 +60,7 @@ class SpikeDetector(Detector):
         self.warmup, self.reset_after = warmup, reset_after
         self.rel_floor, self.abs_floor = rel_floor, abs_floor
         super().__init__(n_series)
+        self.extra_sigma = None  # optional per-point scale floor (set by the ensemble: seasonal phase noise)
 
     def config(self):
         return dict(alpha=self.alpha, beta=self.beta, c=self.c, z_alarm=self.z_alarm, warmup=self.warmup,
@@ -70,7 +71,8 @@ class SpikeDetector(Detector):
 
     def sigma(self):
         s = self.s
-        return np.maximum(s["dev"] * MAD_TO_SIGMA, self.rel_floor * np.abs(s["level"]) + self.abs_floor)
+        sig = np.maximum(s["dev"] * MAD_TO_SIGMA, self.rel_floor * np.abs(s["level"]) + self.abs_floor)
+        return sig if self.extra_sigma is None else np.maximum(sig, self.extra_sigma)
 
     def _raw(self, y, t):
         s = self.s
