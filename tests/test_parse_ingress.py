@@ -99,3 +99,112 @@ def test_garbage_is_parse_error_with_reason():
     with pytest.raises(ParseError) as e:
         parse("hello world")
     assert "ingress-nginx" in e.value.reason and e.value.code == "format_mismatch"
+
+
+# ---------------------------------------------------------------- constructed hard cases
+HEAD = '10.1.2.3 - - [07/Feb/2020:11:48:51 +0000] '
+TAIL_OK = ' 91 0.004 [shop-cart-api-8080] [] 10.0.0.9:8080 59 0.003 200 abc123'
+
+
+def both(line):
+    """Parse with the public parser and check the careful path agrees."""
+    rec = parse(line)
+    assert rec == _slow(line)
+    return rec
+
+
+def test_internal_redirect_groups_are_attempts():
+    line = (HEAD + '"GET /a HTTP/1.1" 200 59 "-" "curl/8" 91 0.004 [shop-cart-api-8080] [] '
+            '10.0.0.1:80 : 10.0.0.2:80 0 : 59 0.001 : 0.002 404 : 200 abc123')
+    rec = both(line)
+    assert rec["upstream_addr"] == ["10.0.0.1:80", "10.0.0.2:80"]
+    assert rec["upstream_status"] == [404, 200]
+    assert rec["upstream_response_time"] == [0.001, 0.002]
+    assert rec["upstream_response_length"] == [0, 59]
+    assert (rec["namespace"], rec["service"], rec["service_port"]) == ("shop", "cart-api", "8080")
+
+
+def test_three_attempts_mixed_separators():
+    line = (HEAD + '"GET /a HTTP/1.1" 502 59 "-" "curl/8" 91 0.004 [ns-svc-80] [] '
+            'a:80, b:80 : c:80 0, 0 : 59 0.100, 0.004 : 0.002 502, 502 : 200 abc123')
+    rec = both(line)
+    assert rec["upstream_addr"] == ["a:80", "b:80", "c:80"]
+    assert rec["upstream_status"] == [502, 502, 200]
+
+
+def test_escaped_bytes_are_decoded_in_path_and_user_agent():
+    line = HEAD + r'"GET /caf\xC3\xA9/x?q=\x22 HTTP/1.1" 200 59 "-" "curl \x22quoted\x22 \xE2\x9C\x93"' + TAIL_OK
+    rec = both(line)
+    assert rec["path"] == "/café/x"
+    assert rec["query"] == r"q=\x22"   # the query is kept raw (it is dropped by templating anyway)
+    assert rec["user_agent"] == 'curl "quoted" ✓'
+
+
+def test_tls_handshake_on_plain_port_is_counted_without_path():
+    line = HEAD + r'"\x16\x03\x01\x00\xF0\x01\x00\x00\xEC\x03\x03" 400 157 "-" "-" 0 0.001 [] [] - - - - rid1'
+    rec = both(line)
+    assert rec["status"] == 400 and rec["method"] is None and rec["path"] is None
+    assert rec["protocol"] is None and rec["flags"] == ("bad_request",)
+    assert rec["upstream_status"] == [] and rec["req_id"] == "rid1"
+
+
+def test_empty_request_and_dashes_everywhere():
+    line = '- - - [07/Feb/2020:11:48:51 +0000] "" 400 0 "-" "-" - - [] [] - - - - -'
+    rec = both(line)
+    assert rec["remote_addr"] is None and rec["request_length"] is None and rec["request_time"] is None
+    assert rec["method"] is None and rec["flags"] == ("bad_request",)
+    assert rec["req_id"] is None and rec["status"] == 400 and rec["body_bytes_sent"] == 0
+
+
+def test_http09_request_without_protocol():
+    rec = both(HEAD + '"GET /" 200 5 "-" "-"' + TAIL_OK)
+    assert (rec["method"], rec["path"], rec["protocol"]) == ("GET", "/", None)
+
+
+def test_timezone_offset_is_applied():
+    base = parse(HEAD + '"GET / HTTP/1.1" 200 5 "-" "-"' + TAIL_OK)["time"]
+    east = parse(HEAD.replace("+0000", "+0530") + '"GET / HTTP/1.1" 200 5 "-" "-"' + TAIL_OK)["time"]
+    west = parse(HEAD.replace("+0000", "-0800") + '"GET / HTTP/1.1" 200 5 "-" "-"' + TAIL_OK)["time"]
+    assert base - east == 5.5 * 3600 and west - base == 8 * 3600
+
+
+def test_default_backend_and_upstream_name_rules():
+    line = HEAD + '"GET / HTTP/1.1" 404 5 "-" "-" 91 0.004 [upstream-default-backend] [] 127.0.0.1:8181 5 0.001 404 r'
+    rec = both(line)
+    assert (rec["namespace"], rec["service"], rec["service_port"]) == (None, "upstream-default-backend", None)
+    ns = get_parser("ingress-nginx", namespaces=["kube-system", "kube"])
+    line2 = line.replace("upstream-default-backend", "kube-system-kube-dns-53")
+    rec = ns(line2)
+    assert (rec["namespace"], rec["service"], rec["service_port"]) == ("kube-system", "kube-dns", "53")
+    # Without the hint: the documented heuristic (first part = namespace).
+    rec = parse(line2)
+    assert (rec["namespace"], rec["service"], rec["service_port"]) == ("kube", "system-kube-dns", "53")
+
+
+def test_rejections_say_why():
+    cases = {
+        "": "empty",
+        HEAD.replace("07/Feb", "31/Feb") + '"GET / HTTP/1.1" 200 5 "-" "-"' + TAIL_OK: "bad_time",
+        HEAD.replace("Feb", "Foo") + '"GET / HTTP/1.1" 200 5 "-" "-"' + TAIL_OK: "bad_time",
+        HEAD + '"GET / HTTP/1.1" abc 5 "-" "-"' + TAIL_OK: "bad_number",
+        HEAD + '"GET / HTTP/1.1" 200 5 "-" "-" 91 0.004 [x-y-80] [] a:80 5 nan 200 r': "bad_number",
+        HEAD + '"GET / HTTP/1.1" 200 5 "-" "curl': "format_mismatch",
+        HEAD + '"GET / HTTP/1.1" 200 5 "-" "-"': "format_mismatch",
+    }
+    for line, code in cases.items():
+        with pytest.raises(ParseError) as e:
+            parse(line)
+        assert e.value.code == code, (line, e.value.reason)
+        assert len(e.value.reason) >= 10
+    with pytest.raises(ParseError) as e:
+        parse(12345)
+    assert e.value.code == "bad_type"
+
+
+def test_time_cache_stays_bounded():
+    from preagg.parse import fields
+    for day in range(1, 29):
+        for hour in range(24):
+            parse(f'1.1.1.1 - - [{day:02d}/Feb/2020:{hour:02d}:00:{day:02d} +0000] "GET / HTTP/1.1" 200 5 "-" "-"'
+                  + TAIL_OK)
+    assert len(fields.TIME_CACHE) <= 4096 and len(fields.SECOND_CACHE) <= 4096
