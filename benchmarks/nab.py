@@ -383,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = _parser().parse_args(argv)
     spec = REGISTRY[args.detector]
     corpus = ns.load_corpus(args.data, args.files)
-    profiles = {p: ns.load_profiles(args.data)[p] for p in ns.PROFILE_NAMES}
+    all_profiles = ns.load_profiles(args.data)
+    profiles = {p: all_profiles[p] for p in ns.PROFILE_NAMES}
     default_threshold = spec.default_threshold()
     start = time.perf_counter()
     scores = run_corpus(spec.name, corpus, jobs=args.jobs)

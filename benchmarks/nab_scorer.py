@@ -110,7 +110,7 @@ class Profile:
     fn_weight: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq on numpy arrays is ambiguous
 class NabFile:
     """One NAB data file with its ground truth.
 
@@ -379,12 +379,13 @@ def load_corpus(
 
 
 def _select(names: list[str], wanted: Iterable[str]) -> list[str]:
-    wanted = list(wanted)
-    chosen = [n for n in names if n in wanted or n.rsplit("/", 1)[-1] in wanted]
-    if len(chosen) != len(set(wanted)):
-        missing = set(wanted) - set(chosen) - {n.rsplit("/", 1)[-1] for n in chosen}
-        raise ValueError(f"unknown NAB files: {sorted(missing)}")
-    return chosen
+    chosen: set[str] = set()
+    for want in wanted:
+        hits = [n for n in names if want in (n, n.rsplit("/", 1)[-1])]
+        if not hits:
+            raise ValueError(f"unknown NAB file: {want}")
+        chosen.update(hits)
+    return [n for n in names if n in chosen]
 
 
 def results_path(results_dir: str | Path, detector: str, name: str) -> Path:

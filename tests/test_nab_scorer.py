@@ -377,3 +377,10 @@ def test_event_metrics_sum_files_and_use_threshold():
     assert (high.tp, high.fp, high.fn) == (1, 0, 0)
     assert (low.tp, low.fp, low.fn) == (1, 2, 0)
     assert low.as_dict()["precision"] == pytest.approx(1 / 3)
+
+
+def test_file_selection(nab_dir):
+    picked = ns.load_corpus(nab_dir, ["nyc_taxi.csv", "realTraffic/speed_7578.csv"])
+    assert [f.name for f in picked] == ["realKnownCause/nyc_taxi.csv", "realTraffic/speed_7578.csv"]
+    with pytest.raises(ValueError, match="unknown NAB file"):
+        ns.load_corpus(nab_dir, ["no_such_file.csv"])
