@@ -1,0 +1,159 @@
+"""The detection stage end to end on a real broker and Redis, through `patrol run detect`."""
+
+import signal
+import threading
+import time
+
+import redis
+
+from benchmarks.metric_stream import metric_windows
+from conftest import run_patrol
+from detect_helpers import anomaly_set, produce_points, read_topic, settings_for, start_worker, worker_env
+
+SPIKE = (1, 200)  # service 1, window 200
+
+
+def flat(ws):
+    return [p for w in ws for p in w]
+
+
+def test_detect_publishes_anomalies_incidents_and_dead_letters(kafka, redis_server, tmp_path):
+    s = settings_for(kafka.bootstrap, redis_server.url, "e2e", **{"topics.metrics": "metrics-e2e"})
+    windows = metric_windows(4, 260, seed=11, spikes={SPIKE: 8.0})
+    points = flat(windows)
+    dup = windows[150][0]
+    produce_points(kafka.bootstrap, s.topics.metrics, points + [dup], raw=[b"{not json", b'{"kind":"metric_point","v":9}'])
+    r = run_patrol("run", "detect", "--max-idle", "6", "--checkpoint", "1", env=worker_env(s), timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert f"{len(points) + 1} points" in r.stderr and "1 duplicates skipped" in r.stderr
+    out = read_topic(kafka.bootstrap, s.topics.anomalies)
+    anomalies = [a for a in out if a["kind"] == "anomaly"]
+    spike_ws = windows[SPIKE[1]][0].window_start.isoformat().replace("+00:00", "Z")
+    hit = [a for a in anomalies if a["dims"]["service"] == "svc1" and a["window_start"] == spike_ws]
+    assert {a["metric"] for a in hit} >= {"requests"}, "the injected spike was not reported"
+    req = next(a for a in hit if a["metric"] == "requests")
+    assert req["direction"] == "up" and req["observed"] > req["upper"] >= req["expected"] >= req["lower"]
+    assert req["incident_id"] and req["severity"] in ("warning", "critical") and req["detectors"]
+    assert set(req["context"]) == {"yesterday", "last_week"}
+    incidents = [i for i in out if i["kind"] == "incident" and i["id"] == req["incident_id"]]
+    assert [i["event"] for i in incidents][0] == "opened" and "resolved" in [i["event"] for i in incidents]
+    # one incident per problem, few false alarms on the clean series
+    assert len(anomalies) == len({a["id"] for a in anomalies}), "an anomaly was published twice"
+    false = [a for a in anomalies if not (a["dims"]["service"] == "svc1" and a["window_start"] == spike_ws)]
+    assert len(false) <= 0.01 * len(points), f"{len(false)} false alarms"
+    dlq = read_topic(kafka.bootstrap, s.topics.dlq)
+    assert sorted(d["code"] for d in dlq) == ["bad_json", "future_version"]
+    assert all(d["source_topic"] == s.topics.metrics and d["source_offset"] is not None for d in dlq)
+    # model state is in Redis, per series, compact
+    keys = redis.Redis.from_url(redis_server.url).smembers("e2e:series")
+    assert len([k for k in keys if not k.startswith(b"__")]) == 8
+
+
+def _reference(kafka, redis_server, metrics_topic, windows):
+    ref = settings_for(kafka.bootstrap, redis_server.url, f"ref-{metrics_topic}", **{"topics.metrics": metrics_topic})
+    r = run_patrol("run", "detect", "--group", "ref", "--max-idle", "6", env=worker_env(ref), timeout=180)
+    assert r.returncode == 0, r.stderr
+    return anomaly_set(read_topic(kafka.bootstrap, ref.topics.anomalies))
+
+
+def _produce_slowly(bootstrap, topic, windows, seconds):
+    def run():
+        chunk = max(1, len(windows) // 20)
+        for i in range(0, len(windows), chunk):
+            produce_points(bootstrap, topic, flat(windows[i:i + chunk]))
+            time.sleep(seconds / 20)
+    th = threading.Thread(target=run)
+    th.start()
+    return th
+
+
+def _wait_idle_exit(proc, timeout=180):
+    assert proc.wait(timeout) == 0
+
+
+def test_kill_9_mid_stream_then_restart_matches_uninterrupted_run(kafka, redis_server, tmp_path):
+    windows = metric_windows(5, 240, seed=21, spikes={(2, 70): 7.0, (4, 200): 0.1})
+    s = settings_for(kafka.bootstrap, redis_server.url, "crash", **{"topics.metrics": "metrics-crash"})
+    producer = _produce_slowly(kafka.bootstrap, s.topics.metrics, windows, seconds=20)
+    w = start_worker(s, "crash", "--checkpoint", "0.5", log=tmp_path / "w1.log")
+    deadline = time.monotonic() + 60
+    while not read_topic(kafka.bootstrap, s.topics.anomalies) and time.monotonic() < deadline:
+        time.sleep(0.3)  # kill once the worker has published something, while input still flows
+    w.send_signal(signal.SIGKILL)
+    w.wait(10)
+    mid = anomaly_set(read_topic(kafka.bootstrap, s.topics.anomalies))
+    producer.join()
+    w2 = start_worker(s, "crash", "--max-idle", "6", log=tmp_path / "w2.log")
+    _wait_idle_exit(w2)
+    crashed = anomaly_set(read_topic(kafka.bootstrap, s.topics.anomalies))
+    expected = _reference(kafka, redis_server, s.topics.metrics, windows)
+    assert expected, "the reference run found no anomalies: the test would prove nothing"
+    assert mid and len(mid) < len(expected), "the kill did not land mid-stream"
+    assert mid <= expected
+    assert crashed == expected
+
+
+def test_two_workers_split_series_and_rebalance_through_redis(kafka, redis_server, tmp_path):
+    windows = metric_windows(12, 200, seed=31, spikes={(3, 150): 6.0, (8, 180): 6.0})
+    s = settings_for(kafka.bootstrap, redis_server.url, "pair", **{"topics.metrics": "metrics-pair"})
+    produce_points(kafka.bootstrap, s.topics.metrics, flat(windows[:100]))
+    a = start_worker(s, "pair", "--checkpoint", "0.5", "--max-idle", "25", log=tmp_path / "a.log")
+    time.sleep(8)  # a owns every partition and works through the first half
+    b = start_worker(s, "pair", "--checkpoint", "0.5", "--max-idle", "25", log=tmp_path / "b.log")
+    time.sleep(8)  # rebalance: some partitions move to b, their state through Redis
+    produce_points(kafka.bootstrap, s.topics.metrics, flat(windows[100:]))
+    _wait_idle_exit(a)
+    _wait_idle_exit(b)
+    logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+    assert "partitions revoked" in logs, "no rebalance happened"
+    got = anomaly_set(read_topic(kafka.bootstrap, s.topics.anomalies))
+    expected = _reference(kafka, redis_server, s.topics.metrics, windows)
+    assert expected and got == expected
+
+
+def test_redis_outage_keeps_detecting_and_checkpoints_resume(kafka, tmp_path):
+    import urllib.request
+
+    from streams.broker import free_port
+    from streams.redis_server import LocalRedis
+
+    port = free_port()
+    rds = LocalRedis(port=port).start()
+    windows = metric_windows(3, 220, seed=41, spikes={(0, 180): 8.0})
+    s = settings_for(kafka.bootstrap, rds.url, "outage", **{"topics.metrics": "metrics-outage"})
+    produce_points(kafka.bootstrap, s.topics.metrics, flat(windows[:100]))
+    mport = free_port()
+    w = start_worker(s, "outage", "--checkpoint", "0.5", "--max-idle", "30", "--metrics-port", str(mport),
+                     log=tmp_path / "w.log")
+
+    def metric(name):
+        body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+        return next(float(line.split()[-1]) for line in body.splitlines() if line.startswith(name + " "))
+
+    deadline = time.monotonic() + 60
+    while not redis.Redis.from_url(rds.url).exists("outage:series") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert metric("patrol_detect_redis_up") == 1
+    rds.stop()
+    produce_points(kafka.bootstrap, s.topics.metrics, flat(windows[100:]))  # includes the spike
+    deadline = time.monotonic() + 60
+    spike_ws = windows[180][0].window_start.isoformat().replace("+00:00", "Z")
+    while time.monotonic() < deadline:
+        if any(a.get("window_start") == spike_ws for a in read_topic(kafka.bootstrap, s.topics.anomalies)):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("no anomaly published while Redis was down")
+    assert metric("patrol_detect_redis_up") == 0
+    rds = LocalRedis(port=port).start()  # Redis returns, empty
+    deadline = time.monotonic() + 30
+    while not redis.Redis.from_url(rds.url).exists("outage:series") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    try:
+        assert w.wait(60) == 0
+        log = (tmp_path / "w.log").read_text()
+        assert "Redis unavailable" in log and "Redis is back" in log
+        keys = redis.Redis.from_url(rds.url).smembers("outage:series")
+        assert len([k for k in keys if not k.startswith(b"__")]) == 6  # every series re-checkpointed
+    finally:
+        rds.stop()
