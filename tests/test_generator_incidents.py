@@ -26,7 +26,7 @@ M = 60.0
 @pytest.fixture(scope="module")
 def run():
     gt = io.StringIO()
-    lines = [l for c in generate_chunks(seed=9, start=START, incidents=SPEC, duration="3h40m", base_rate=8.0,
+    lines = [l for c in generate_chunks(seed=9, start=START, incidents=SPEC, duration="3h40m", base_rate=5.0,
                                         ground_truth=gt, n_clients=3000) for l in c.lines]
     records = [json.loads(x) for x in gt.getvalue().splitlines()]
     return parse(lines), {r["type"]: r for r in records}, records
@@ -115,7 +115,7 @@ def test_brute_force_401_from_one_client(run):
     n401 = lambda a, b: (p.status[_win(p, a, b, svc)] == 401).sum()
     assert n401(100 * M, 110 * M) > 10 * max(n401(85 * M, 95 * M), 1)
     mine = _win(p, 100 * M, 110 * M, svc) & (p.addr == client)
-    assert mine.sum() > 300 and (p.status[mine] == 401).mean() > 0.95
+    assert mine.sum() > 200 and (p.status[mine] == 401).mean() > 0.95
     assert set(p.target[mine]) == {"/api/v1/auth/login"}
 
 

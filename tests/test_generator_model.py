@@ -31,7 +31,7 @@ def test_duration_bound_is_simulated_time_and_prefix_stable():
 def test_diurnal_and_weekly_seasonality_visible_in_lines():
     # Two simulated days from Friday 00:00 UTC at a low base rate; counts from parsed lines.
     start = resolve_start("2026-01-09T00:00:00Z")  # a Friday
-    lines = [l for c in generate_chunks(seed=5, start=start, duration="2d", incidents="none", base_rate=0.7,
+    lines = [l for c in generate_chunks(seed=5, start=start, duration="2d", incidents="none", base_rate=0.35,
                                                n_clients=2000)
              for l in c.lines]
     p = parse(lines)
