@@ -66,24 +66,20 @@ def terminal_chart(data: ChartData, width: int = 100, height: int = 22, color: b
     ts, ys = data.observed()
     if ts:
         obs = f.signal([data.minutes(t) for t in ts], ys)
-        obs.label("observed")
         obs.lines()
         f.draw(obs)
     xs = [data.minutes(a.window_start) for a in data.anomalies]
     mid = [(a.lower + a.upper) / 2 for a in data.anomalies]
     half = [max(0.0, (a.upper - a.lower) / 2) for a in data.anomalies]
     f.draw(f.error(xs, mid, half))  # the normal band [lower, upper] of each flagged window
-    exp = f.signal(xs, [a.expected for a in data.anomalies], marker="x")
-    exp.label("expected, band |")
-    f.draw(exp)
-    flagged = f.signal(xs, [a.observed for a in data.anomalies], marker="o")
-    flagged.label("flagged")
-    f.draw(flagged)
+    f.draw(f.signal(xs, [a.expected for a in data.anomalies], marker="x"))
+    f.draw(f.signal(xs, [a.observed for a in data.anomalies], marker="o"))
     focus = f.signal([0.0], [data.focus.observed], marker="@")
-    focus.label("this anomaly")
     f.draw(focus)
     f.label("minutes from anomaly", axis="x")
-    return f.build().string(colorless=not color)
+    # The key goes under the chart: plotext's in-canvas legend would cover the oldest points.
+    key = "key: line observed   x expected   ┼ band [lower, upper]   o flagged   @ this anomaly"
+    return f.build().string(colorless=not color) + "\n" + key.center(width).rstrip()
 
 
 def png_chart(data: ChartData, path: str | Path, width_px: int = 1200, height_px: int = 500, dpi: int = 100) -> Path:
@@ -119,7 +115,7 @@ def png_chart(data: ChartData, path: str | Path, width_px: int = 1200, height_px
         ax.set_ylabel(f.metric)
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
         fig.autofmt_xdate()
         fig.savefig(path, dpi=dpi, format="png")
     finally:

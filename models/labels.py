@@ -31,6 +31,8 @@ from typing import Iterable, Mapping, Sequence
 
 from streams.records import Anomaly, Label, LabelVerdict, record_id
 
+from .incidents import service_of as service_name  # one service naming for incidents, filters and stats
+
 UNDO_RE = re.compile(r"^\[undo ([0-9a-f]+)\]")
 RETRACTED = "retracted"
 
@@ -180,7 +182,7 @@ def group_keys(anomaly: Anomaly | None, by: str) -> list[str]:
     if by == "detector":
         return list(dict.fromkeys(anomaly.detectors)) or [UNKNOWN]
     if by == "service":
-        return [anomaly.dims.get("service", UNKNOWN)]
+        return [service_name(anomaly.dims)]
     if by == "metric":
         return [anomaly.metric]
     raise ValueError(f"unknown grouping {by!r}; known: {', '.join(GROUPINGS)}")
@@ -310,7 +312,7 @@ class AnomalyFilter:
         return all(getattr(self, f) is None for f in self.__dataclass_fields__)
 
     def matches(self, a: Anomaly, book: LabelBook) -> bool:
-        if self.service is not None and a.dims.get("service") != self.service:
+        if self.service is not None and self.service not in (a.dims.get("service"), service_name(a.dims)):
             return False
         if self.metric is not None and a.metric != self.metric:
             return False

@@ -17,13 +17,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .records import Anomaly, Label, MetricPoint, Record, RecordError, decode
+from .records import Anomaly, Incident, Label, MetricPoint, Record, RecordError, decode
 
 BATCH = 1000
 # Reads at least this big get a progress bar on stderr; small ones stay silent.
@@ -149,13 +149,20 @@ def read_messages(conf: dict, topic: str, *, start_ms: int | None = None,
         consumer.close()
 
 
-def read_records(conf: dict, topic: str, kind: type[Record], stats: ReadStats | None = None, **kw) -> list:
-    """Decoded records of one kind from ``topic``; undecodable ones are counted in ``stats`` and skipped."""
+def read_records(conf: dict, topic: str, kinds: tuple[type[Record], ...], stats: ReadStats | None = None,
+                 **kw) -> list:
+    """Decoded records of the given kinds from ``topic``, in read order (offset order per partition).
+
+    Records that do not decode, or are of another kind, are counted in ``stats`` and skipped.
+    """
     stats = stats if stats is not None else ReadStats(topic)
     out = []
     for m in read_messages(conf, topic, **kw):
         try:
-            out.append(decode(m.value(), expect=kind))
+            rec = decode(m.value())
+            if not isinstance(rec, kinds):
+                raise RecordError(f"unexpected {rec.KIND} record on this topic", "wrong_kind")
+            out.append(rec)
             stats.read += 1
         except RecordError as exc:
             stats.bad += 1
@@ -163,16 +170,16 @@ def read_records(conf: dict, topic: str, kind: type[Record], stats: ReadStats | 
     return out
 
 
-def latest_by_id(records: Iterable[Anomaly]) -> dict[str, Anomaly]:
-    """Anomaly id -> last record with that id (a replayed detector republishes the same id)."""
-    out: dict[str, Anomaly] = {}
-    for r in records:
-        out[r.id] = r
-    return out
-
-
-def read_anomalies(conf: dict, topic: str, stats: ReadStats | None = None, **kw) -> dict[str, Anomaly]:
-    return latest_by_id(read_records(conf, topic, Anomaly, stats, what=f"anomalies ({topic})", **kw))
+def read_anomalies(conf: dict, topic: str, stats: ReadStats | None = None,
+                   **kw) -> tuple[dict[str, Anomaly], dict[str, Incident]]:
+    """Anomalies and incidents (both live on the anomaly topic), each by id, the last record winning:
+    a replayed detector republishes an anomaly under the same id, and an incident's later events
+    (updated, resolved) supersede its earlier ones (same key, so same partition, in order)."""
+    anomalies: dict[str, Anomaly] = {}
+    incidents: dict[str, Incident] = {}
+    for rec in read_records(conf, topic, (Anomaly, Incident), stats, what=f"anomalies ({topic})", **kw):
+        (anomalies if isinstance(rec, Anomaly) else incidents)[rec.id] = rec
+    return anomalies, incidents
 
 
 def read_labels(conf: dict, topic: str, stats: ReadStats | None = None, **kw) -> list[Label]:

@@ -16,7 +16,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from conftest import run_patrol
-from streams.records import Anomaly, Label, MetricPoint, decode, record_id, series_key
+from models.labels import LabelBook
+from streams.records import Anomaly, Incident, Label, MetricPoint, decode, record_id, series_key
 from streams.topics import ensure_topic
 
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
@@ -55,8 +56,12 @@ class Topics:
     def produce(self, topic: str, records) -> None:
         p = Producer({"bootstrap.servers": self.bootstrap})
         for r in records:
-            p.produce(topic, key=r.series.encode(), value=r.to_bytes(),
-                      timestamp=int(r.window_end.timestamp() * 1000))
+            if isinstance(r, bytes):
+                p.produce(topic, key=b"junk", value=r)
+                continue
+            key = r.service if isinstance(r, Incident) else r.series  # as the detect stage keys them
+            ts = r.last if isinstance(r, Incident) else r.window_end
+            p.produce(topic, key=key.encode(), value=r.to_bytes(), timestamp=int(ts.timestamp() * 1000))
         assert p.flush(10) == 0
 
     def labels_on_topic(self) -> list[tuple[bytes, Label]]:
@@ -104,7 +109,11 @@ def seeded(kafka):
             break
         k += 1
     anomalies.append(twin)
-    t.produce(t.anomalies, anomalies)
+    # The anomaly topic also carries incident records (latest event wins) and, here, one broken record.
+    opened = Incident(id="inc-web-1", event="opened", service="web", opened=mins(-10), last=mins(-10),
+                      severity="warning", series=[anomalies[2].series], anomalies=1)
+    resolved = opened.model_copy(update={"event": "resolved", "last": mins(-4)})
+    t.produce(t.anomalies, [*anomalies, opened, b"not a record", resolved])
     web = anomalies[0].series
     flagged = {a.window_start: a.observed for a in anomalies if a.series == web}
     points = [MetricPoint.make("error_ratio", {"service": "web"}, mins(m), mins(m + 1),
@@ -118,6 +127,7 @@ def seeded(kafka):
 def test_list_filters_table_and_json(seeded):
     t = seeded
     rows = t.json("list", "--json")
+    short_of = lambda a: next(r["short_id"] for r in rows if r["id"] == a.id)  # noqa: E731
     assert [r["id"] for r in rows] == [a.id for a in sorted(t.all, key=lambda a: a.window_start, reverse=True)]
     assert all(r["label"] is None and r["id"].startswith(r["short_id"]) for r in rows)
     ids = lambda *args: {r["id"] for r in t.json("list", "--json", *args)}  # noqa: E731
@@ -126,16 +136,18 @@ def test_list_filters_table_and_json(seeded):
     assert ids("--since", "2h") == {a.id for a in t.all if a.window_start >= mins(-120)}
     assert ids("--until", mins(-60).isoformat(), "--since", "1d") == {t.all[0].id, t.all[3].id, t.all[6].id}
     assert ids("--detector", "seasonal") == {t.all[1].id, t.all[2].id}
-    assert len(t.json("list", "--json", "--limit", "2")) == 2
 
-    table = t.patrol("list", "--service", "web").stdout
+    listing = t.patrol("list", "--service", "web", "--limit", "2")
+    table = listing.stdout
     assert "error_ratio{service=web}" in table and "requests{service=api}" not in table
-    assert "3 of 3 matching anomalies" in table
-    incidents = t.json("list", "--incidents", "--json")
-    assert {"inc-web-1", "inc-api-7"} <= {i["incident_id"] for i in incidents}
+    assert "2 of 3 matching anomalies" in table and short_of(t.all[2]) in table and short_of(t.all[0]) not in table
+    assert "skipped 1 undecodable records" in listing.stderr and "not JSON" in listing.stderr
+    incidents = {i["incident_id"]: i for i in t.json("list", "--incidents", "--json")}
+    assert set(incidents) == {"inc-web-1", "inc-api-7"}
+    assert incidents["inc-web-1"]["state"] == "resolved" and incidents["inc-web-1"]["last"] == mins(-4).isoformat()
+    assert incidents["inc-api-7"]["state"] == "opened"  # no incident record: from its anomaly
 
     t.patrol("mark", t.all[1].id[:10], "true")
-    assert ids("--labeled") == {t.all[1].id}
     assert ids("--unlabeled") == set(t.by_id) - {t.all[1].id}
     bad = t.patrol("list", "--since", "yesterday-ish", check=False)
     assert bad.returncode == 2 and "cannot read time" in bad.stderr
@@ -175,8 +187,7 @@ def test_mark_bulk_undo_export_stats(seeded, tmp_path):
     assert len(on_topic) == 6
     assert all(key.decode() == lb.anomaly_id for key, lb in on_topic)  # keyed by anomaly id (compaction)
     expected = {a[5].id: "true", a[3].id: "false", a[1].id: "true", a[2].id: "false", a[0].id: "ignore"}
-    labels = {r["id"]: r["label"]["verdict"] for r in t.json("list", "--json", "--labeled")}
-    assert labels == expected
+    assert {aid: lb.verdict.value for aid, lb in LabelBook.of(lb for _, lb in on_topic).effective().items()} == expected
 
     # undo (ann's last label: a[1] true) restores the verdict before it; second undo: a[0] had none -> retracted
     u1 = t.patrol("undo").stdout
@@ -229,10 +240,10 @@ def test_unknown_and_ambiguous_ids_are_errors(seeded):
     assert r.returncode == 2 and "matches" in r.stderr and twin.id in r.stderr
     r = t.patrol("show", "0000zz", check=False)
     assert r.returncode == 2 and "no anomaly with id" in r.stderr
+    r = t.patrol("mark", "inc-web", "true", check=False)
+    assert r.returncode == 2 and "is an incident" in r.stderr and "--incident inc-web-1" in r.stderr
     r = t.patrol("mark-all", "false", check=False)
     assert r.returncode == 2 and "--all" in r.stderr
-    r = t.patrol("mark", twin.id[:2], "maybe", check=False)
-    assert r.returncode == 2
     assert t.labels_on_topic() == []  # nothing was written
 
 

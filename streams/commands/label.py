@@ -22,14 +22,16 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from models.labels import (AmbiguousId, AnomalyFilter, LabelBook, NothingToUndo, UnknownId, is_retraction,
-                           make_label, parse_when, precision_stats, resolve_id, short_ids)
+                           make_label, parse_when, precision_stats, resolve_id, service_name, short_ids,
+                           SEVERITY_ORDER)
 
 from ..config import Settings
 from ..labels_io import LabelIOError, ReadStats, publish_labels, read_anomalies, read_labels, read_series
-from ..records import Anomaly, Label, LabelVerdict
+from ..records import Anomaly, Incident, Label, LabelVerdict
 
 label_app = typer.Typer(help="Review anomalies and label them (true, false, ignore); labels feed retraining.",
                         no_args_is_help=True)
@@ -53,7 +55,7 @@ class Fmt(str, Enum):
     json = "json"
 
 
-ServiceOpt = Annotated[Optional[str], typer.Option("--service", help="Only this service (dims.service).")]
+ServiceOpt = Annotated[Optional[str], typer.Option("--service", help="Only this service: name or namespace/name.")]
 MetricOpt = Annotated[Optional[str], typer.Option("--metric", help="Only this metric, e.g. error_ratio.")]
 SeverityOpt = Annotated[Optional[Sev], typer.Option("--severity", help="Minimum severity.")]
 SinceOpt = Annotated[Optional[str], typer.Option("--since", help="Window start at/after: 2h, 30m, 7d (before now) or ISO time.")]
@@ -87,6 +89,7 @@ class Snapshot:
     settings: Settings
     conf: dict
     anomalies: dict[str, Anomaly]
+    incidents: dict[str, Incident]
     book: LabelBook
 
     def resolve(self, prefix: str) -> Anomaly:
@@ -96,6 +99,10 @@ class Snapshot:
         except AmbiguousId as exc:
             raise fail(str(exc)) from None
         except UnknownId as exc:
+            inc = [i for i in self.incidents if i.startswith(prefix.strip())]
+            if inc:
+                raise fail(f"{prefix!r} is an incident, not an anomaly; label its anomalies with "
+                           f"`patrol label mark-all VERDICT --incident {inc[0]}`") from None
             raise fail(f"{exc} on topic {self.settings.topics.anomalies!r} ({len(self.anomalies)} anomalies read); "
                        "labels are only accepted for anomalies the detector published") from None
 
@@ -121,13 +128,13 @@ def snapshot(bootstrap: Optional[str], anomalies: bool = True) -> Snapshot:
     conf = s.kafka.client_config()
     try:
         astats, lstats = ReadStats(s.topics.anomalies), ReadStats(s.topics.labels)
-        found = read_anomalies(conf, s.topics.anomalies, astats, console=err) if anomalies else {}
+        found, incidents = read_anomalies(conf, s.topics.anomalies, astats, console=err) if anomalies else ({}, {})
         book = LabelBook.of(read_labels(conf, s.topics.labels, lstats, console=err))
     except LabelIOError as exc:
         raise fail(str(exc), 1) from None
     _warn_bad(astats)
     _warn_bad(lstats)
-    return Snapshot(s, conf, found, book)
+    return Snapshot(s, conf, found, incidents, book)
 
 
 def make_filter(service=None, metric=None, severity=None, since=None, until=None, labeled=None, detector=None,
@@ -164,7 +171,7 @@ def _label_cell(book: LabelBook, aid: str) -> str:
     if label is None or is_retraction(label):
         return "[dim]-"
     color = {"true": "red", "false": "green", "ignore": "dim"}[label.verdict.value]
-    return f"[{color}]{label.verdict.value}[/] {label.author or ''}".rstrip()
+    return f"[{color}]{label.verdict.value}[/] {escape(label.author or '')}".rstrip()
 
 
 @label_app.command("list")
@@ -182,7 +189,7 @@ def list_(
     rows = flt.apply(snap.anomalies.values(), snap.book)
     short = short_ids(snap.anomalies)
     if incidents:
-        return _list_incidents(rows, snap.book, short, limit, as_json)
+        return _list_incidents(rows, snap, short, limit, as_json)
     shown = rows[:limit]
     if as_json:
         typer.echo(json.dumps([anomaly_row(a, snap.book, short[a.id]) for a in shown], indent=2))
@@ -190,46 +197,58 @@ def list_(
     table = Table(title=f"{len(shown)} of {len(rows)} matching anomalies ({len(snap.anomalies)} on "
                         f"{snap.settings.topics.anomalies}), newest first", title_justify="left")
     for col, kw in [("time (UTC)", {}), ("id", {"style": "cyan"}), ("series", {"overflow": "fold"}),
-                    ("observed", {"justify": "right"}), ("expected [band]", {"justify": "right"}),
+                    ("observed", {"justify": "right"}), ("expected \\[band]", {"justify": "right"}),
                     ("score", {"justify": "right"}), ("severity", {}), ("detectors", {}), ("incident", {}),
                     ("label", {})]:
         table.add_column(col, **kw)
     sev_color = {"info": "dim", "warning": "yellow", "critical": "bold red"}
     for a in shown:
-        inc = f"{a.incident_id[:8]} {a.incident_event or ''}".rstrip() if a.incident_id else "-"
-        table.add_row(_when(a.window_start), short[a.id], a.series, _fmt(a.observed),
-                      f"{_fmt(a.expected)} [{_fmt(a.lower)}, {_fmt(a.upper)}]", f"{a.score:.3f}",
-                      f"[{sev_color[a.severity.value]}]{a.severity.value}", ",".join(a.detectors) or "-", inc,
+        inc = f"{a.incident_id[:12]} {a.incident_event or ''}".rstrip() if a.incident_id else "-"
+        table.add_row(_when(a.window_start), short[a.id], escape(a.series), _fmt(a.observed),
+                      escape(f"{_fmt(a.expected)} [{_fmt(a.lower)}, {_fmt(a.upper)}]"), f"{a.score:.3f}",
+                      f"[{sev_color[a.severity.value]}]{a.severity.value}", ",".join(a.detectors) or "-", escape(inc),
                       _label_cell(snap.book, a.id))
     out.print(table)
 
 
-def _list_incidents(rows: list[Anomaly], book: LabelBook, short: dict, limit: int, as_json: bool) -> None:
-    groups: dict[str, list[Anomaly]] = {}
+def _list_incidents(rows: list[Anomaly], snap: "Snapshot", short: dict, limit: int, as_json: bool) -> None:
+    """One row per incident having a matching anomaly: the incident's latest record (when the detector
+    published one) completed by its anomalies and their labels."""
+    members: dict[str, list[Anomaly]] = {}
     for a in rows:
-        groups.setdefault(a.incident_id or f"(none) {a.id}", []).append(a)
-    sev_rank = {"info": 0, "warning": 1, "critical": 2}
+        if a.incident_id:
+            members.setdefault(a.incident_id, []).append(a)
     items = []
-    for inc, members in groups.items():
-        verdicts = [book.verdict(a.id) for a in members]
+    for inc_id, group in members.items():
+        rec = snap.incidents.get(inc_id)
+        verdicts = [snap.book.verdict(a.id) for a in group]
         counts = {v: sum(1 for x in verdicts if (x.value if x else "unlabeled") == v)
                   for v in ("true", "false", "ignore", "unlabeled")}
-        items.append({"incident_id": inc, "first": min(a.window_start for a in members).isoformat(),
-                      "last": max(a.window_end for a in members).isoformat(), "anomalies": len(members),
-                      "series": sorted({a.series for a in members}),
-                      "severity": max((a.severity.value for a in members), key=sev_rank.__getitem__),
-                      "max_score": max(a.score for a in members), "labels": {k: v for k, v in counts.items() if v},
-                      "anomaly_ids": [short[a.id] for a in members]})
+        last_anomaly = max(group, key=lambda a: a.window_start)
+        items.append({
+            "incident_id": inc_id,
+            "service": rec.service if rec else service_name(group[0].dims),
+            "state": rec.event if rec else (last_anomaly.incident_event or "-"),
+            "opened": (rec.opened if rec else min(a.window_start for a in group)).isoformat(),
+            "last": (max(rec.last, last_anomaly.window_start) if rec else last_anomaly.window_start).isoformat(),
+            "severity": rec.severity.value if rec else max((a.severity.value for a in group), key=SEVERITY_ORDER.get),
+            "anomalies": len(group),
+            "series": sorted({a.series for a in group} | set(rec.series if rec else [])),
+            "labels": {k: v for k, v in counts.items() if v},
+            "anomaly_ids": [short[a.id] for a in group],
+        })
     items.sort(key=lambda r: r["last"], reverse=True)
+    outside = sum(1 for a in rows if not a.incident_id)
     items = items[:limit]
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return
-    table = Table("last (UTC)", "incident", "anomalies", "series", "severity", "max score", "labels",
-                  title=f"{len(items)} incidents, most recent first", title_justify="left")
+    table = Table("last (UTC)", "incident", "service", "state", "severity", "anomalies", "series", "labels",
+                  title=f"{len(items)} incidents, most recent first ({outside} matching anomalies outside any incident)",
+                  title_justify="left")
     for r in items:
-        table.add_row(_when(datetime.fromisoformat(r["last"])), r["incident_id"][:16], str(r["anomalies"]),
-                      "\n".join(r["series"]), r["severity"], f"{r['max_score']:.3f}",
+        table.add_row(_when(datetime.fromisoformat(r["last"])), escape(r["incident_id"][:12]), escape(r["service"]),
+                      r["state"], r["severity"], str(r["anomalies"]), escape("\n".join(r["series"])),
                       ", ".join(f"{v} {k}" for k, v in r["labels"].items()))
     out.print(table)
 
@@ -268,7 +287,7 @@ def show(
     data = ChartData(focus=a, points=points, anomalies=nearby)
     verdict = snap.book.verdict(a.id)
     lines = [
-        f"[bold]{a.series}[/]",
+        f"[bold]{escape(a.series)}[/]",
         f"id          {a.id}",
         f"window      {a.window_start.isoformat()} .. {a.window_end.isoformat()}",
         f"observed    {_fmt(a.observed)}   expected {_fmt(a.expected)}   band [{_fmt(a.lower)}, {_fmt(a.upper)}]",
@@ -284,8 +303,8 @@ def show(
             lines.append(f"  {lb.at.isoformat(timespec='seconds')}  {lb.verdict.value:<6} {lb.author or '-'}  {lb.note or ''}")
     lines.append(f"points      {len(data.points)} metric points and {len(data.anomalies)} flagged windows "
                  f"within ±{context:g} min")
-    for line in lines:
-        out.print(line, highlight=False)
+    for i, line in enumerate(lines):
+        out.print(line if i == 0 else escape(line), highlight=False)
     if chart:
         w = width or max(60, min(out.width, 140))
         typer.echo(terminal_chart(data, width=w, height=height, color=out.is_terminal))
@@ -391,7 +410,7 @@ def export_rows(snap: Snapshot) -> list[dict]:
         row = {"anomaly_id": aid, "verdict": lb.verdict.value, "author": lb.author, "at": lb.at.isoformat(),
                "note": lb.note, "label_id": lb.id}
         if a is not None:
-            row.update(series=a.series, metric=a.metric, service=a.dims.get("service"),
+            row.update(series=a.series, metric=a.metric, service=service_name(a.dims),
                        window_start=a.window_start.isoformat(), window_end=a.window_end.isoformat(),
                        observed=a.observed, expected=a.expected, lower=a.lower, upper=a.upper, score=a.score,
                        severity=a.severity.value, direction=a.direction.value, detectors=";".join(a.detectors),
