@@ -86,3 +86,44 @@ def test_short_ids_are_unique_prefixes_and_resolve():
     with pytest.raises(UnknownId):
         resolve_id("0000", ids)
     assert resolve_id("ABCDEF0123", ids) == "abcdef0123"
+
+
+def test_parse_when_relative_and_iso():
+    from models.labels import parse_when
+
+    now = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)
+    assert parse_when("2h", now) == now - timedelta(hours=2)
+    assert parse_when("30m", now) == now - timedelta(minutes=30)
+    assert parse_when("1.5d", now) == now - timedelta(hours=36)
+    assert parse_when("2026-11-27T14:00", now) == datetime(2026, 11, 27, 14, 0, tzinfo=timezone.utc)
+    assert parse_when("2026-11-27T16:00+02:00", now) == datetime(2026, 11, 27, 14, 0, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match="30m, 2h, 7d"):
+        parse_when("yesterday", now)
+
+
+def test_filter_combines_fields_and_accepts_namespaced_service():
+    from models.labels import AnomalyFilter
+
+    a = anomaly("1", service="web")
+    a.dims["namespace"] = "shop"
+    b = anomaly("2", service="api")
+    book = LabelBook.of([make_label("2", "false", at(0))])
+    assert AnomalyFilter(service="shop/web").apply([a, b], book) == [a]
+    assert AnomalyFilter(service="web").apply([a, b], book) == [a]
+    assert AnomalyFilter(labeled=True).apply([a, b], book) == [b]
+    assert AnomalyFilter(severity="critical").apply([a, b], book) == []
+    assert AnomalyFilter(since=at(1)).apply([a, b], book) == []  # window start T0 is before
+    assert AnomalyFilter().is_empty() and not AnomalyFilter(metric="x").is_empty()
+
+
+def test_terminal_chart_draws_series_band_and_focus():
+    from models.charts import ChartData, terminal_chart
+    from streams.records import MetricPoint
+
+    focus = anomaly("f")
+    points = [MetricPoint.make("error_ratio", {"service": "web"}, at(m), at(m + 1), 1.0 if m == 0 else 0.1)
+              for m in range(-10, 10)]
+    text = terminal_chart(ChartData(focus=focus, points=points, anomalies=[focus]), width=80, height=15)
+    assert "error_ratio{service=web}" in text and "minutes from anomaly" in text
+    assert "@" in text and "┼" in text  # focus marker and band bar drawn
+    assert len(text.splitlines()) >= 15
