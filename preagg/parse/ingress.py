@@ -30,6 +30,28 @@ _ints = F.int_list
 _floats = F.float_list
 
 
+def _list_tail(t: str) -> list:
+    """Tokenise the tail when upstream fields are lists ("a:80, b:80 61, 100 ...").
+
+    ``t`` is the right-stripped text after the user agent's closing quote.  Only
+    the part after ``[upstream] [alternative]`` is joined, and only on the exact
+    separators nginx writes (", " and " : "); anything else raises ValueError so
+    the careful path decides.
+    """
+    cut = t.find("]", t.find("] [") + 3) + 1
+    head, rest = t[:cut].split(" "), t[cut:]
+    if len(head) != 5 or rest.count(",") != rest.count(", "):
+        raise ValueError
+    toks = rest.replace(", ", ",").replace(" : ", ",").split(" ")
+    if len(toks) != 6 or toks[0] or "," in toks[5]:
+        raise ValueError
+    for tok in toks[1:5]:
+        # "a,,b", ",a" or "a," are not what nginx writes.
+        if tok[:1] == "," or tok[-1:] == "," or ",," in tok:
+            raise ValueError
+    return head + toks[1:]
+
+
 def make_fast_parser(fallback):
     """Build the fast parser; ``fallback(line, namespace_hint, labels)`` gets every
     line the fast path declines (the careful parser, or an envelope-aware one)."""
@@ -67,20 +89,29 @@ def make_fast_parser(fallback):
                 ra, dash, ru = head[:-30].split(" ")
                 req = p[1]
                 method, uri, proto = req.split(" ")
-                st, bb = p[2].split()
-                tail = p[6].split()
-                if len(tail) != 9:
-                    # Several upstream attempts: "a:80, b:80 61, 100 ..." -> one token per list.
-                    tail = p[6].replace(", ", ",").replace(" : ", ",").split()
-                rl, rt, up, alt, addr, ulen, urt, ust, rid = tail
+                # nginx separates fields by exactly one space; split(" ") keeps that
+                # strict (split() would also eat tabs and runs the careful path rejects).
+                mid = p[2]
+                st, bb = mid[1:-1].split(" ")
+                tail = p[6].rstrip()
+                tk = tail.split(" ")
+                single = len(tk) == 10
+                if not single:
+                    tk = _list_tail(tail)
+                elif "," in tail:
+                    raise ValueError  # a comma without its list: let the careful path judge
+                sp, rl, rt, up, alt, addr, ulen, urt, ust, rid = tk
                 ua = p[5]
                 ref = p[3]
-                if (method not in _KNOWN or dash != "-" or head[-29] != "[" or head[-30] != " "
-                        or head[-2] != "]" or proto[:5] != "HTTP/" or up[0] + alt[0] != "[["
-                        or up[-1] + alt[-1] != "]]" or not (st + bb + rl).isdigit() or not rt[0].isdigit()):
+                if (method not in _KNOWN or dash != "-" or sp or mid[0] + mid[-1] != "  "
+                        or head[-29] != "[" or head[-30] != " " or head[-2] != "]"
+                        or proto[:5] != "HTTP/" or up[0] + alt[0] != "[["
+                        or up[-1] + alt[-1] != "]]" or "]" in up[:-1] or "]" in alt[:-1]
+                        or not (st + bb + rl).isdigit() or not rt[0].isdigit()
+                        or not (head + tail).isprintable()):  # tabs/control chars: not nginx's
                     # "-" in a scalar, a bad method, a bracket missing: the careful path decides.
                     raise ValueError
-                if (ulen + ust).isdigit() and urt[0].isdigit() and "," not in urt and addr != "-":
+                if single and (ulen + ust).isdigit() and urt[0].isdigit() and addr != "-":
                     addrs = [addr]
                     ustat = [int(ust)]
                     utime = [float(urt)]
@@ -101,8 +132,8 @@ def make_fast_parser(fallback):
                     ns, svc, port = _split_name(upname, namespace_hint)
                 return {
                     "time": t,
-                    "remote_addr": None if ra == "-" else ra,
-                    "remote_user": None if ru == "-" else ru,
+                    "remote_addr": ra if ra and ra != "-" else None,
+                    "remote_user": ru if ru and ru != "-" else None,
                     "method": method,
                     "path": (uri[:q] if q >= 0 else uri) or None,
                     "query": uri[q + 1:] if q >= 0 else None,
@@ -122,7 +153,7 @@ def make_fast_parser(fallback):
                     "upstream_status": ustat,
                     "upstream_response_time": utime,
                     "upstream_response_length": ulens,
-                    "req_id": None if rid == "-" else rid,
+                    "req_id": rid if rid and rid != "-" else None,
                     "labels": labels or {},
                     "flags": _NOFLAGS,
                 }
