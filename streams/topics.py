@@ -60,6 +60,8 @@ def create_topics(settings: Settings, timeout: float = 15.0) -> list[TopicResult
                 results.append(TopicResult(s.name, "exists"))
             else:
                 results.append(TopicResult(s.name, "error", str(err)))
+        except TimeoutError:  # concurrent.futures.TimeoutError is TimeoutError on 3.11
+            results.append(TopicResult(s.name, "error", f"no answer from {settings.kafka.bootstrap_servers} within {timeout:g}s"))
     return results
 
 

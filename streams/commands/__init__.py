@@ -1,7 +1,7 @@
 """CLI commands, one module per concern; ``register`` wires them into ``patrol``."""
 
 # Stage commands the demo can run as child processes; grows as the stages land.
-STAGE_COMMANDS: tuple[str, ...] = ("detect",)
+STAGE_COMMANDS: tuple[str, ...] = ("generate", "detect")
 
 
 def available() -> set[str]:
@@ -13,9 +13,12 @@ def register(app, run_app) -> None:
     """Add the commands of this package to the top-level app and the ``run`` group."""
     from .demo import demo
     from .detect import detect
+    from .generate import generate
+    from .label import label_app
     from .models import models_app
 
     app.command("demo")(demo)
-    from .label import label_app; app.add_typer(label_app, name="label")
+    app.command("generate")(generate)
     run_app.command("detect")(detect)
+    app.add_typer(label_app, name="label")
     app.add_typer(models_app, name="models")

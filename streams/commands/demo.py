@@ -29,7 +29,7 @@ from ..redis_server import LocalRedis, RedisStartError, redis_server_binary
 from ..topics import create_topics
 from .stages import Stage, demo_stages
 
-console = Console()
+console = Console(soft_wrap=True)  # progress lines stay one line each when piped
 
 
 @dataclass
@@ -95,8 +95,8 @@ class DemoView:
         return Group(*parts)
 
     def line(self) -> str:
-        flows = ", ".join(f"{w.role} {w.total:,} ({w.rate:,.0f}/s)" for w in self.watches)
-        return f"[{self.elapsed():5.0f}s] {flows}; anomalies seen {len(self.anomalies)}"
+        flows = ", ".join(f"{w.role} {w.total:,} ({w.rate:,.0f}/s)" for w in self.watches if w.role != "labels")
+        return f"[{self.elapsed():4.0f}s] {flows}"
 
 
 def _anomaly_consumer(settings: Settings):
@@ -164,7 +164,7 @@ def demo(
                 view.notes.append("no redis-server installed: model state kept in process (apt-get install redis-server)")
         bad = [r for r in create_topics(s) if r.status == "error"]
         if bad:
-            console.print(f"[red]error:[/] could not create topics: {bad}")
+            console.print(f"[red]error:[/] could not create topics on {s.kafka.bootstrap_servers}: {bad[0].detail}")
             raise typer.Exit(1)
         view.stages = demo_stages(s, rate=rate, speedup=speedup)
         for st in view.stages:
