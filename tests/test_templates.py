@@ -1,0 +1,121 @@
+"""URL templating rules, bounded caches, and the per-host heavy-hitter cap."""
+
+import random
+
+import pytest
+
+from preagg.templates import OTHER, TemplateCap, _template, is_id, template_path
+
+
+@pytest.mark.parametrize("path,want", [
+    ("/api/v1/users/42/orders?x=1", "/api/v1/users/:id/orders"),
+    ("/products/42", "/products/:id"),
+    ("/v2", "/v2"),
+    ("/v2/some", "/v2/some"),
+    ("/", "/"),
+    ("/a/550e8400-e29b-41d4-a716-446655440000", "/a/:id"),
+    ("/a/550E8400E29B41D4A716446655440000/b", "/a/:id/b"),
+    ("/files/d41d8cd98f00b204e9800998ecf8427e", "/files/:id"),                          # md5
+    ("/commit/da39a3ee5e6b4b0d3255bfef95601890afd80709", "/commit/:id"),               # sha1
+    ("/blob/3f2a9b1c", "/blob/:id"),                                                   # hex >= 8 with a digit
+    ("/deadbeef", "/deadbeef"),                                                        # hex-looking word
+    ("/static/app.3f2a9b1c.js", "/static/app.:id.js"),
+    ("/u/john.doe@example.com/profile", "/u/:id/profile"),
+    ("/u/john.doe%40example.com", "/u/:id"),
+    ("/reports/2024-01-31", "/reports/:id"),
+    ("/reports/20240131/x", "/reports/:id/x"),
+    ("/events/2024-01-31T10:00:00Z", "/events/:id"),
+    ("/s/AbCdEf0123GhIjKl45", "/s/:id"),                                               # base64-ish session
+    ("/s/abcdefghij0123456789", "/s/:id"),
+    ("/t/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "/t/:id"),
+    ("/order-12345", "/:id"),
+    ("/presentations/logstash-monitorama-2013/images/kibana-search.png",
+     "/presentations/logstash-monitorama-2013/images/kibana-search.png"),              # slug, not an id
+    ("/x/CamelCaseLongWordName", "/x/CamelCaseLongWordName"),
+    ("/jquery-1.10.2.min.js", "/jquery-1.10.2.min.js"),
+    ("/A%20Beka%20G1%20Howe/029_AND_30/15%20reading%20elephants.mp4",
+     "/A%20Beka%20G1%20Howe/029_AND_30/15%20reading%20elephants.mp4"),
+    ("/prices/-3.5", "/prices/:id"),
+])
+def test_template_rules(path, want):
+    assert template_path(path) == want
+
+
+def test_none_path_and_bounds():
+    assert template_path(None) is None
+    deep = "/a" * 30
+    assert template_path(deep) == "/a/a/a/a/a/a/a/a/*"
+    long = "/" + "word" * 100
+    t = template_path(long)
+    assert len(t) == 201 and t.endswith("*")
+
+
+def test_is_id_rejects_route_words():
+    for w in ("users", "api", "v1", "healthz", "favicon.ico", "index.html", "facade", "login"):
+        assert not is_id(w), w
+
+
+def test_many_ids_collapse_to_few_templates():
+    rnd = random.Random(7)
+    seen = set()
+    for i in range(20_000):
+        seen.add(template_path(f"/api/users/{rnd.randrange(10**9)}/orders/{rnd.getrandbits(128):032x}?page={i}"))
+        seen.add(template_path(f"/items/{i}"))
+    assert seen == {"/api/users/:id/orders/:id", "/items/:id"}
+
+
+def test_lru_cache_is_bounded():
+    assert _template.cache_info().maxsize == 1 << 16
+    for i in range(70_000):
+        template_path(f"/p{i}/x")
+    assert _template.cache_info().currsize <= 1 << 16
+
+
+def test_cap_keeps_heavy_hitters_and_folds_the_rest():
+    cap = TemplateCap(max_per_host=20)
+    rnd = random.Random(1)
+    hot = [f"/hot/{name}" for name in "abcdefghij"]   # 10 heavy templates
+    out = {}
+    for i in range(200_000):
+        t = rnd.choice(hot) if i % 2 else f"/cold/{i}"
+        out[t] = cap.add("shop.example.com", t)
+    kept = cap.kept("shop.example.com")
+    assert len(kept) <= 20
+    assert set(hot) <= set(kept)
+    assert all(out[t] == t for t in hot)
+    folded = sum(1 for t, r in out.items() if r == OTHER)
+    assert folded > 90_000           # almost all of the 100k one-off templates
+    # hosts are independent
+    assert cap.add("other.example.com", "/cold/1") == "/cold/1"
+
+
+def test_cap_memory_stays_bounded_with_1m_distinct_urls():
+    cap = TemplateCap(max_per_host=50)
+    bound = 50 + int(0.75 * 2 ** cap.lg_k)
+    rnd = random.Random(3)
+    hot = [f"/api/h{k}" for k in range(30)]
+    for i in range(1_000_000):
+        t = hot[rnd.randrange(30)] if i % 3 == 0 else f"/u/{i}"
+        cap.add("h", t)
+        if i % 100_000 == 0:
+            assert cap.tracked() <= bound
+    assert cap.tracked() <= bound
+    assert set(hot) <= set(cap.kept("h"))
+
+
+def test_late_heavy_hitter_displaces_after_decay():
+    cap = TemplateCap(max_per_host=3)
+    for _ in range(1000):
+        for t in ("/a", "/b", "/c"):
+            cap.add("h", t)
+    assert cap.add("h", "/new") == OTHER
+    cap.decay(0.0)
+    results = [cap.add("h", "/new") for _ in range(50)]
+    assert results[-1] == "/new" and "/new" in cap.kept("h")
+
+
+def test_max_hosts_bound():
+    cap = TemplateCap(max_per_host=2, max_hosts=3)
+    for h in range(3):
+        assert cap.add(f"h{h}", "/x") == "/x"
+    assert cap.add("h9", "/x") == OTHER
