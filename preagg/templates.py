@@ -162,7 +162,12 @@ class TemplateCap:
         self._hosts: dict = {}
 
     def add(self, host, template: str) -> str:
-        """Count one request for ``template`` on ``host``; return the template or ``other``."""
+        """Count one request for ``template`` on ``host``; return the template or ``other``.
+
+        A ``None`` template (request without a path) is returned as ``None`` uncounted.
+        """
+        if template is None:
+            return None
         hc = self._hosts.get(host)
         if hc is None:
             if len(self._hosts) >= self.max_hosts:

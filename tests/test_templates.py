@@ -119,3 +119,8 @@ def test_max_hosts_bound():
     for h in range(3):
         assert cap.add(f"h{h}", "/x") == "/x"
     assert cap.add("h9", "/x") == OTHER
+
+
+def test_cap_passes_none_through():
+    cap = TemplateCap(max_per_host=1)
+    assert cap.add("h", None) is None and cap.kept("h") == {}
