@@ -1,0 +1,480 @@
+"""The hot loop: raw access-log lines in, per-window fine accumulators out.
+
+Why it looks like this: the target is >= 300k lines/s on one core in pure Python, i.e. ~3 us
+per line for parse *and* aggregate. Building the parser's 25-key dict alone costs ~1 us, so for
+ingress-nginx's default format this module splits the raw bytes itself (``bytes.split(b'"')``
+runs in C) and only does counter updates per line:
+
+* key = ``(upstream, host, template, method, status)`` (raw bytes; decoded at close),
+* per key: request count, bytes in/out, retries, and *value -> count* dicts for request time,
+  upstream time, client IP and user agent (nginx writes times with ms resolution, so these dicts
+  stay small and the DDSketch built from them at close is the same as adding every value),
+* the timestamp is looked up only when its text changes (lines of one second share it).
+
+Everything else (sketches, rollups, device class, country) happens once per window close in
+:mod:`preagg.series`. Lines the fast path does not fully understand (several upstream attempts,
+``\\x`` escapes, odd methods, other formats) go to the careful parser from :mod:`preagg.parse`
+and are aggregated from its dict, so both paths produce the same accumulators.
+
+Windows are kept per partition (one :class:`Windows` each) so a window's contents depend only on
+that partition's ordered log, which is what makes replays after a crash reproduce the same points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import _count_elements as _count
+from operator import itemgetter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+from .errors import ParseError, WindowError
+from .parse.fields import KNOWN_METHODS
+from .parse.fields import clf_minute as _clf_minute
+from .series import BIN, BOUT, IPS, N, P404, RT, UAS, URT, build_points
+
+PEND = 9
+from .windows import Windows
+
+__all__ = ["Aggregator", "ClosedWindow", "Rejected"]
+
+_BYTES_SENT = itemgetter(slice(5, None))  # b" 200 1234 " -> b"1234 " (int() strips the space)
+
+
+def _int0(b: bytes) -> int:
+    try:
+        return int(b)
+    except ValueError:
+        return 0
+
+
+def _acc() -> list:
+    """Accumulator of one fine key: slots from preagg.series plus the pending fast-path lines."""
+    return [0, 0, 0, 0, {}, {}, {}, {}, None, []]
+
+_KNOWN = frozenset(m.encode() for m in KNOWN_METHODS)
+
+
+@dataclass
+class Rejected:
+    """A line that was not aggregated: ``index`` in the batch, machine ``code`` and ``reason``."""
+
+    index: int
+    code: str
+    reason: str
+
+
+@dataclass
+class ClosedWindow:
+    """A window that closed: its fine accumulators, ready for :func:`preagg.series.build_points`."""
+
+    partition: int
+    start: int
+    end: int
+    accs: dict
+    lines: int
+
+    def points(self):
+        return build_points(self.start, self.end, self.accs, self.partition)
+
+
+@dataclass
+class _Part:
+    pid: int
+    windows: Windows
+    wins: dict = field(default_factory=dict)        # window start -> {fine key: acc}
+    first_offset: dict = field(default_factory=dict)  # window start -> first (= min) offset in it
+    next_offset: int | None = None                  # offset after the last line seen
+    close_offset: int = -1                          # last offset seen when a window last closed
+
+
+def _templater(max_per_host: int) -> Callable[[str | None, str], str]:
+    """(host, path) -> URL template with the per-host heavy-hitter cap (:mod:`preagg.templates`)."""
+    from preagg.templates import TemplateCap, template_path
+
+    cap = TemplateCap(max_per_host)
+
+    def template(host: str | None, path: str) -> str:
+        return cap.add(host, template_path(path))
+
+    template.cap = cap
+    return template
+
+
+class Aggregator:
+    """Event-time windowed aggregation of access-log lines, per input partition.
+
+    Parameters
+    ----------
+    window_s, lateness_s, max_future_s, idle_close_s : see :class:`preagg.windows.Windows`.
+    fmt : str
+        Log format for the careful parser (:func:`preagg.parse.get_parser`); the fused fast path
+        applies to ``ingress-nginx`` only.
+    max_templates_per_host : int
+        Template cap per host (heavy hitters kept, the rest folded into ``other``).
+    templater : callable, optional
+        ``(host, path) -> template``; default from :mod:`preagg.templates`.
+    """
+
+    TEMPLATE_CACHE_MAX = 200_000
+    #: fold deferred lines at least this often (bounds the memory they hold)
+    FOLD_EVERY = 32768
+
+    def __init__(self, window_s: int = 60, lateness_s: float = 30, max_future_s: float = 300,
+                 idle_close_s: float = 10.0, fmt: str = "ingress-nginx", max_templates_per_host: int = 200,
+                 templater: Callable[[str | None, str], str] | None = None):
+        from preagg.parse import get_parser
+
+        self.window_s = int(window_s)
+        self._wargs = (window_s, lateness_s, max_future_s, idle_close_s)
+        self.fmt = fmt
+        self.fast = fmt == "ingress-nginx"
+        self.parse = get_parser(fmt)
+        self.template = templater or _templater(max_templates_per_host)
+        # raw URI bytes (fast path) or (host, path bytes) (slow path) -> (host, template)
+        self.tcache: dict = {}
+        self.times: dict = {}    # timestamp text -> epoch seconds
+        self.parts: dict[int, _Part] = {}
+        self.closed: list[ClosedWindow] = []
+        self.lines_in = 0
+        self.parse_errors = 0
+        self.slow_lines = 0
+        self.replayed = 0
+        self.dirty: list = []    # accumulators with pending fast-path lines
+        self.pending = 0
+
+    # -- state ---------------------------------------------------------------------------------
+    def part(self, p: int) -> _Part:
+        st = self.parts.get(p)
+        if st is None:
+            st = self.parts[p] = _Part(p, Windows(*self._wargs))
+        return st
+
+    @property
+    def late(self) -> int:
+        return sum(s.windows.late for s in self.parts.values())
+
+    @property
+    def future(self) -> int:
+        return sum(s.windows.future for s in self.parts.values())
+
+    def checkpoint(self, partition: int) -> tuple[int, float, float, int] | None:
+        """What a restart needs for ``partition``: ``(offset, closed_before, max_t, close_offset)``.
+
+        ``offset`` is safe to commit (every earlier line is in an emitted window or was rejected);
+        ``closed_before``/``close_offset`` say which windows were emitted and up to which offset, and
+        ``max_t`` is the newest event time before ``offset`` (to rebuild the same watermark).
+        ``None`` when nothing was read.
+        """
+        st = self.parts.get(partition)
+        if st is None or st.next_offset is None:
+            return None
+        w = st.windows
+        if st.first_offset:
+            off, mx = min(st.first_offset.values())
+        else:
+            off, mx = st.next_offset, w.max_t
+        return off, w.closed_before, mx, st.close_offset
+
+    def restore(self, partition: int, closed_before: float, max_t: float, close_offset: int) -> None:
+        """Resume ``partition`` from a :meth:`checkpoint`: replayed lines of emitted windows (offset
+        <= ``close_offset``, time before ``closed_before``) are skipped, not re-counted."""
+        st = self.part(partition)
+        st.windows.restore(closed_before)
+        st.windows.observe(max_t)
+        st.close_offset = close_offset
+
+    def drop_partition(self, partition: int) -> None:
+        """Forget a revoked partition's open windows: the next owner replays them from the commit."""
+        self.parts.pop(partition, None)
+
+    # -- input ---------------------------------------------------------------------------------
+    def feed(self, lines: Sequence[bytes | str], partition: int = 0, offsets: Sequence[int] | None = None,
+             now: float | None = None) -> list[Rejected]:
+        """Aggregate a batch of raw lines from one partition.
+
+        Parameters
+        ----------
+        lines : sequence of bytes or str
+            Raw log lines (no trailing newline needed).
+        partition : int
+            Source partition (windows and ids are per partition).
+        offsets : sequence of int, optional
+            Source offsets of ``lines`` (default: consecutive after the last batch).
+        now : float, optional
+            Wall-clock time, used for the future check and the idle close.
+
+        Returns
+        -------
+        list of Rejected
+            Lines not aggregated (``parse_error``, ``late``, ``future``); closed windows are
+            collected in :attr:`closed` (take them with :meth:`drain`).
+        """
+        st = self.part(partition)
+        if offsets is None:
+            base = st.next_offset or 0
+            offsets = range(base, base + len(lines))
+        w = st.windows
+        w.set_reference(now)
+        if now is not None:
+            w.touch(now)
+        rejected: list[Rejected] = []
+        if lines:
+            self._loop(st, lines, offsets, rejected, now)
+            st.next_offset = offsets[len(lines) - 1] + 1
+        self.lines_in += len(lines)
+        return rejected
+
+    def tick(self, now: float) -> None:
+        """Close windows of partitions idle for ``idle_close_s`` (call when a poll returns nothing)."""
+        for st in self.parts.values():
+            self._close(st, st.windows.due(now), (st.next_offset or 0) - 1)
+
+    def close_all(self) -> None:
+        """End of input: close every open window (finite runs, tests, benchmarks)."""
+        for st in self.parts.values():
+            self._close(st, st.windows.close_all(), (st.next_offset or 0) - 1)
+
+    def drain(self) -> list[ClosedWindow]:
+        """Closed windows since the last call, oldest first per partition."""
+        out, self.closed = self.closed, []
+        return out
+
+    # -- internals -----------------------------------------------------------------------------
+    def _close(self, st: _Part, starts: list[int], close_offset: int) -> None:
+        if not starts:
+            return
+        self._fold()
+        st.close_offset = close_offset
+        for ws in starts:
+            accs = st.wins.pop(ws, None)
+            st.first_offset.pop(ws, None)
+            if accs:
+                self.closed.append(ClosedWindow(st.pid, ws, ws + self.window_s, accs,
+                                                sum(a[0] for a in accs.values())))
+
+    def _open(self, st: _Part, ws: int, offset: int) -> dict:
+        cur = st.wins[ws] = {}
+        # Remember the newest event time seen before this window opened: if the job restarts from
+        # this offset, restoring it reproduces the same watermark (see Aggregator.checkpoint).
+        st.first_offset[ws] = (offset, st.windows.max_t)
+        st.windows.open.add(ws)
+        st.windows._bounds()
+        return cur
+
+    def _advance(self, st: _Part, t: float, offset: int) -> None:
+        # Closing happens mid-batch so that what closes depends on the data, not on batch sizes.
+        st.windows.observe(t)
+        self._close(st, st.windows.due(), offset - 1)
+
+    def _reject_time(self, st: _Part, t: float, offset: int, now) -> WindowError | None:
+        w = st.windows
+        if t < w.lo and offset <= st.close_offset:
+            # A replay after restart: this line was already in an emitted window (or already sent
+            # to the DLQ before that window closed and was flushed).
+            self.replayed += 1
+            return None
+        try:
+            w.check(t, now)
+        except WindowError as exc:
+            return exc
+        raise AssertionError("unreachable: check() accepted an out-of-bounds time")
+
+    def _time(self, ts: bytes) -> int:
+        s = ts.decode("ascii")
+        if len(s) != 26 or s[17] != ":" or not s[18:20].isdigit():
+            raise ValueError(s)
+        t = int(_clf_minute(s)) + int(s[18:20])
+        if len(self.times) > 100_000:  # bounded on adversarial input
+            self.times.clear()
+        self.times[ts] = t
+        return t
+
+    def _tmpl(self, host: str | None, path: bytes, up: bytes) -> tuple:
+        cache = self.tcache
+        if len(cache) > self.TEMPLATE_CACHE_MAX:
+            cache.clear()
+        cap_key = host if host is not None else b"[" + up + b"]"
+        t = cache[(host, path)] = (host, self.template(cap_key, path.decode("utf-8", "replace")))
+        return t
+
+    def _place(self, st: _Part, t: float, offset: int, i: int, rejected: list, now) -> dict | None:
+        """Window accumulators for event time ``t`` (opening/closing windows), or None if rejected."""
+        w = st.windows
+        if t < w.lo or t > w.hi:
+            err = self._reject_time(st, t, offset, now)
+            if err is not None:
+                rejected.append(Rejected(i, err.code, err.reason))
+            return None
+        if t > w.max_t:
+            w.observe(t)
+            if t >= w.trigger:
+                self._advance(st, t, offset)
+        ws = w.start_of(t)
+        cur = st.wins.get(ws)
+        return cur if cur is not None else self._open(st, ws, offset)
+
+    def _tmpl_fast(self, uri: bytes, up: bytes) -> tuple:
+        """Template for a fast-path URI (query dropped); cached by the raw URI.
+
+        The default format has no host, so the cap is per upstream instead (one shared cap of
+        200 templates for the whole ingress would fold most services into ``other``). The
+        cache is per URI: the cap counts distinct URIs between cache resets, not requests,
+        which ranks templates by how many URLs they absorb - good enough to keep hot routes.
+        """
+        cache = self.tcache
+        if len(cache) > self.TEMPLATE_CACHE_MAX:
+            cache.clear()
+        q = uri.find(b"?")
+        path = uri[:q] if q >= 0 else uri
+        t = cache[uri] = (None, self.template(up, path.decode("utf-8", "replace")))
+        return t
+
+    @staticmethod
+    def _p404(a: list, uri: bytes) -> None:
+        if a[P404] is None:
+            a[P404] = set()
+        q = uri.find(b"?")
+        a[P404].add(uri[:q] if q >= 0 else uri)
+
+    def _slow(self, st: _Part, line: bytes, i: int, offset: int, rejected: list, now) -> None:
+        """Careful parser path: same accumulators from the parser's dict."""
+        self.slow_lines += 1
+        try:
+            r = self.parse(line)
+            t = r["time"]
+            if t is None:
+                raise ParseError("no event time in the line", "no_time")
+        except ParseError as exc:
+            self.parse_errors += 1
+            rejected.append(Rejected(i, "parse_error", f"{exc.code}: {exc.reason}"))
+            return
+        cur = self._place(st, t, offset, i, rejected, now)
+        if cur is None:
+            return
+        host = r.get("host")
+        path = (r.get("path") or "-").encode()
+        tmpl = self.tcache.get((host, path))
+        if tmpl is None:
+            tmpl = self._tmpl(host, path, (r.get("upstream_name") or "").encode())
+        status = r.get("status")
+        sb = b"-" if status is None else str(status).encode()
+        # Same key shape as the fast path: bracketed upstream as written in the line.
+        key = (b"[" + (r.get("upstream_name") or "").encode() + b"]", tmpl, (r.get("method") or "-").encode(), sb)
+        a = cur.get(key)
+        if a is None:
+            a = cur[key] = _acc()
+        a[0] += 1
+        a[1] += r.get("body_bytes_sent") or 0
+        a[2] += r.get("request_length") or 0
+        a[3] += max(0, len(r.get("upstream_addr") or ()) - 1)
+        rt = r.get("request_time")
+        if rt is not None:
+            a[4][rt] = a[4].get(rt, 0) + 1
+        ut = [x for x in (r.get("upstream_response_time") or ()) if x is not None]
+        if ut:
+            # Several attempts: the request's upstream time is their sum (what the client waited).
+            u = ut[0] if len(ut) == 1 else round(sum(ut), 3)
+            a[5][u] = a[5].get(u, 0) + 1
+        ip = (r.get("remote_addr") or "-").encode()
+        a[6][ip] = a[6].get(ip, 0) + 1
+        ua = (r.get("user_agent") or "-").encode()
+        a[7][ua] = a[7].get(ua, 0) + 1
+        if status == 404:
+            if a[8] is None:
+                a[8] = set()
+            a[8].add(path)
+
+    def _loop(self, st: _Part, lines, offsets, rejected: list, now) -> None:
+        if not self.fast:
+            for i, line in enumerate(lines):
+                self._slow(st, line, i, offsets[i], rejected, now)
+            return
+        w = st.windows
+        W = self.window_s
+        times, tcache, known, dirty = self.times, self.tcache, _KNOWN, self.dirty
+        lo, hi, trig, mx = w.lo, w.hi, w.trigger, w.max_t
+        last_ts = cur_ws = cur = None
+        i = -1
+        for line in lines:
+            i += 1
+            parts = line.split(b'"')
+            try:
+                if len(parts) != 7 or b"\\" in line:
+                    raise ValueError
+                head = parts[0]
+                ts = head[-28:-2]
+                if ts != last_ts:
+                    t = times.get(ts)
+                    if t is None:
+                        t = self._time(ts)
+                    if t < lo or t > hi:
+                        raise ValueError  # rare: the slow path rejects it with a reason
+                    if t > mx:
+                        mx = t
+                        w.observe(t)
+                        if t >= trig:
+                            self._advance(st, t, offsets[i])
+                            cur_ws = None
+                            lo, trig = w.lo, w.trigger
+                        hi = w.hi
+                    ws = t - t % W
+                    if ws != cur_ws:
+                        cur = st.wins.get(ws)
+                        if cur is None:
+                            cur = self._open(st, ws, offsets[i])
+                            trig = w.trigger
+                        cur_ws = ws
+                    last_ts = ts
+                method, uri, proto = parts[1].split(b" ")
+                p2 = parts[2]
+                rl, rt, up, alt, addr, ulen, urt, ust, rid = parts[6].split()
+                # " 200 1234 ": three-digit status then the byte count (int() runs later, in
+                # _fold, which tolerates garbage); odd methods are kept as written, like the parser.
+                if p2[4] != 32:
+                    raise ValueError
+                tmpl = tcache.get(uri)
+                if tmpl is None:
+                    tmpl = self._tmpl_fast(uri, up)
+                sb = p2[1:4]
+                key = (up, tmpl, method, sb)
+                a = cur.get(key)
+                if a is None:
+                    a = cur[key] = _acc()
+                pend = a[PEND]
+                if not pend:
+                    dirty.append(a)
+                # Defer all counting: one append per line; _fold() counts a batch in C.
+                pend.append((head[:head.find(b" ")], p2, parts[5], rl, rt, urt))
+                if sb == b"404":
+                    self._p404(a, uri)
+            except (ValueError, IndexError, ParseError):
+                self._slow(st, line, i, offsets[i], rejected, now)
+                # The slow path may have opened or closed windows: reload the cached state.
+                lo, hi, trig, mx = w.lo, w.hi, w.trigger, w.max_t
+                last_ts = cur_ws = cur = None
+        self.pending += len(lines)
+        if self.pending >= self.FOLD_EVERY:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Count the deferred fast-path lines of every touched accumulator (C-level loops)."""
+        for a in self.dirty:
+            pend = a[PEND]
+            if not pend:
+                continue
+            ips, p2s, uas, rls, rts, urts = zip(*pend)
+            a[N] += len(pend)
+            try:
+                a[BOUT] += sum(map(int, map(_BYTES_SENT, p2s)))
+                a[BIN] += sum(map(int, rls))
+            except ValueError:  # a non-numeric size in a line nginx did not write: count it as 0
+                a[BOUT] += sum(_int0(x[5:]) for x in p2s)
+                a[BIN] += sum(map(_int0, rls))
+            _count(a[RT], rts)
+            _count(a[URT], urts)
+            _count(a[IPS], ips)
+            _count(a[UAS], uas)
+            pend.clear()
+        self.dirty.clear()
+        self.pending = 0
