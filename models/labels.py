@@ -15,8 +15,9 @@ undone label was the anomaly's first one there is no earlier verdict to restore:
 score on this", which is what a retraction must mean to a consumer that only sees the latest
 label, and this module reports such an anomaly as unlabeled again.
 
-Undo is per author: ``undo`` reverts that author's most recent label that is neither an undo nor
-already undone, so repeated undos walk back through the author's own history (an undo chain).
+Undo is per author: ``undo`` reverts that author's most recent action (one ``mark``, or every label
+of one ``mark-all``, which share their ``at``) among labels that are neither undos nor already
+undone, so repeated undos walk back through the author's own history (an undo chain).
 After compaction the history of an anomaly may be reduced to its latest label; an undo then finds
 no earlier verdict and retracts, which is the safe direction.
 """
@@ -118,23 +119,30 @@ class LabelBook:
         """Anomaly id -> its latest label, without retractions (the current training set)."""
         return {aid: lb for aid, lb in self.latest.items() if not is_retraction(lb)}
 
-    def last_undoable(self, author: str | None) -> Label | None:
-        """The author's most recent ordinary label not undone yet (by ``at``, then topic order)."""
-        best: tuple[datetime, int] | None = None
-        found = None
-        for i, label in enumerate(self.history):
-            if label.author != author or undo_target(label) is not None or label.id in self.undone:
-                continue
-            key = (label.at, i)
-            if best is None or key >= best:
-                best, found = key, label
-        return found
+    def _undoable(self, author: str | None) -> list[tuple[int, Label]]:
+        return [(i, lb) for i, lb in enumerate(self.history)
+                if lb.author == author and undo_target(lb) is None and lb.id not in self.undone]
 
-    def plan_undo(self, author: str | None, at: datetime) -> UndoPlan:
-        """The label that reverts ``author``'s last label; raises :class:`NothingToUndo`."""
-        target = self.last_undoable(author)
-        if target is None:
+    def last_undoable(self, author: str | None) -> list[Label]:
+        """The author's most recent action not undone yet: its ordinary labels sharing the latest ``at``.
+
+        One ``mark`` writes one label; one ``mark-all`` writes its labels with a single ``at``, so
+        undo reverts a whole bulk marking at once. Empty when there is nothing to undo.
+        """
+        mine = self._undoable(author)
+        if not mine:
+            return []
+        last_at = max(lb.at for _, lb in mine)
+        return [lb for _, lb in mine if lb.at == last_at]
+
+    def plan_undo(self, author: str | None, at: datetime) -> list[UndoPlan]:
+        """Labels that revert ``author``'s last action, one per anomaly; raises :class:`NothingToUndo`."""
+        targets = self.last_undoable(author)
+        if not targets:
             raise NothingToUndo(f"no label by {author or 'an anonymous author'} left to undo")
+        return [self._plan_one(t, at, author) for t in targets]
+
+    def _plan_one(self, target: Label, at: datetime, author: str | None) -> UndoPlan:
         remaining = [lb for lb in self.stacks.get(target.anomaly_id, []) if lb.id != target.id]
         if remaining:
             prev = remaining[-1]

@@ -191,9 +191,9 @@ def test_mark_bulk_undo_export_stats(seeded, tmp_path):
 
     # undo (ann's last label: a[1] true) restores the verdict before it; second undo: a[0] had none -> retracted
     u1 = t.patrol("undo").stdout
-    assert a[1].id in u1 and "now false" in u1
+    assert f"anomaly {a[1].id}: true -> false" in u1
     u2 = t.patrol("undo").stdout
-    assert a[0].id in u2 and "retracted" in u2
+    assert f"anomaly {a[0].id}: ignore -> unlabeled (retracted)" in u2
     expected[a[1].id] = "false"
     del expected[a[0].id]
     labels = {r["id"]: r["label"]["verdict"] for r in t.json("list", "--json", "--labeled")}
@@ -202,6 +202,10 @@ def test_mark_bulk_undo_export_stats(seeded, tmp_path):
     assert last.anomaly_id == a[0].id and last.verdict.value == "ignore" and last.note.startswith("[undo ")
     bob = t.patrol("undo", "--author", "nobody", check=False)
     assert bob.returncode == 2 and "no label by nobody" in bob.stderr
+    # bob's label is his own: undo --author bob retracts it and leaves ann's labels alone
+    u3 = t.patrol("undo", "--author", "bob").stdout
+    assert f"anomaly {a[3].id}: false -> unlabeled (retracted)" in u3 and "undid label by bob" in u3
+    del expected[a[3].id]
 
     js = json.loads(t.patrol("export", "--format", "json").stdout)
     assert {r["anomaly_id"]: r["verdict"] for r in js} == expected
@@ -212,7 +216,7 @@ def test_mark_bulk_undo_export_stats(seeded, tmp_path):
     t.patrol("export", "--format", "csv", "--out", str(out))
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert {r["anomaly_id"]: r["verdict"] for r in rows} == expected
-    assert {r["anomaly_id"]: r["author"] for r in rows}[a[3].id] == "bob"
+    assert {r["anomaly_id"]: r["note"] for r in rows}[a[5].id] == "real outage"
 
     # precision computed here from what we labeled: per detector (an anomaly counts for each detector)
     def precision(keys):
@@ -223,12 +227,18 @@ def test_mark_bulk_undo_export_stats(seeded, tmp_path):
     st = t.json("stats", "--json")
     assert st["detector"]["spike"]["precision"] == pytest.approx(precision(lambda x: "spike" in x.detectors))
     assert st["detector"]["seasonal"]["precision"] == pytest.approx(precision(lambda x: "seasonal" in x.detectors))
-    assert st["detector"]["changepoint"]["precision"] == 0.0
     assert st["service"]["api"]["precision"] == pytest.approx(precision(lambda x: x.dims["service"] == "api"))
     assert st["metric"]["error_ratio"]["precision"] == pytest.approx(precision(lambda x: x.metric == "error_ratio"))
-    assert st["all"]["all"] == {"labeled": 4, "true": 1, "false": 3, "ignore": 0, "precision": 0.25}
+    assert st["all"]["all"] == {"labeled": 3, "true": 1, "false": 2, "ignore": 0, "precision": pytest.approx(1 / 3)}
+    assert "changepoint" not in st["detector"]  # bob's only label was retracted
     table = t.patrol("stats").stdout
-    assert "changepoint" in table and "0.250" in table
+    assert "seasonal" in table and "0.333" in table
+
+    # the next undo takes back ann's whole mark-all (a[1], a[2]) in one go
+    u4 = t.patrol("undo").stdout
+    assert "undid 2 labels (one mark-all)" in u4
+    assert f"anomaly {a[2].id}: false -> unlabeled (retracted)" in u4
+    assert {r["id"] for r in t.json("list", "--json", "--labeled")} == {a[5].id}
 
 
 def test_unknown_and_ambiguous_ids_are_errors(seeded):

@@ -33,13 +33,13 @@ def test_latest_verdict_wins_in_topic_order():
 def test_undo_restores_previous_verdict_then_retracts():
     book = LabelBook.of([make_label("a", "true", at(0), author="ann"),
                          make_label("a", "false", at(1), author="ann")])
-    plan = book.plan_undo("ann", at(2))
+    [plan] = book.plan_undo("ann", at(2))
     assert plan.restored == LabelVerdict.true and plan.publish.verdict == LabelVerdict.true
     assert undo_target(plan.publish) == plan.undone.id and plan.undone.verdict == LabelVerdict.false
     book.apply(plan.publish)
     assert book.verdict("a") == LabelVerdict.true
     # a second undo walks further back: the first label had no predecessor -> retraction
-    plan2 = book.plan_undo("ann", at(3))
+    [plan2] = book.plan_undo("ann", at(3))
     assert plan2.restored is None and plan2.publish.verdict == LabelVerdict.ignore
     assert is_retraction(plan2.publish)
     book.apply(plan2.publish)
@@ -52,12 +52,25 @@ def test_undo_is_per_author_and_keeps_other_authors_verdicts():
     book = LabelBook.of([make_label("a", "true", at(0), author="ann"),
                          make_label("a", "false", at(1), author="bob"),
                          make_label("b", "true", at(2), author="bob")])
-    plan = book.plan_undo("ann", at(3))
+    [plan] = book.plan_undo("ann", at(3))
     # ann's label is under bob's newer one: undoing it must not overwrite bob's verdict
     assert plan.undone.author == "ann" and plan.publish.anomaly_id == "a"
     assert plan.publish.verdict == LabelVerdict.false
-    bob = book.plan_undo("bob", at(3))
+    [bob] = book.plan_undo("bob", at(3))
     assert bob.undone.anomaly_id == "b" and bob.restored is None
+
+
+def test_undo_reverts_a_bulk_marking_as_one_action():
+    bulk = [make_label(aid, "false", at(1), author="ann") for aid in ("a", "b", "c")]
+    book = LabelBook.of([make_label("a", "true", at(0), author="ann"), *bulk])
+    plans = book.plan_undo("ann", at(2))
+    assert {p.undone.id for p in plans} == {lb.id for lb in bulk}
+    assert {p.publish.anomaly_id: p.restored for p in plans} == {"a": LabelVerdict.true, "b": None, "c": None}
+    for p in plans:
+        book.apply(p.publish)
+    assert book.verdict("a") == LabelVerdict.true and book.verdict("b") is None
+    [single] = book.plan_undo("ann", at(3))  # next undo: the single mark before the bulk one
+    assert single.undone.anomaly_id == "a" and single.restored is None
 
 
 def test_precision_per_group_counts_multi_detector_anomalies_in_each():

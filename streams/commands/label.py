@@ -377,23 +377,29 @@ def undo(
     bootstrap: BootstrapOpt = None, author: AuthorOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be undone.")] = False,
 ) -> None:
-    """Revert your most recent label (repeat to walk further back).
+    """Revert your most recent mark, or a whole mark-all (repeat to walk further back).
 
-    Publishes a new label restoring the anomaly's previous verdict, or a retraction (verdict ignore,
-    note "[undo ID] retracted") when the undone label was the first.
+    Publishes, per anomaly, a label restoring its previous verdict, or a retraction (verdict
+    ignore, note "[undo ID] retracted") when the undone label was its first.
     """
     snap = snapshot(bootstrap, anomalies=False)
     who = author or default_author()
     try:
-        plan = snap.book.plan_undo(who, datetime.now(timezone.utc))
+        plans = snap.book.plan_undo(who, datetime.now(timezone.utc))
     except NothingToUndo as exc:
         raise fail(f"{exc} on {snap.settings.topics.labels!r}") from None
     if not dry_run:
-        snap.publish([plan.publish])
-    now = plan.restored.value if plan.restored else "unlabeled (retracted)"
+        snap.publish([p.publish for p in plans])
+    first = plans[0].undone
     verb = "would undo" if dry_run else "undid"
-    out.print(f"{verb} label {plan.undone.id} ({plan.undone.verdict.value}, {plan.undone.at.isoformat(timespec='seconds')}) "
-              f"on anomaly {plan.undone.anomaly_id}: now {now}", highlight=False)
+    what = "label" if len(plans) == 1 else f"{len(plans)} labels (one mark-all)"
+    out.print(f"{verb} {what} by {who} from {first.at.isoformat(timespec='seconds')}:", highlight=False)
+    for p in plans[:20]:
+        now = p.restored.value if p.restored else "unlabeled (retracted)"
+        out.print(f"  anomaly {p.undone.anomaly_id}: {p.undone.verdict.value} -> {now}  (label {p.undone.id})",
+                  highlight=False)
+    if len(plans) > 20:
+        out.print(f"  ... and {len(plans) - 20} more", highlight=False)
 
 
 EXPORT_FIELDS = ["anomaly_id", "verdict", "author", "at", "note", "label_id", "series", "metric", "service",
