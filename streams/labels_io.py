@@ -13,6 +13,7 @@ response's watermark is right on both. A partition-EOF event ends a partition as
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -217,13 +218,16 @@ def read_series(conf: dict, topic: str, series: str, start: datetime, end: datet
         kind, ts = m.timestamp()
         return kind != 0 and ts > stop_ms  # 0 = TIMESTAMP_NOT_AVAILABLE: cannot tell, keep reading
 
-    key = series.encode()
+    # Not filtered by message key: producers key metric points by series or by service (so one
+    # service's series share a partition). A byte search for the series as it appears in the JSON
+    # skips other series' points without decoding them; the decoded record is then checked exactly.
+    needle = json.dumps(series, ensure_ascii=False)[1:-1].encode()
     stats = stats if stats is not None else ReadStats(topic)
     points: dict[str, MetricPoint] = {}
     for m in read_messages(conf, topic, start_ms=int((start - SEEK_SLACK).timestamp() * 1000), stop=past_end,
                            what=f"metrics ({topic})", **kw):
-        if m.key() is not None and m.key() != key:
-            continue  # keyed by series: skip others without decoding them
+        if needle not in (m.value() or b""):
+            continue
         try:
             rec = decode(m.value(), expect=MetricPoint)
         except RecordError:

@@ -59,7 +59,9 @@ class Topics:
             if isinstance(r, bytes):
                 p.produce(topic, key=b"junk", value=r)
                 continue
-            key = r.service if isinstance(r, Incident) else r.series  # as the detect stage keys them
+            # incidents keyed by service (as the detect stage does); metric points by service, like
+            # the detect-stage tests, anomalies by series: the CLI must not depend on the keying
+            key = r.service if isinstance(r, Incident) else r.dims["service"] if isinstance(r, MetricPoint) else r.series
             ts = r.last if isinstance(r, Incident) else r.window_end
             p.produce(topic, key=key.encode(), value=r.to_bytes(), timestamp=int(ts.timestamp() * 1000))
         assert p.flush(10) == 0
