@@ -1,0 +1,337 @@
+"""Label feedback: per-series models that learn from operators' verdicts which alerts to keep.
+
+The detectors are left alone (they keep learning what "normal" is); this model sits after them and
+decides, for each would-be alert (``score >= detectors.DEFAULT_THRESHOLD``), whether to raise it.
+Two mechanisms, both learned from labels:
+
+1. **Calibration** (:mod:`models.feedback_calib`): a Bayesian probit estimate of P(real) from the
+   alert's size (band multiple), score and number of detectors that fired, with a per-metric layer
+   (:class:`MetricPrior`) shared by the series of one metric and a per-series layer. Its prior says
+   "alert", so with no labels nothing changes; false labels raise the bar, true labels lower it.
+2. **Suppression of a labeled-false pattern**: false labels of the same direction at the same time
+   of day (within 1 h) form a pattern (e.g. a nightly batch job); later alerts of that direction, at
+   that time, no larger than ``MARGIN`` times the largest labeled one are suppressed.
+
+Neither may mute a real incident: alerts more than ``MARGIN`` x the largest false-labeled deviation
+in their direction always alert, as do alerts in the other direction or at another time of day
+(for patterns). A true label inside a pattern's reach removes the pattern.
+
+Caller's protocol (detect worker): keep ``FeedbackModel.from_state(series.calibration)`` per series
+and one :class:`MetricPrior` per metric; on a would-be alert call :meth:`FeedbackModel.decide`; on a
+label call :meth:`FeedbackModel.learn` and, when it returns a :class:`Change`, bump the series'
+``model_version`` and store ``model.to_state()`` in ``series.calibration`` (it holds ``changes``,
+the explanation ``patrol models show`` prints).
+
+Examples
+--------
+>>> from detectors import Result
+>>> from models.feedback import FeedbackModel, MetricPrior, anomaly_features
+>>> night = 3 * 3600.0                                     # 03:00 UTC, day 0
+>>> def alert(value, t):                                    # expected 100, band +-10
+...     r = Result(0.7, 1e-7, 100.0, 90.0, 110.0, "up", ("spike",), "warning")
+...     return anomaly_features(r, value, t, "count")
+>>> m, prior = FeedbackModel(), MetricPrior()
+>>> m.decide(alert(130, night), prior).alert                # no labels: unchanged
+True
+>>> print(m.learn(alert(130, night), "false", "a1b2c3d4e5", prior).text)
+suppress up alerts <= 6.0x band at 02:00-04:00 (label a1b2c3d4 false); P(real) of alerts like it 0.95 -> 0.79
+>>> m.decide(alert(128, night + 86400), prior).alert       # same hour next day, same size
+False
+>>> m.decide(alert(180, night + 86400), prior).alert       # much larger: a real incident
+True
+>>> m.decide(alert(130, night + 12 * 3600), prior).reason  # other time of day: calibration only
+>>> m.learn(alert(130, night), "false", "a1b2c3d4e5", prior) is None   # replayed label
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+import detectors
+
+from .feedback_calib import MetricPrior, Probit, Seen, feature_vector, predict, size_cutoff, SERIES_S2, FEATURES
+
+__all__ = ["Change", "Decision", "FeedbackModel", "MetricPrior", "anomaly_features"]
+
+MARGIN = 2.0        # alerts > MARGIN x the largest labeled-false deviation are never muted
+SLACK_MIN = 60      # a pattern covers its labeled times of day +- this many minutes
+MAX_SPAN_MIN = 120  # labels further apart than this start a new pattern (no all-day patterns)
+MAX_PATTERNS = 6    # per series; the weakest is dropped beyond this (bounded state)
+MAX_CHANGES = 5     # explanations kept for `patrol models show`
+DAY_MIN = 1440
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Adjusted verdict on a would-be alert.
+
+    Attributes
+    ----------
+    alert : bool
+        Raise it (True) or suppress it.
+    score : float
+        Estimated probability that the alert is real (calibration model).
+    reason : str or None
+        Why it was suppressed (None when it alerts).
+    """
+
+    alert: bool
+    score: float
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one label changed in a series' model (bump ``model_version`` when you get one)."""
+
+    label_id: str
+    verdict: str
+    text: str
+
+    def as_dict(self) -> dict:
+        return {"label": self.label_id, "verdict": self.verdict, "change": self.text}
+
+
+def _epoch(t) -> float:
+    if isinstance(t, datetime):
+        return t.timestamp()
+    return float(t)
+
+
+def anomaly_features(result, value: float, t, metric_kind: str, threshold: float = detectors.DEFAULT_THRESHOLD) -> dict:
+    """JSON-able description of a would-be alert, the input of :class:`FeedbackModel`.
+
+    Parameters
+    ----------
+    result : detectors.Result
+        The ensemble verdict on the point.
+    value : float
+        Observed value.
+    t : float or datetime
+        Window start (epoch seconds or aware datetime); time of day is taken in UTC.
+    metric_kind : str
+        ``count``, ``ratio``, ``latency`` or ``gauge``.
+    threshold : float
+        Alert threshold on the score (``excess`` is the score's position above it, in [0, 1]).
+
+    Returns
+    -------
+    dict
+        ``score``, ``p_value``, ``fired`` (detector names), ``n_fired``, ``direction`` (up/down),
+        ``deviation`` (signed band multiple: ``(value - expected) / (upper - expected)`` above,
+        ``/ (expected - lower)`` below; None without a band), ``rel_change`` (vs expected; None at 0),
+        ``magnitude`` (``|value - expected|``), ``excess``, ``minute`` (of the UTC day), ``hour``,
+        ``dow`` (0 = Monday), ``metric_kind``.
+
+    Examples
+    --------
+    >>> from detectors import Result
+    >>> r = Result(0.6, 1e-6, 100.0, 90.0, 110.0, "up", ("spike", "cusum"), "warning")
+    >>> f = anomaly_features(r, 125.0, 3 * 3600 + 1800, "count")
+    >>> f["deviation"], f["rel_change"], f["hour"], f["dow"], f["n_fired"]
+    (2.5, 0.25, 3, 3, 2)
+    """
+    ts = _epoch(t)
+    exp, diff = float(result.expected), float(value) - float(result.expected)
+    half = (float(result.upper) - exp) if diff >= 0 else (exp - float(result.lower))
+    dev = diff / half if math.isfinite(half) and half > 0 and math.isfinite(diff) else None
+    direction = result.direction or ("up" if diff >= 0 else "down")
+    minute = int(ts // 60) % DAY_MIN
+    score = float(result.score)
+    return {
+        "score": round(score, 4), "p_value": float(result.p_value), "fired": list(result.fired),
+        "n_fired": len(result.fired), "direction": direction,
+        "deviation": None if dev is None else round(dev, 4),
+        "rel_change": round(diff / abs(exp), 4) if exp and math.isfinite(diff) else None,
+        "magnitude": abs(diff) if math.isfinite(diff) else None,
+        "excess": round(min(max((score - threshold) / (1.0 - threshold), 0.0), 1.0), 4),
+        "minute": minute, "hour": minute // 60, "dow": (int(ts // 86400) + 3) % 7,  # 1970-01-01 was a Thursday
+        "metric_kind": metric_kind,
+    }
+
+
+def _short(label_id: str) -> str:
+    s = str(label_id)
+    return s[:8] if all(c in "0123456789abcdef" for c in s[:8]) else hashlib.blake2b(s.encode(), digest_size=4).hexdigest()
+
+
+def _hhmm(minute: int) -> str:
+    return f"{minute % DAY_MIN // 60:02d}:{minute % 60:02d}"
+
+
+class Pattern:
+    """Labeled-false alerts of one direction around one time of day.
+
+    Covers minutes ``start .. start + width`` of the UTC day (+- ``SLACK_MIN``), sizes up to
+    ``MARGIN * max_dev``. ``label`` is the short id of the label that last widened it.
+    """
+
+    __slots__ = ("sign", "start", "width", "max_dev", "n", "label")
+
+    def __init__(self, sign: int, start: int, width: int, max_dev: float, n: int, label: str):
+        self.sign, self.start, self.width, self.max_dev, self.n, self.label = sign, start, width, max_dev, n, label
+
+    def offset(self, minute: int) -> int:
+        return (minute - self.start) % DAY_MIN
+
+    def near(self, minute: int) -> bool:
+        d = self.offset(minute)
+        return d <= self.width + SLACK_MIN or d >= DAY_MIN - SLACK_MIN
+
+    def covers(self, sign: int, minute: int, dev: float) -> bool:
+        return sign == self.sign and self.near(minute) and dev <= MARGIN * self.max_dev
+
+    def widened(self, minute: int) -> tuple[int, int] | None:
+        """(start, width) once ``minute`` is included, or None when that would exceed ``MAX_SPAN_MIN``."""
+        d = self.offset(minute)
+        if d <= self.width:
+            return self.start, self.width
+        fwd, back = d, self.width + DAY_MIN - d  # extend the end, or move the start back
+        start, width = (self.start, fwd) if fwd <= back else (minute, back)
+        return (start, width) if width <= MAX_SPAN_MIN else None
+
+    def describe(self) -> str:
+        word = "up" if self.sign > 0 else "down"
+        lo, hi = self.start - SLACK_MIN, self.start + self.width + SLACK_MIN
+        return f"{word} alerts <= {MARGIN * self.max_dev:.1f}x band at {_hhmm(lo)}-{_hhmm(hi)}"
+
+    def to_state(self) -> list:
+        return [self.sign, self.start, self.width, round(self.max_dev, 3), self.n, self.label]
+
+
+class FeedbackModel:
+    """One series' label feedback (calibration offsets, false-alarm patterns, explanations).
+
+    State is small and bounded (``to_state()`` is JSON, about a kilobyte at most, whatever the
+    number of labels). See the module docstring for the protocol and an example.
+    """
+
+    def __init__(self):
+        self.layer = Probit([0.0] * len(FEATURES), [SERIES_S2] * len(FEATURES))
+        self.patterns: list[Pattern] = []
+        self.max_false = {1: 0.0, -1: 0.0}  # largest labeled-false band multiple per direction
+        self.n_true = self.n_false = 0
+        self.seen = Seen()
+        self.changes: list[dict] = []
+
+    # -- decisions -------------------------------------------------------------------------
+    def decide(self, features: dict, prior: MetricPrior | None = None) -> Decision:
+        """Should this would-be alert (detector score >= threshold) be raised?
+
+        Parameters
+        ----------
+        features : dict
+            From :func:`anomaly_features`.
+        prior : MetricPrior, optional
+            The series' metric calibration (a fresh one when omitted).
+        """
+        prior = prior or MetricPrior()
+        x = feature_vector(features)
+        _, p = predict([prior.probit, self.layer], x)
+        if self.n_true + self.n_false + prior.n_labels == 0:
+            return Decision(True, p)
+        sign = 1 if features.get("direction") == "up" else -1
+        dev = features.get("deviation")
+        if dev is None:  # no band yet: nothing to compare sizes with
+            return Decision(True, p)
+        dev = abs(dev)
+        for pat in self.patterns:
+            if pat.covers(sign, features["minute"], dev):
+                return Decision(False, p, f"labeled false alarm pattern: {pat.describe()} (label {pat.label})")
+        worst_false = max(self.max_false[sign], prior.max_false(sign))
+        if p < 0.5 and dev <= MARGIN * worst_false:
+            cut = size_cutoff([prior.probit, self.layer], x)
+            need = f"; alerts like it need >= {cut:.1f}x band" if cut else ""
+            return Decision(False, p, f"calibrated on labels: P(real) {p:.2f} < 0.5{need}")
+        return Decision(True, p)
+
+    # -- learning --------------------------------------------------------------------------
+    def learn(self, features: dict, verdict: str, label_id: str, prior: MetricPrior | None = None) -> Change | None:
+        """Learn one label; returns what changed, or None (``ignore``, or a label already learned).
+
+        Parameters
+        ----------
+        features : dict
+            :func:`anomaly_features` of the labeled anomaly (as it was when raised).
+        verdict : str
+            ``"true"``, ``"false"`` or ``"ignore"``.
+        label_id : str
+            The label's id: a replayed label (same id) changes nothing.
+        prior : MetricPrior, optional
+            The metric's shared calibration, updated too (checkpoint it).
+        """
+        verdict = getattr(verdict, "value", verdict)
+        if verdict not in ("true", "false", "ignore"):
+            raise ValueError(f"verdict must be true, false or ignore, not {verdict!r}")
+        if verdict == "ignore" or label_id in self.seen:
+            return None
+        prior = prior if prior is not None else MetricPrior()
+        self.seen.add(label_id)
+        real, short = verdict == "true", _short(label_id)
+        x = feature_vector(features)
+        before = predict([prior.probit, self.layer], x)[1]
+        prior.learn(label_id, x, real, self.layer)
+        after = predict([prior.probit, self.layer], x)[1]
+        sign = 1 if features.get("direction") == "up" else -1
+        dev = features.get("deviation")
+        parts = []
+        if real:
+            self.n_true += 1
+            if dev is not None:
+                parts += self._lift(sign, features["minute"], abs(dev))
+        else:
+            self.n_false += 1
+            if dev is not None:
+                self.max_false[sign] = max(self.max_false[sign], abs(dev))
+                prior.note_false(sign, abs(dev))
+                parts.append(self._suppress(sign, features["minute"], abs(dev), short))
+        parts.append(f"P(real) of alerts like it {before:.2f} -> {after:.2f}")
+        parts[0] = f"{parts[0]} (label {short} {verdict})"
+        change = Change(str(label_id), verdict, "; ".join(parts))
+        self.changes = (self.changes + [change.as_dict()])[-MAX_CHANGES:]
+        return change
+
+    def _suppress(self, sign: int, minute: int, dev: float, short: str) -> str:
+        for pat in self.patterns:
+            if pat.sign == sign and pat.near(minute):
+                span = pat.widened(minute)
+                if span is not None:
+                    pat.start, pat.width = span
+                    pat.max_dev, pat.n, pat.label = max(pat.max_dev, dev), pat.n + 1, short
+                    return f"suppress {pat.describe()}"
+        if len(self.patterns) >= MAX_PATTERNS:  # drop the least supported (oldest on ties)
+            self.patterns.remove(min(self.patterns, key=lambda p: p.n))
+        pat = Pattern(sign, minute, 0, dev, 1, short)
+        self.patterns.append(pat)
+        return f"suppress {pat.describe()}"
+
+    def _lift(self, sign: int, minute: int, dev: float) -> list[str]:
+        gone = [p for p in self.patterns if p.covers(sign, minute, dev)]
+        self.patterns = [p for p in self.patterns if p not in gone]
+        return [f"lift suppression of {p.describe()} (from label {p.label})" for p in gone] or ["true incident"]
+
+    # -- state -----------------------------------------------------------------------------
+    def to_state(self) -> dict:
+        """JSON-able, bounded state (store it in ``Series.calibration``)."""
+        return {"v": 1, "w": self.layer.to_state(), "pat": [p.to_state() for p in self.patterns],
+                "maxf": [round(self.max_false[1], 3), round(self.max_false[-1], 3)],
+                "n": [self.n_true, self.n_false], "seen": self.seen.ids, "changes": self.changes}
+
+    @classmethod
+    def from_state(cls, d: dict | None) -> "FeedbackModel":
+        """Inverse of :meth:`to_state`; an empty or missing state gives a fresh model."""
+        m = cls()
+        if not d:
+            return m
+        m.layer = Probit.from_state(d.get("w"), m.layer)
+        m.patterns = [Pattern(*p) for p in d.get("pat", [])]
+        up, down = d.get("maxf", [0.0, 0.0])
+        m.max_false = {1: float(up), -1: float(down)}
+        m.n_true, m.n_false = d.get("n", [0, 0])
+        m.seen = Seen(d.get("seen", ()))
+        m.changes = list(d.get("changes", []))
+        return m

@@ -1,0 +1,187 @@
+"""Calibration half of label feedback: a Bayesian probit model of "this alert is real".
+
+The model is AdPredictor's online probit regression (Graepel et al. 2010, "Web-scale Bayesian
+click-through rate prediction", ICML): every weight is a Gaussian ``N(mu, s2)``; a label updates
+all of them in closed form by assumed-density filtering, so there is no learning rate to tune and
+a weight that has seen many labels moves less. ``P(real | x) = Phi(mu . x / sqrt(beta^2 + sum x^2 s2))``.
+
+Weights are split in two layers, summed: a :class:`MetricPrior` shared by every series of one
+metric (it learns from all of their labels, slowly) and a per-series offset (fast, starts at 0).
+This is the "shared + specific copy of each feature" trick of hierarchical models: a metric whose
+alerts are mostly labeled false gets a higher bar on all its series, and one series can still
+differ from its siblings.
+
+The prior is centred on "alert": with no labels every would-be alert has ``P(real) > 0.5``, so
+decisions are unchanged. Slopes on the size of the alert have floors: a larger departure is never
+*less* likely to be real, whatever the labels say (otherwise a run of false labels could drive the
+size weight to zero and mute everything).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+FEATURES = ("bias", "size", "excess", "fired")
+# Prior means: bias 2 + size >= -2 (log2 of the band multiple, clipped at 1/4 band) keeps the
+# prior logit >= 0 for any alert, i.e. "alert" (P(real) >= 0.5) until labels say otherwise.
+PRIOR_MU = (2.0, 1.0, 1.0, 0.5)
+FLOORS = (-math.inf, 0.5, 0.0, 0.0)  # slope floors: bigger / more certain never counts against "real"
+METRIC_S2 = 0.5   # prior variance of the shared (per-metric) weights: they move slowly
+SERIES_S2 = 1.0   # prior variance of a series' own offsets
+BETA = 1.0        # label noise of the probit link (operators disagree, alerts are ambiguous)
+MIN_S2 = 1e-3     # keep some plasticity: a series can change behaviour after many labels
+SEEN_IDS = 32     # label ids remembered for idempotence (labels replay after a crash)
+
+
+def feature_vector(f: dict) -> tuple[float, ...]:
+    """Regression inputs from :func:`models.feedback.anomaly_features` output."""
+    dev = f.get("deviation")
+    size = math.log2(max(abs(dev), 0.25)) if dev is not None else 0.0
+    return (1.0, min(size, 6.0), float(f.get("excess", 0.0)), min(float(f.get("n_fired", 0)), 3.0) / 3.0)
+
+
+def _pdf(x: float) -> float:
+    return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+def _cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def _v(t: float) -> float:
+    """phi(t) / Phi(t), stable for very negative t (where it tends to -t)."""
+    if t < -30.0:
+        return -t
+    return _pdf(t) / max(_cdf(t), 1e-300)
+
+
+class Probit:
+    """Diagonal Gaussian weights of a probit model (means ``mu``, variances ``s2``)."""
+
+    def __init__(self, mu: Sequence[float], s2: Sequence[float]):
+        self.mu, self.s2 = [float(m) for m in mu], [float(s) for s in s2]
+
+    def to_state(self) -> list:
+        return [[round(m, 4) for m in self.mu], [round(s, 5) for s in self.s2]]
+
+    @classmethod
+    def from_state(cls, st, default: "Probit") -> "Probit":
+        if not st:
+            return cls(default.mu, default.s2)
+        return cls(st[0], st[1])
+
+
+def predict(layers: Sequence[Probit], x: Sequence[float]) -> tuple[float, float]:
+    """(mean logit, P(real)) of input ``x`` under the summed ``layers``."""
+    m = sum(sum(w * xi for w, xi in zip(layer.mu, x)) for layer in layers)
+    var = BETA ** 2 + sum(sum(s * xi * xi for s, xi in zip(layer.s2, x)) for layer in layers)
+    return m, _cdf(m / math.sqrt(var))
+
+
+def update(layers: Sequence[Probit], x: Sequence[float], real: bool) -> None:
+    """One assumed-density-filtering step on every layer, then the slope floors."""
+    y = 1.0 if real else -1.0
+    m = sum(sum(w * xi for w, xi in zip(layer.mu, x)) for layer in layers)
+    var = BETA ** 2 + sum(sum(s * xi * xi for s, xi in zip(layer.s2, x)) for layer in layers)
+    sd = math.sqrt(var)
+    t = y * m / sd
+    v = _v(t)
+    w = v * (v + t)
+    for layer in layers:
+        for i, xi in enumerate(x):
+            s = layer.s2[i]
+            layer.mu[i] += y * xi * s / sd * v
+            layer.s2[i] = max(s * (1.0 - xi * xi * s / var * w), MIN_S2)
+    # floors on the summed slopes: the shared layer alone, then each series offset on top of it
+    base = layers[0]
+    for i, floor in enumerate(FLOORS):
+        if base.mu[i] < floor:
+            base.mu[i] = floor
+        for layer in layers[1:]:
+            if base.mu[i] + layer.mu[i] < floor:
+                layer.mu[i] = floor - base.mu[i]
+
+
+def size_cutoff(layers: Sequence[Probit], x: Sequence[float]) -> float | None:
+    """Band multiple at which an alert like ``x`` (same other inputs) becomes P(real) = 0.5."""
+    mu = [sum(layer.mu[i] for layer in layers) for i in range(len(FEATURES))]
+    rest = sum(m * xi for i, (m, xi) in enumerate(zip(mu, x)) if i != 1)
+    if mu[1] <= 0:
+        return None
+    return 2.0 ** max(-2.0, min(6.0, -rest / mu[1]))
+
+
+class Seen:
+    """Bounded memory of recent label ids, for idempotent replays."""
+
+    def __init__(self, ids: Sequence[str] = ()):
+        self.ids = list(ids)[-SEEN_IDS:]
+
+    @staticmethod
+    def key(label_id: str) -> str:
+        return str(label_id)[:12]
+
+    def __contains__(self, label_id: str) -> bool:
+        return self.key(label_id) in self.ids
+
+    def add(self, label_id: str) -> None:
+        self.ids.append(self.key(label_id))
+        del self.ids[:-SEEN_IDS]
+
+
+class MetricPrior:
+    """Calibration shared by the series of one metric (e.g. every ``error_ratio`` series).
+
+    Keep one per metric name, checkpoint ``to_state()`` next to the series states, and pass it to
+    :meth:`models.feedback.FeedbackModel.decide` / ``learn`` of each of that metric's series.
+
+    Examples
+    --------
+    >>> p = MetricPrior()
+    >>> MetricPrior.from_state(p.to_state()).to_state() == p.to_state()
+    True
+    >>> p.n_labels
+    0
+    """
+
+    def __init__(self, probit: Probit | None = None, seen: Seen | None = None, n_false: int = 0, n_true: int = 0):
+        self.probit = probit or Probit(PRIOR_MU, [METRIC_S2] * len(FEATURES))
+        self.seen = seen or Seen()
+        self.n_false, self.n_true = n_false, n_true
+        self.maxf = {1: 0.0, -1: 0.0}  # largest labeled-false band multiple per direction, any series
+
+    def max_false(self, sign: int) -> float:
+        return self.maxf[sign]
+
+    def note_false(self, sign: int, dev: float) -> None:
+        self.maxf[sign] = max(self.maxf[sign], dev)
+
+    @property
+    def n_labels(self) -> int:
+        return self.n_false + self.n_true
+
+    def learn(self, label_id: str, x: Sequence[float], real: bool, series_layer: Probit) -> None:
+        """Update the shared and the series layer together (the shared one at most once per label id)."""
+        layers = [self.probit, series_layer]
+        if label_id in self.seen:  # replayed into another series model? learn the series part only
+            shared = Probit(self.probit.mu, self.probit.s2)
+            update([shared, series_layer], x, real)
+            return
+        self.seen.add(label_id)
+        self.n_true, self.n_false = self.n_true + real, self.n_false + (not real)
+        update(layers, x, real)
+
+    def to_state(self) -> dict:
+        return {"v": 1, "w": self.probit.to_state(), "seen": self.seen.ids, "n": [self.n_true, self.n_false],
+                "maxf": [round(self.maxf[1], 3), round(self.maxf[-1], 3)]}
+
+    @classmethod
+    def from_state(cls, d: dict | None) -> "MetricPrior":
+        if not d:
+            return cls()
+        n_true, n_false = d.get("n", [0, 0])
+        p = cls(Probit.from_state(d.get("w"), cls().probit), Seen(d.get("seen", ())), n_false, n_true)
+        up, down = d.get("maxf", [0.0, 0.0])
+        p.maxf = {1: float(up), -1: float(down)}
+        return p
