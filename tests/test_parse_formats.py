@@ -223,3 +223,11 @@ def test_json_rejections(line, code):
     with pytest.raises(ParseError) as e:
         get_parser("json")(line)
     assert e.value.code == code, e.value.reason
+
+
+def test_unknown_method_is_flagged_in_every_format():
+    line = ENVOY_LINE.replace('"POST ', '"FOO ')
+    rec = get_parser("envoy")(line)
+    assert rec["method"] == "FOO" and rec["flags"] == ("bad_method",)
+    obj = dict(NGINX_JSON, method="geti")
+    assert get_parser("json")(json.dumps(obj))["flags"] == ("bad_method",)

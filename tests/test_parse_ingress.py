@@ -208,3 +208,31 @@ def test_time_cache_stays_bounded():
             parse(f'1.1.1.1 - - [{day:02d}/Feb/2020:{hour:02d}:00:{day:02d} +0000] "GET / HTTP/1.1" 200 5 "-" "-"'
                   + TAIL_OK)
     assert len(fields.TIME_CACHE) <= 4096 and len(fields.SECOND_CACHE) <= 4096
+
+
+def test_beats_totals_match_an_independent_regex():
+    import collections
+    import re
+    simple = re.compile(r'^(\S+) - (\S+) \[[^\]]+\] "(\S*)[^"]*" (\d{3}) (\d+) .* \[([^\]]*)\] \[\] (.+) (\S+)$')
+    want, got = collections.Counter(), collections.Counter()
+    for line in beats_lines():
+        m = simple.match(line)
+        assert m, line
+        want[("status", int(m[4]))] += 1
+        want[("method", m[3])] += 1
+        want[("upstream", m[6] or None)] += 1
+        want[("req_id", m[8])] += 1
+        rec = parse(line)
+        got[("status", rec["status"])] += 1
+        got[("method", rec["method"])] += 1
+        got[("upstream", rec["upstream_name"])] += 1
+        got[("req_id", rec["req_id"])] += 1
+    assert got == want
+    assert got[("status", 502)] == 2 and got[("status", 400)] == 2 and got[("method", "GET")] == 23
+
+
+def test_malformed_upstream_address_is_kept_as_written():
+    # Line 27 of the beats sample: a garbled IPv6 upstream; the request still counts.
+    rec = parse(beats_lines()[26])
+    assert rec["upstream_addr"] == ["[2a02:cf40::7]:5000", "[2a02:cf40::::::::4e36]:500000000"]
+    assert rec["upstream_status"] == [502, 502] and rec["status"] == 502 and rec["flags"] == ()

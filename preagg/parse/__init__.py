@@ -90,9 +90,12 @@ def parse_auto(line, namespace_hint=None, labels=None, _depth=0) -> dict:
         return parse_object(obj, None, namespace_hint, labels)
     if head == "[":
         return parse_envoy(line, namespace_hint, labels)
-    cri = strip_cri(line)
-    if cri is not None and _depth < _MAX_NESTING:
-        return parse_auto(cri, namespace_hint, labels, _depth + 1)
+    # containerd/CRI-O prefix "2024-03-01T10:00:00.1Z stdout F "; the cheap test
+    # keeps the regex off the hot path.
+    if line[4:5] == "-" and line[10:11] == "T" and _depth < _MAX_NESTING:
+        cri = strip_cri(line)
+        if cri is not None:
+            return parse_auto(cri, namespace_hint, labels, _depth + 1)
     # combined is the default format without the upstream tail; pick by shape so
     # the error reason comes from the format the line was meant to be.
     p = line.split('"')

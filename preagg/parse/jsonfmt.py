@@ -12,7 +12,7 @@ import json
 from preagg.errors import ParseError
 from preagg.parse import fields as F
 from preagg.parse.nginx import NGINX_VARS
-from preagg.parse.template import FLAGS, URI, apply_steps, decode_line, finish
+from preagg.parse.template import FLAGS, URI, apply_steps, decode_line, finish, method_flags
 
 _int = F.to_int
 
@@ -153,7 +153,7 @@ def parse_object(obj: dict, table: str | None = None, namespace_hint=None, label
         raise ParseError("JSON access log has no time field (time, start_time, StartUTC, ...)", "bad_time")
     if rec["status"] is None and rec["method"] is None and rec["path"] is None:
         raise ParseError("JSON object has none of the access-log fields (status, method, path)", "not_access_log")
-    rec["flags"] = flags
+    rec["flags"] = method_flags(rec, flags)
     if labels:
         rec["labels"] = labels
     return finish(rec, namespace_hint)

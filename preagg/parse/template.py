@@ -45,6 +45,15 @@ def finish(rec: dict, namespace_hint=None) -> dict:
     return rec
 
 
+def method_flags(rec: dict, flags: tuple) -> tuple:
+    """Add ``bad_method`` when a format logged the method on its own (not via
+    ``$request``) and it is not a known one, so every format flags alike."""
+    m = rec["method"]
+    if m is not None and m not in F.KNOWN_METHODS and "bad_method" not in flags:
+        return flags + ("bad_method",)
+    return flags
+
+
 def apply_steps(rec: dict, steps, values) -> tuple:
     """Run (field, converter, weak) steps over ``values``; return extra flags."""
     flags = ()
@@ -156,7 +165,7 @@ class TemplateFormat:
         flags += apply_steps(rec, self._steps, [g[i] for i in self._idx])
         if rec["time"] is None:
             raise ParseError("the time field is '-' or empty", "bad_time")
-        rec["flags"] = flags
+        rec["flags"] = method_flags(rec, flags)
         if labels:
             rec["labels"] = labels
         return finish(rec, namespace_hint)
