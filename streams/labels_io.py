@@ -209,32 +209,46 @@ def read_series(conf: dict, topic: str, series: str, start: datetime, end: datet
                 stats: ReadStats | None = None, **kw) -> list[MetricPoint]:
     """Metric points of one series with ``start <= window_start <= end``, sorted by time.
 
-    Seeks by message timestamp to ``start`` minus a slack, and ends a partition once message
-    timestamps pass ``end`` plus the slack, so a week-long metrics topic is not read in full.
+    Seeks by message timestamp to ``start`` minus a slack (a backfill's messages are newer than their
+    windows, so the seek only lands earlier: safe), and ends a partition at the first point *of this
+    series* whose window starts after ``end`` plus the slack: one series' points go to one partition
+    in window order, so the rest of a week-long metrics topic is not read for one chart.
     """
-    stop_ms = int((end + SEEK_SLACK).timestamp() * 1000)
-
-    def past_end(m: Message) -> bool:
-        kind, ts = m.timestamp()
-        return kind != 0 and ts > stop_ms  # 0 = TIMESTAMP_NOT_AVAILABLE: cannot tell, keep reading
-
     # Not filtered by message key: producers key metric points by series or by service (so one
     # service's series share a partition). A byte search for the series as it appears in the JSON
     # skips other series' points without decoding them; the decoded record is then checked exactly.
     needle = json.dumps(series, ensure_ascii=False)[1:-1].encode()
+    stop_at = end + SEEK_SLACK
     stats = stats if stats is not None else ReadStats(topic)
-    points: dict[str, MetricPoint] = {}
-    for m in read_messages(conf, topic, start_ms=int((start - SEEK_SLACK).timestamp() * 1000), stop=past_end,
-                           what=f"metrics ({topic})", **kw):
+    decoded: dict[tuple[int, int], MetricPoint] = {}
+
+    def mine(m: Message) -> MetricPoint | None:
         if needle not in (m.value() or b""):
-            continue
+            return None
         try:
             rec = decode(m.value(), expect=MetricPoint)
         except RecordError:
             stats.bad += 1
+            return None
+        return rec if rec.series == series else None
+
+    def past_end(m: Message) -> bool:
+        rec = mine(m)
+        if rec is None:
+            return False
+        if rec.window_start > stop_at:
+            return True
+        decoded[(m.partition(), m.offset())] = rec  # keep it: the loop below takes it without decoding again
+        return False
+
+    points: dict[str, MetricPoint] = {}
+    for m in read_messages(conf, topic, start_ms=int((start - SEEK_SLACK).timestamp() * 1000), stop=past_end,
+                           what=f"metrics ({topic})", **kw):
+        rec = decoded.pop((m.partition(), m.offset()), None)
+        if rec is None:
             continue
         stats.read += 1
-        if rec.series == series and start <= rec.window_start <= end:
+        if start <= rec.window_start <= end:
             points[rec.id] = rec
     return sorted(points.values(), key=lambda p: p.window_start)
 

@@ -62,6 +62,10 @@ class Topics:
             # incidents keyed by service (as the detect stage does); metric points by service, like
             # the detect-stage tests, anomalies by series: the CLI must not depend on the keying
             key = r.service if isinstance(r, Incident) else r.dims["service"] if isinstance(r, MetricPoint) else r.series
+            if isinstance(r, MetricPoint):
+                # no explicit timestamp: produced "now", long after their windows, like a backfill
+                p.produce(topic, key=key.encode(), value=r.to_bytes())
+                continue
             ts = r.last if isinstance(r, Incident) else r.window_end
             p.produce(topic, key=key.encode(), value=r.to_bytes(), timestamp=int(ts.timestamp() * 1000))
         assert p.flush(10) == 0
@@ -166,6 +170,9 @@ def test_show_draws_terminal_chart_and_png(seeded, tmp_path):
     assert "minutes from anomaly" in r.stdout and "expected" in r.stdout
     # window starts in [-75, +16] min: points -75..-1 (75) and the flagged windows at -30 and -10
     assert "75 metric points and 2 flagged windows" in r.stdout
+    # an older anomaly: its window ends long before the points' message timestamps (backfill)
+    r = t.patrol("show", t.all[0].id, "--context", "30", "--no-chart")
+    assert "62 metric points and 1 flagged windows" in r.stdout and "minutes from anomaly" not in r.stdout
     raw = png.read_bytes()
     assert raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) > 5000
     img = mpimg.imread(png)
