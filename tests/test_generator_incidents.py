@@ -172,7 +172,16 @@ def test_ground_truth_lists_only_incidents_reached():
     ("error_spike@1x:5m", "bad incident spec"),
     ("error_spike@1h:5m@no-such-svc-1", "unknown service"),
     ("brute_force_401@1h:5m@media-images-8080", "login endpoint"),
+    ("traffic_drop@1h:5m*1.5", "makes no traffic_drop"),
+    ("latency_spike@1h:5m*0.5", "makes no latency_spike"),
+    ("error_spike@1h:5m*2", "makes no error_spike"),
 ])
 def test_bad_specs_are_clear_errors(spec, msg):
     with pytest.raises(ValueError, match=msg):
         Schedule(TrafficModel(seed=0, n_clients=100), START, spec)
+
+
+def test_level_shift_down_is_recorded_as_down():
+    model = TrafficModel(seed=0, n_clients=100)
+    (inc,) = Schedule(model, START, "level_shift@1h:2h@api-catalog-3000*0.5").all_until(START + 86400)
+    assert inc.ground_truth(model)["metrics"][0]["direction"] == "down"

@@ -101,6 +101,8 @@ class Incident:
         dims = {"service": svc.upstream}
         metrics = []
         for m, d in TYPES[self.type][2]:
+            if self.type == "level_shift" and self.magnitude < 1:
+                d = "down"
             md = dict(dims, client=client) if m == "client_requests" else dict(dims)
             metrics.append({"metric": m, "direction": d, "dims": md})
         return {
@@ -169,6 +171,14 @@ class Incident:
             b.keep[m & ~b.forced & (rng.random(len(b)) >= self.magnitude)] = False
 
 
+def _check_magnitude(kind: str, mag: float) -> None:
+    """Reject magnitudes that would not produce the named incident (e.g. a 'drop' that adds traffic)."""
+    ok = {"error_spike": 0 < mag <= 1, "traffic_drop": 0 <= mag < 1, "latency_spike": mag > 1,
+          "slow_drift": mag > 1, "level_shift": mag > 0 and mag != 1}.get(kind, mag > 0)
+    if not ok:
+        raise ValueError(f"magnitude {mag:g} makes no {kind}: {TYPES[kind][1]}")
+
+
 def _canonical(kind: str) -> str:
     kind = ALIASES.get(kind, kind)
     if kind not in TYPES:
@@ -226,7 +236,9 @@ class Schedule:
                                  f"e.g. {model.services[next(iter(model.login_route))].upstream}")
             client = model.brute_clients[self._brute_i % len(model.brute_clients)]
             self._brute_i += 1
-        if mag is None:
+        if mag is not None:
+            _check_magnitude(kind, mag)
+        else:
             mag = TYPES[kind][0]
             if kind == "scan_404":
                 mag = max(1.0, 0.2 * model.base_rate)
