@@ -39,13 +39,19 @@ class Outcome:
     point: MetricPoint
     score: float
     model_version: int
-    context: dict[str, float | None]
+    _series: "Series" = None
     _batch: object = None
     _row: int = 0
 
     @property
     def result(self) -> Result:
         return self._batch.row(self._row)
+
+    @property
+    def context(self) -> dict[str, float | None]:
+        # Computed on demand (only anomalies need it); the slots 24 h and 168 h back are not
+        # touched by learning this point, so asking after learning gives the same answer.
+        return self._series.history.context(self.point.window_start.timestamp())
 
 
 @dataclass
@@ -58,7 +64,7 @@ class Rejected:
 class Group:
     """One BatchEnsemble holding every series of one metric kind; rows are handed out and recycled."""
 
-    def __init__(self, kind: MetricKind, capacity: int = 64):
+    def __init__(self, kind: MetricKind, capacity: int = 256):
         self.kind = kind
         self.ens = BatchEnsemble(n_series=capacity, metric_kind=kind.kind, direction=kind.direction)
         self.fresh = BatchEnsemble(n_series=1, metric_kind=kind.kind, direction=kind.direction).state_of(0)
@@ -76,9 +82,39 @@ class Group:
     def _grow(self) -> None:
         old, n = self.ens, self.ens.n_series
         self.ens = BatchEnsemble(n_series=2 * n, **old.config())
-        for i in range(n):
-            self.ens.load_state(i, old.state_of(i))
+        _copy_rows(old, self.ens, n)
         self.free.extend(range(2 * n - 1, n - 1, -1))
+
+
+def _state_arrays(ens) -> list[np.ndarray]:
+    """Per-series arrays (first axis = series) held in ``.s`` dicts of the ensemble and its parts."""
+    n, out, seen = ens.n_series, [], set()
+
+    def take(obj) -> None:
+        s = getattr(obj, "s", None)
+        if isinstance(s, dict) and id(obj) not in seen:
+            seen.add(id(obj))
+            out.extend(v for v in s.values() if isinstance(v, np.ndarray) and v.shape[:1] == (n,))
+
+    take(ens)
+    for v in vars(ens).values():
+        for part in (v if isinstance(v, (list, tuple)) else [v]):
+            take(part)
+    return out
+
+
+def _copy_rows(old, new, n: int) -> None:
+    """Copy rows ``0..n-1`` into a bigger ensemble with one slice per array instead of a state
+    round trip per row (growing to 10k series took seconds the slow way). The copy is checked
+    against the public state of the first and last row; any mismatch falls back to the slow way."""
+    src, dst = _state_arrays(old), _state_arrays(new)
+    if len(src) == len(dst) and all(a.shape[1:] == b.shape[1:] for a, b in zip(src, dst)):
+        for a, b in zip(src, dst):
+            b[:n] = a
+        if all(new.state_of(i) == old.state_of(i) for i in (0, n - 1)):
+            return
+    for i in range(n):
+        new.load_state(i, old.state_of(i))
 
 
 @dataclass
@@ -208,7 +244,7 @@ class SeriesPool:
         for p, row in zip(heads, rows):
             s = self.series[p.series]
             t = times[row]
-            out.append(Outcome(p, float(res.score[row]), s.model_version, s.history.context(t), res, row))
+            out.append(Outcome(p, float(res.score[row]), s.model_version, s, res, row))
             s.history.add(t, p.value)
             s.last_window = float(t)
             s.recent.append(float(t))

@@ -254,6 +254,15 @@ def decode(raw: bytes | str, expect: type[Record] | None = None) -> Record:
 
     ``expect`` restricts the accepted kind (a label on the metrics topic is an error).
     """
+    if expect is not None:
+        # Fast path for the hot topics: pydantic-core parses and validates in one pass (~5x
+        # json.loads + model_validate). Anything it rejects takes the slow path for a precise reason.
+        try:
+            rec = expect.model_validate_json(raw)
+            if rec.kind == expect.KIND:
+                return rec
+        except (ValidationError, ValueError):
+            pass
     try:
         obj = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

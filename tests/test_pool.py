@@ -91,3 +91,19 @@ def test_hourly_history_context_survives_state():
     assert h.context(t)["yesterday"] == pytest.approx(int(t // 3600) - 24)
     assert h.context(t)["last_week"] == pytest.approx(int(t // 3600) - 168)
     assert h.mean_at(0.0) is None  # older than the ring
+
+
+@pytest.mark.parametrize("kind", ["count", "ratio", "latency"])
+def test_growing_a_group_keeps_every_row_exactly(kind):
+    from models.metric_kinds import MetricKind
+    from models.pool import Group
+
+    g = Group(MetricKind(kind, "up"), capacity=8)
+    rng = np.random.default_rng(4)
+    for i in range(30):
+        vals = rng.poisson(50, 8).astype(float)
+        g.ens.update(vals if kind != "ratio" else vals / 100, 60.0 * i, np.full(8, 100.0) if kind == "ratio" else None)
+    before = [g.ens.state_of(i) for i in range(8)]
+    rows = [g.alloc() for _ in range(9)]  # 8 used + 1 more forces a grow
+    assert g.ens.n_series == 16 and len(set(rows)) == 9
+    assert [g.ens.state_of(i) for i in range(8)] == before

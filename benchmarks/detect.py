@@ -1,0 +1,248 @@
+"""Detection stage end to end on the embedded broker and a local redis-server.
+
+    python -m benchmarks.detect --json out/detect.json [--series 10000] [--windows 30] [--rate 10000]
+
+Phases:
+
+1. throughput: ``--windows`` windows of points for ``--series`` series are produced up front; one
+   in-process :class:`streams.detect_job.DetectWorker` consumes them all. Reports points/s of wall time
+   and per core (points / process CPU seconds), and, as the peer in the same run, the same points
+   scored by the one-point path (one ``Ensemble.update`` per point, as a per-event framework would).
+2. latency: points are produced at ``--rate`` points/s for ``--latency-s`` seconds with a spike in 1% of
+   them while a ``patrol run detect`` worker runs; latency = time the benchmark's consumer sees the
+   anomaly minus the produce time of the point that caused it (so it includes broker round trips).
+3. state: Redis ``MEMORY USAGE`` of the series' hashes after the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+from confluent_kafka import Consumer, Producer
+
+from models.incidents import service_of
+from streams.broker import EmbeddedBroker
+from streams.config import load_settings
+from streams.records import MetricPoint
+from streams.redis_server import LocalRedis
+from streams.topics import create_topics
+
+T0 = datetime(2026, 11, 2, tzinfo=timezone.utc)
+
+
+def log(msg: str) -> None:
+    print(f"[detect-bench] {msg}", file=sys.stderr, flush=True)
+
+
+def make_window(n_series: int, w: int, rng, spike_frac: float = 0.0) -> list[bytes]:
+    """One window's points for ``n_series`` series (half request counts, half error ratios)."""
+    ws, we = T0 + timedelta(minutes=w), T0 + timedelta(minutes=w + 1)
+    n_svc = n_series // 2
+    req = rng.poisson(200.0, n_svc).astype(float)
+    err = rng.binomial(req.astype(int), 0.01) / np.maximum(req, 1)
+    spike = rng.random(n_svc) < spike_frac
+    req = np.where(spike, req * 8, req)
+    out = []
+    for i in range(n_svc):
+        dims = {"namespace": f"ns{i % 20}", "service": f"svc{i}"}
+        out.append(MetricPoint.make("requests", dims, ws, we, float(req[i]), count=int(req[i])).to_bytes())
+        out.append(MetricPoint.make("error_ratio", dims, ws, we, float(err[i]), count=int(req[i])).to_bytes())
+    return out
+
+
+def produce(producer: Producer, topic: str, values: list[bytes]) -> None:
+    for v in values:
+        key = v[v.find(b'"service":"') + 11:].split(b'"', 1)[0]  # key by service: one owner per service
+        while True:
+            try:
+                producer.produce(topic, v, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.poll(0)
+
+
+def throughput(settings, n_series: int, n_windows: int) -> dict:
+    from streams.detect_job import DetectWorker
+
+    rng = np.random.default_rng(0)
+    p = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 20, "compression.type": "lz4"})
+    total = 0
+    for w in range(n_windows):
+        batch = make_window(n_series, w, rng)
+        produce(p, settings.topics.metrics, batch)
+        total += len(batch)
+    p.flush(60)
+    log(f"produced {total:,} points ({n_windows} windows x {n_series:,} series)")
+    worker = DetectWorker(settings, group="bench-throughput", checkpoint_s=5.0, batch=20000)
+    cpu0, t0 = time.process_time(), time.monotonic()
+    done = {"n": 0}
+
+    def stop_when_done():
+        while worker.stats.points < total and time.monotonic() - t0 < 600:
+            time.sleep(0.05)
+        worker.request_stop()
+
+    threading.Thread(target=stop_when_done, daemon=True).start()
+    worker.run()
+    wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
+    # the join wait (half the session timeout on Tansu) is not detection work: measure from first point
+    log(f"detect worker: {worker.stats.points:,} points in {wall:.1f}s wall, {cpu:.1f}s CPU")
+    done["n"] = worker.stats.points
+    return {"points": worker.stats.points, "wall_s": wall, "cpu_s": cpu, "anomalies": worker.stats.anomalies}
+
+
+def one_point_peer(n_series: int, n_windows: int, limit_s: float = 20.0) -> dict:
+    """The same scoring, one Ensemble.update per point (what a per-event framework agent would do)."""
+    from detectors import default_ensemble
+    from models.metric_kinds import kind_of
+    from streams.records import decode
+
+    rng = np.random.default_rng(0)
+    models: dict[str, object] = {}
+    n, cpu0 = 0, time.process_time()
+    for w in range(n_windows):
+        for raw in make_window(n_series, w, rng):
+            p = decode(raw, expect=MetricPoint)
+            m = models.get(p.series)
+            if m is None:
+                k = kind_of(p.metric)
+                m = models[p.series] = default_ensemble(metric_kind=k.kind, direction=k.direction)
+            m.update(p.value, p.window_start.timestamp(), p.count if "ratio" in p.metric else None)
+            n += 1
+            if n % 1000 == 0 and time.process_time() - cpu0 > limit_s:
+                return {"points": n, "cpu_s": time.process_time() - cpu0}
+    return {"points": n, "cpu_s": time.process_time() - cpu0}
+
+
+def latency(settings, n_series: int, rate: float, seconds: float, warm_windows: int) -> dict:
+    """Latency from a point's produce time to its anomaly being readable on the anomaly topic."""
+    rng = np.random.default_rng(1)
+    env = {**os.environ, "PATROL_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+           "PATROL_TOPICS__METRICS": settings.topics.metrics, "PATROL_TOPICS__ANOMALIES": settings.topics.anomalies,
+           "PATROL_REDIS__URL": settings.redis.url.get_secret_value(), "PATROL_KAFKA__SESSION_TIMEOUT_MS": "6000"}
+    exe = os.path.join(os.path.dirname(sys.executable), "patrol")
+    worker = subprocess.Popen([exe, "run", "detect", "--group", "bench-latency", "--checkpoint", "5"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5})
+    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "bench-latency-reader",
+                  "auto.offset.reset": "latest", "session.timeout.ms": 6000})
+    c.subscribe([settings.topics.anomalies])
+    sent: dict[tuple[str, str], float] = {}
+    lat: list[float] = []
+    stop = threading.Event()
+
+    def read():
+        while not stop.is_set():
+            for m in c.consume(1000, 0.1):
+                if m.error() is None:
+                    a = json.loads(m.value())
+                    if a.get("kind") != "anomaly":
+                        continue  # incident events
+                    t = sent.get((a["series"], a["window_start"]))
+                    if t is not None:
+                        lat.append(time.time() - t)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    # warm-up windows so the detectors are past warm-up, sent fast (not timed)
+    for w in range(warm_windows):
+        produce(p, settings.topics.metrics, make_window(n_series, w, rng))
+    p.flush(60)
+    time.sleep(8)  # group joins on Tansu take half the session timeout
+    w, t_start, n = warm_windows, time.monotonic(), 0
+    while time.monotonic() - t_start < seconds:
+        batch = make_window(n_series, w, rng, spike_frac=0.01)
+        w += 1
+        step = max(1, int(rate / 20))
+        for i in range(0, len(batch), step):
+            now = time.time()
+            for raw in batch[i:i + step]:
+                a = json.loads(raw)
+                sent[(a["series"], a["window_start"].replace("+00:00", "Z"))] = now
+            produce(p, settings.topics.metrics, batch[i:i + step])
+            n += len(batch[i:i + step])
+            ahead = n / rate - (time.monotonic() - t_start)
+            if ahead > 0:
+                time.sleep(ahead)
+    p.flush(30)
+    time.sleep(3)
+    stop.set()
+    reader.join()
+    c.close()
+    worker.terminate()
+    worker.wait(30)
+    achieved = n / (time.monotonic() - t_start - 3)
+    arr = np.array(lat) if lat else np.array([np.nan])
+    return {"points": n, "rate_target": rate, "rate_achieved": achieved, "anomalies_timed": len(lat),
+            "latency_p50_s": float(np.percentile(arr, 50)), "latency_p99_s": float(np.percentile(arr, 99))}
+
+
+def state_bytes(url: str, prefix: str) -> dict:
+    import redis
+
+    r = redis.Redis.from_url(url)
+    keys = [k for k in r.sscan_iter(f"{prefix}series") if not k.startswith(b"__")]
+    sizes = [r.memory_usage(f"{prefix}series:".encode() + k) or 0 for k in keys[:2000]]
+    raw = [sum(len(f) + len(v) for f, v in r.hgetall(f"{prefix}series:".encode() + k).items()) for k in keys[:200]]
+    return {"series": len(keys), "redis_bytes_per_series": float(np.mean(sizes)) if sizes else None,
+            "payload_bytes_per_series": float(np.mean(raw)) if raw else None}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", help="write the JSON result to this file")
+    ap.add_argument("--series", type=int, default=10000)
+    ap.add_argument("--windows", type=int, default=30)
+    ap.add_argument("--rate", type=float, default=10000.0, help="points/s offered in the latency phase")
+    ap.add_argument("--latency-s", type=float, default=30.0)
+    args = ap.parse_args(argv)
+    with EmbeddedBroker() as broker, LocalRedis() as rds:
+        base = {"kafka.bootstrap_servers": broker.bootstrap, "redis.url": rds.url, "kafka.session_timeout_ms": 6000}
+        s1 = load_settings(overrides={**base, "topics.metrics": "bench-metrics", "topics.anomalies": "bench-anomalies",
+                                      "redis.key_prefix": "tp:"})
+        create_topics(s1)
+        tp = throughput(s1, args.series, args.windows)
+        log("one-point peer ...")
+        peer = one_point_peer(args.series, args.windows)
+        st = state_bytes(rds.url, "tp:")
+        s2 = load_settings(overrides={**base, "topics.metrics": "lat-metrics", "topics.anomalies": "lat-anomalies",
+                                      "redis.key_prefix": "lat:"})
+        create_topics(s2)
+        log(f"latency phase: {args.rate:.0f} points/s for {args.latency_s:.0f}s ...")
+        lt = latency(s2, args.series, args.rate, args.latency_s, warm_windows=25)
+    pps_core = tp["points"] / tp["cpu_s"]
+    peer_pps = peer["points"] / peer["cpu_s"]
+    result = {
+        "benchmark": "detect", "series": args.series,
+        "points_per_s_per_core": pps_core,
+        "points_per_s_wall": tp["points"] / tp["wall_s"],
+        "one_point_peer_points_per_s_per_core": peer_pps,
+        "peer_ratio": pps_core / peer_pps,
+        "latency_p50_s": lt["latency_p50_s"], "latency_p99_s": lt["latency_p99_s"],
+        "latency": lt,
+        "state_bytes_per_series": st["redis_bytes_per_series"],
+        "state": st,
+        "throughput": tp,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cpu_note": "per core = points / process CPU seconds of the in-process worker (includes Kafka client threads)",
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
