@@ -83,6 +83,7 @@ class KafkaSink:
 
     def close(self, timeout: float = 60.0) -> None:
         left = self._p.flush(timeout)
+        self._p = None  # release librdkafka now, not at garbage collection (no reconnect noise later)
         if left:
             self.errors += left
             self.first_error = self.first_error or f"{left} messages still queued after {timeout}s flush"
