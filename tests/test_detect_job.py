@@ -157,3 +157,46 @@ def test_redis_outage_keeps_detecting_and_checkpoints_resume(kafka, tmp_path):
         assert len([k for k in keys if not k.startswith(b"__")]) == 6  # every series re-checkpointed
     finally:
         rds.stop()
+
+
+def test_sigterm_stops_gracefully_with_json_logs_and_commits(kafka, redis_server):
+    """No periodic checkpoint happens (60 s); SIGTERM alone must flush, checkpoint and commit."""
+    import json as _json
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from streams.broker import free_port
+
+    s = settings_for(kafka.bootstrap, redis_server.url, "term", **{"topics.metrics": "metrics-term"})
+    produce_points(kafka.bootstrap, s.topics.metrics, flat(metric_windows(2, 50, seed=3)))
+    env = {**worker_env(s), "PATROL_SERVICE__LOG_FORMAT": "json"}
+    mport = free_port()
+    w = subprocess.Popen([str(Path(sys.executable).with_name("patrol")), "run", "detect", "--group", "term",
+                          "--checkpoint", "60", "--metrics-port", str(mport)], env=env, stderr=subprocess.PIPE, text=True)
+
+    def points_seen() -> float:
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=2).read().decode()
+        except OSError:
+            return 0.0
+        return next((float(x.split()[-1]) for x in body.splitlines() if x.startswith("patrol_detect_points_total ")), 0.0)
+
+    deadline = time.monotonic() + 60
+    while points_seen() < 200 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert not redis.Redis.from_url(redis_server.url).exists("term:series")  # nothing checkpointed yet
+    w.send_signal(signal.SIGTERM)
+    _, err = w.communicate(timeout=60)
+    assert w.returncode == 0, err
+    json_lines = [_json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any(j["msg"] == "partitions assigned" and j["level"] == "info" for j in json_lines)
+    assert "200 points" in err  # the summary
+    c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "term"})
+    committed = c.committed([TopicPartition(s.topics.metrics, p) for p in range(6)], timeout=10)
+    c.close()
+    assert sum(max(tp.offset, 0) for tp in committed) == 200
+    assert len(redis.Redis.from_url(redis_server.url).smembers("term:series")) >= 4
