@@ -416,8 +416,8 @@ class Aggregator:
                         if t >= trig:
                             self._advance(st, t, offsets[i])
                             cur_ws = None
-                            lo, trig = w.lo, w.trigger
-                        hi = w.hi
+                            trig = w.trigger
+                        lo, hi = w.lo, w.hi
                     ws = t - t % W
                     if ws != cur_ws:
                         cur = st.wins.get(ws)

@@ -87,12 +87,15 @@ def dd_merge(sketches: Iterable[DDSketch]) -> DDSketch | None:
 
 # -- HyperLogLog -----------------------------------------------------------------------------
 def hll_from(items: Iterable[str | bytes], lg_k: int = HLL_LG_K) -> ds.hll_sketch:
-    """HLL sketch of ``items`` (bytes are decoded so fast and slow paths hash the same text)."""
+    """HLL sketch of ``items`` (bytes are decoded so fast and slow paths hash the same text).
+
+    Returned through a union (see :func:`hll_union`) so the estimate depends only on the registers.
+    """
     sk = ds.hll_sketch(lg_k, ds.tgt_hll_type.HLL_4)
     up = sk.update
     for it in items:
         up(it.decode("utf-8", "replace") if isinstance(it, bytes) else it)
-    return sk
+    return hll_union([sk], lg_k)
 
 
 def hll_to_sketch(sk: ds.hll_sketch) -> Sketch:
@@ -104,11 +107,23 @@ def hll_from_sketch(s: Sketch) -> ds.hll_sketch:
 
 
 def hll_union(sketches: Iterable[ds.hll_sketch], lg_k: int = HLL_LG_K) -> ds.hll_sketch:
-    """Register-wise union (exact w.r.t. sketching all items at once)."""
+    """Register-wise union (exact w.r.t. sketching all items at once).
+
+    A sketch fed directly estimates with HIP, which depends on insertion order; the register-only
+    estimator does not, so a 60 s window and the union of its six 10 s windows report exactly the
+    same number.
+    """
     u = ds.hll_union(lg_k)
     for sk in sketches:
         u.update(sk)
-    return u.get_result(ds.tgt_hll_type.HLL_4)
+    res = u.get_result(ds.tgt_hll_type.HLL_4)
+    # Canonical estimator: merging the result with itself keeps the registers and sets the
+    # out-of-order flag, so the estimate never depends on how the registers were reached
+    # (a union whose first input was in list mode keeps HIP otherwise).
+    c = ds.hll_union(lg_k)
+    c.update(res)
+    c.update(res)
+    return c.get_result(ds.tgt_hll_type.HLL_4)
 
 
 # -- heavy hitters ---------------------------------------------------------------------------

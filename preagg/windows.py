@@ -8,7 +8,8 @@ Semantics
 * An event at time ``t`` belongs to the window ``[t - t % window_s, ... + window_s)``.
 * The watermark is ``max event time seen - allowed_lateness_s``. A window is *closed* (emitted)
   exactly once, when the watermark reaches its end. Windows close in start order.
-* An event whose window is already closed is **late** (``WindowError(code="late")``); an event
+* An event whose window is already closed, or whose window ends at or before the watermark, is
+  **late** (``WindowError(code="late")``); an event
   more than ``max_future_s`` ahead of the reference (wall-clock ``now`` when given, else the
   largest event time seen) is **future** (``WindowError(code="future")``). Both are counted.
 * If no input arrives for ``idle_close_s`` of wall-clock time, every open window closes: a quiet
@@ -86,12 +87,12 @@ class Windows:
             more than ``max_future_s`` ahead of the reference time.
         """
         ref = now if now is not None else self.max_t
-        if t > ref + self.max_future_s:
+        if ref != -math.inf and t > ref + self.max_future_s:
             self.future += 1
             raise WindowError(f"event time {t:.3f} is more than {self.max_future_s:g}s ahead of "
                               f"{'wall clock' if now is not None else 'the newest event'} {ref:.3f}", "future")
         ws = self.start_of(t)
-        if ws + self.window_s <= self.closed_before:
+        if t < self.lo:
             self.late += 1
             raise WindowError(f"event time {t:.3f} is late: its window [{ws}, {ws + self.window_s}) closed "
                               f"(watermark {self.watermark:.3f}, allowed lateness {self.lateness_s:g}s)", "late")
@@ -157,7 +158,9 @@ class Windows:
     _now: float | None = None
 
     def _bounds(self) -> None:
-        self.lo = self.closed_before
+        # Late: the event's window was emitted, or its end is already behind the watermark.
+        wm = self.watermark
+        self.lo = max(self.closed_before, self.start_of(wm)) if wm != -math.inf else self.closed_before
         ref = self._now if self._now is not None else self.max_t
         self.hi = ref + self.max_future_s if ref != -math.inf else math.inf
         # Next time a window can become due: end of the oldest open window + lateness.
