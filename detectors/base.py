@@ -101,8 +101,9 @@ class Detector:
     def __init__(self, n_series: int = 1):
         self.n_series = int(n_series)
         self.s: dict[str, np.ndarray] = {}
+        dts = self._dtypes()
         for k, shp in self._shapes().items():
-            self.s[k] = np.zeros((self.n_series, *shp), dtype=np.float64)
+            self.s[k] = np.zeros((self.n_series, *shp), dtype=dts.get(k, np.float64))
         self._init()
 
     # -- to implement --------------------------------------------------
@@ -111,6 +112,10 @@ class Detector:
 
     def _init(self) -> None:
         pass
+
+    def _dtypes(self) -> dict:
+        """Fields stored in a narrower dtype (e.g. float32 profiles); default float64."""
+        return {}
 
     def _score(self, y, t):
         raise NotImplementedError
@@ -165,30 +170,35 @@ class Detector:
         return DetectorResult(float(score[0]), float(z[0]), float(expected[0]), bool(fired[0]))
 
     # -- state ---------------------------------------------------------
-    def _pack(self, i: int) -> np.ndarray:
-        return np.concatenate([self.s[k][i].ravel() for k in self._shapes()])
+    def _pack(self, i: int) -> bytes:
+        """Series ``i``'s state as little-endian bytes (fields in declaration order)."""
+        return b"".join(self.s[k][i].astype(self.s[k].dtype.newbyteorder("<")).tobytes() for k in self._shapes())
 
-    def _unpack(self, i: int, vec: np.ndarray) -> None:
-        pos = 0
+    def _unpack(self, i: int, buf: bytes, pos: int = 0) -> int:
+        """Load series ``i`` from ``buf`` at ``pos``; returns the position after this detector."""
         for k, shp in self._shapes().items():
-            size = int(np.prod(shp)) if shp else 1
-            self.s[k][i] = vec[pos:pos + size].reshape(shp)
-            pos += size
-        if pos != vec.size:
-            raise ValueError("state vector has the wrong length for this configuration")
+            dt = self.s[k].dtype.newbyteorder("<")
+            size = (int(np.prod(shp)) if shp else 1)
+            nb = size * dt.itemsize
+            if pos + nb > len(buf):
+                raise ValueError("state is too short for this configuration")
+            self.s[k][i] = np.frombuffer(buf, dtype=dt, count=size, offset=pos).reshape(shp)
+            pos += nb
+        return pos
 
     def state_size(self) -> int:
-        """Number of float64 values of state per series."""
-        return sum(int(np.prod(s)) if s else 1 for s in self._shapes().values())
+        """Bytes of state per series."""
+        return sum((int(np.prod(shp)) if shp else 1) * self.s[k].dtype.itemsize for k, shp in self._shapes().items())
 
     def to_state(self, i: int = 0) -> dict:
-        """JSON-able state of series ``i``: config + float64 vector (base64)."""
+        """JSON-able state of series ``i``: kind, config and the packed bytes (base64)."""
         return {"kind": type(self).__name__, "config": self.config(),
-                "data": base64.b64encode(self._pack(i).astype("<f8").tobytes()).decode()}
+                "data": base64.b64encode(self._pack(i)).decode()}
 
     def load_state(self, state: dict, i: int = 0) -> "Detector":
-        vec = np.frombuffer(base64.b64decode(state["data"]), dtype="<f8")
-        self._unpack(i, vec)
+        buf = base64.b64decode(state["data"])
+        if self._unpack(i, buf) != len(buf):
+            raise ValueError("state does not match this configuration")
         return self
 
     @classmethod

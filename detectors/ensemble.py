@@ -248,12 +248,13 @@ class BatchEnsemble:
             hi = _inv(self.metric_kind, exp_y + half)
         # fuse: largest surprise in the direction that matters
         Z = np.stack(zs)
+        self.last_z = Z  # per-detector signed z of the last call (diagnostics)
         S = np.stack([z_to_surprise(z, self.direction) for z in Z])
         jbest = np.argmax(S, axis=0)
         surprise = S[jbest, np.arange(N)]
         zbest = Z[jbest, np.arange(N)]
         # calibration: tail fit of the series' own surprises (score first, then learn)
-        surprise = np.where(ok, np.minimum(surprise, 60.0), 0.0)
+        surprise = np.where(ok, np.minimum(surprise, 30.0), 0.0)
         cal = np.maximum(np.where(ok, self.calibrator.calibrate(surprise), 0.0), 0.0)
         self.calibrator.learn(surprise, ok)
         pval = 10.0 ** (-cal)
@@ -263,32 +264,33 @@ class BatchEnsemble:
         return BatchResult(score, pval, exp_v, lo, hi, direction, np.where(ok, fired_mask, 0), sev, self.names)
 
     # -- state ---------------------------------------------------------
-    def _fields(self):
-        return [("ens", k) for k in self.s] + [(j, k) for j, d in enumerate(self.detectors) for k in d._shapes()]
+    def _parts(self):
+        return [self.calibrator] + self.detectors
 
-    def _pack(self, i):
-        parts = [self.calibrator._pack(i)] + [d._pack(i) for d in self.detectors]
-        return np.concatenate(parts)
+    def _pack(self, i) -> bytes:
+        return b"".join(d._pack(i) for d in self._parts())
 
-    def _unpack(self, i, vec):
+    def _unpack(self, i, buf: bytes) -> None:
         pos = 0
-        for d in [self.calibrator] + self.detectors:
-            k = d.state_size()
-            d._unpack(i, vec[pos:pos + k])
-            pos += k
-        if pos != vec.size:
+        for d in self._parts():
+            pos = d._unpack(i, buf, pos)
+        if pos != len(buf):
             raise ValueError("state does not match this ensemble's configuration")
 
+    def state_bytes(self) -> int:
+        """Bytes of packed state per series (before base64)."""
+        return sum(d.state_size() for d in self._parts())
+
     def state_of(self, i: int) -> dict:
-        """JSON-able state of series ``i`` (config + base64 float64 vector)."""
+        """JSON-able state of series ``i`` (config + base64 of the packed state)."""
         return {"v": 1, "config": self.config(),
-                "data": base64.b64encode(self._pack(i).astype("<f8").tobytes()).decode()}
+                "data": base64.b64encode(self._pack(i)).decode()}
 
     def load_state(self, i: int, state: dict) -> None:
         """Load one series' state (from :meth:`state_of` / :meth:`Ensemble.to_state`) into row ``i``."""
         if state.get("config") != self.config():
             raise ValueError("state was saved with a different configuration")
-        self._unpack(i, np.frombuffer(base64.b64decode(state["data"]), dtype="<f8"))
+        self._unpack(i, base64.b64decode(state["data"]))
 
 
 class Ensemble:

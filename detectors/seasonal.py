@@ -1,20 +1,22 @@
-"""Seasonal detector: time-of-day profile (+ day-of-week offsets) learned online.
+"""Seasonal detector: daily profile + weekly correction learned online.
 
 A robust additive Holt-Winters model (Holt 1957; Winters 1960; robust variant
-after Gelper, Fried & Croux 2010) whose seasonal component is indexed by the
-wall-clock *phase* of each point rather than by a point counter, so gaps and
-irregular timestamps fall into the right slot:
-``expected = level + S[phase] (+ W[day of week])`` with ``S`` linearly
-interpolated between ``n_slots`` bucket means. Each slot also keeps a robust
-scale, so quiet nights and busy afternoons get their own band. The state is the
-profile (``n_slots`` means, scales and counts), not raw weeks of points.
+after Gelper, Fried & Croux 2010) with two seasonal components in the spirit of
+MSTL (Bandara, Hyndman & Bergmeir 2021): a time-of-day profile ``S`` and an
+hour-of-week correction ``W``, both indexed by the wall-clock *phase* of each
+point rather than a point counter, so gaps and irregular timestamps land in the
+right slot: ``expected = level + u1 * S[phase] + u2 * W[phase of week]``
+(profiles linearly interpolated between slots, or stepwise). Each daily slot
+also keeps a robust scale, so quiet nights and busy afternoons get their own
+band. The state is the profiles (float32), not raw weeks of points.
 
-Whether a cycle exists is decided from the data: the model keeps the running
-absolute error of the level-only forecast, the daily-profile forecast and the
-daily+weekly forecast and predicts with the best of them, so a series without a
-daily (or weekly) cycle is not forced into one. The period is configurable
-(``period`` seconds, ``weekly``); a statsmodels STL/MSTL refit of the period
-and profile on a bounded history is available in :mod:`detectors.stl`.
+Whether a cycle exists is decided from the data: the model keeps running
+absolute errors of the level-only, daily (interpolated and stepwise) and
+daily+weekly forecasts, and the weights ``u1``, ``u2`` grow with how much a
+component improves the forecast, so a series without a daily (or weekly) cycle
+is not forced into one. The period is configurable (``period``, ``weekly``);
+a statsmodels STL refit of the profile on a bounded history is available in
+:mod:`detectors.stl`.
 
 Examples
 --------
@@ -41,20 +43,24 @@ WEEK = 7 * DAY
 
 
 class SeasonalDetector(Detector):
-    """Online seasonal-profile (robust Holt-Winters) detector.
+    """Online seasonal-profile (robust Holt-Winters, daily + weekly) detector.
 
     Parameters
     ----------
     period : float
         Main period in seconds (default one day).
     n_slots : int
-        Profile buckets per period (interpolated).
+        Profile buckets per period.
     weekly : bool
-        Also learn day-of-week offsets (used only once they help).
+        Also learn an hour-of-week correction (used only once it helps).
+    week_slots : int
+        Buckets of the weekly correction (168 = hourly).
     level_tau : float
         Time constant of the level, in periods.
     slot_rate : float
-        Profile learning rate per visit of a slot (per period).
+        Daily-profile learning rate per visit of a slot.
+    week_rate : float
+        Weekly-correction learning rate per visit of a slot.
     c : float
         Huber clipping in scale units.
     z_alarm : float
@@ -67,81 +73,99 @@ class SeasonalDetector(Detector):
 
     name = "seasonal"
 
-    def __init__(self, period=DAY, n_slots=48, weekly=True, level_tau=1.0, slot_rate=0.3, c=3.0,
-                 z_alarm=5.0, reset_after=12, tz_offset=0.0, rel_floor=1e-3, abs_floor=1e-9, n_series=1):
-        self.period, self.n_slots, self.weekly = float(period), int(n_slots), bool(weekly)
-        self.level_tau, self.slot_rate, self.c, self.z_alarm = level_tau, slot_rate, c, z_alarm
-        self.reset_after, self.tz_offset = reset_after, tz_offset
+    def __init__(self, period=DAY, n_slots=48, weekly=True, week_slots=168, level_tau=1.0, slot_rate=0.3,
+                 week_rate=0.5, c=3.0, z_alarm=5.0, reset_after=12, tz_offset=0.0, rel_floor=1e-3,
+                 abs_floor=1e-9, n_series=1):
+        self.period, self.n_slots, self.weekly, self.week_slots = float(period), int(n_slots), bool(weekly), int(week_slots)
+        self.level_tau, self.slot_rate, self.week_rate = level_tau, slot_rate, week_rate
+        self.c, self.z_alarm, self.reset_after, self.tz_offset = c, z_alarm, reset_after, tz_offset
         self.rel_floor, self.abs_floor = rel_floor, abs_floor
         super().__init__(n_series)
         self._rows = np.arange(self.n_series)
 
     def config(self):
-        return dict(period=self.period, n_slots=self.n_slots, weekly=self.weekly, level_tau=self.level_tau,
-                    slot_rate=self.slot_rate, c=self.c, z_alarm=self.z_alarm, reset_after=self.reset_after,
-                    tz_offset=self.tz_offset, rel_floor=self.rel_floor, abs_floor=self.abs_floor)
+        return dict(period=self.period, n_slots=self.n_slots, weekly=self.weekly, week_slots=self.week_slots,
+                    level_tau=self.level_tau, slot_rate=self.slot_rate, week_rate=self.week_rate, c=self.c,
+                    z_alarm=self.z_alarm, reset_after=self.reset_after, tz_offset=self.tz_offset,
+                    rel_floor=self.rel_floor, abs_floor=self.abs_floor)
 
     def _shapes(self):
-        k = self.n_slots
         return {"n": (), "t0": (), "level": (), "gdev": (), "run": (), "e0": (), "e1": (), "e2": (), "e3": (),
-                "S": (k,), "D": (k,), "C": (k,), "W": (7,), **Clock.fields}
+                **Clock.fields, "S": (self.n_slots,), "D": (self.n_slots,), "C": (self.n_slots,),
+                "W": (self.week_slots if self.weekly else 0,)}
+
+    def _dtypes(self):
+        return {"S": np.float32, "D": np.float32, "C": np.float32, "W": np.float32}
 
     # -- helpers -------------------------------------------------------
-    def _phase(self, t):
-        ph = np.mod(t + self.tz_offset, self.period) / self.period * self.n_slots - 0.5
+    @staticmethod
+    def _slots(t, period, k):
+        ph = np.mod(t, period) / period * k - 0.5
         f = np.floor(ph)
-        k0 = np.mod(f, self.n_slots).astype(np.intp)
-        k1 = np.mod(k0 + 1, self.n_slots)
+        i0 = np.mod(f, k).astype(np.intp)
+        i1 = np.mod(i0 + 1, k)
         w1 = ph - f
-        kc = np.where(w1 >= 0.5, k1, k0)  # the slot containing t
-        dow = np.mod(np.floor((t + self.tz_offset) / DAY) + 3, 7).astype(np.intp)  # 1970-01-01 = Thursday
-        return k0, k1, w1, kc, dow
+        return i0, i1, w1, np.where(w1 >= 0.5, i1, i0)  # last: the slot containing t
 
     def _parts(self, t):
         s, r = self.s, self._rows
-        k0, k1, w1, kc, dow = self._phase(t)
+        tl = t + self.tz_offset
+        k0, k1, w1, kc = self._slots(tl, self.period, self.n_slots)
         S, D, C = s["S"], s["D"], s["C"]
-        # interpolated (smooth cycles) or stepwise (square cycles) profile: whichever forecasts better
         seas_i = (1 - w1) * S[r, k0] + w1 * S[r, k1]
-        seas_s = S[r, kc]
+        seas_s = S[r, kc].astype(np.float64)
+        # interpolated (smooth cycles) or stepwise (square cycles): whichever forecasts better
         step = s["e3"] < s["e1"]
-        k0 = np.where(step, kc, k0)
-        k1 = np.where(step, kc, k1)
+        k0, k1 = np.where(step, kc, k0), np.where(step, kc, k1)
         w1 = np.where(step, 0.0, w1)
-        self._alt = (seas_i, seas_s)
         seas = np.where(step, seas_s, seas_i)
         dev = (1 - w1) * D[r, k0] + w1 * D[r, k1]
         cnt = np.minimum(C[r, k0], C[r, k1])
-        wk = s["W"][r, dow]
-        return k0, k1, w1, dow, seas, dev, cnt, wk
+        if self.weekly:
+            j0, j1, v1, jc = self._slots(tl, WEEK, self.week_slots)
+            j0, j1 = np.where(step, jc, j0), np.where(step, jc, j1)
+            v1 = np.where(step, 0.0, v1)
+            wk = (1 - v1) * s["W"][r, j0] + v1 * s["W"][r, j1]
+        else:
+            j0 = j1 = v1 = None
+            wk = np.zeros_like(seas)
+        return dict(k0=k0, k1=k1, w1=w1, j0=j0, j1=j1, v1=v1, seas=seas, seas_i=seas_i, seas_s=seas_s,
+                    dev=dev, cnt=cnt, wk=wk)
+
+    def _weights(self, t, p):
+        """Model-selection weights of the daily (u1) and weekly (u2) components."""
+        s = self.s
+        eb = np.minimum(s["e1"], s["e3"])
+        age = t - s["t0"]
+        u1 = np.clip((s["e0"] / np.maximum(eb, 1e-300) - 1.0) / 0.5, 0.0, 1.0)
+        u1 = u1 * np.clip(age / self.period - 1.0, 0.0, 1.0) * (p["cnt"] > 0) * (s["n"] > 0)
+        if self.weekly:
+            u2 = np.clip((eb / np.maximum(s["e2"], 1e-300) - 1.0) / 0.3, 0.0, 1.0)
+            u2 = u2 * np.clip((age - WEEK) / DAY, 0.0, 1.0) * u1
+        else:
+            u2 = np.zeros_like(u1)
+        return u1, u2
 
     def _model(self, t):
-        """Expected value, scale, and whether the seasonal model is warm."""
+        """Expected value, scale, warm flag and the pieces used for learning."""
         s = self.s
-        k0, k1, w1, dow, seas, dev, cnt, wk = self._parts(t)
+        p = self._parts(t)
+        u1, u2 = self._weights(t, p)
         lvl = s["level"]
-        use1 = np.minimum(s["e1"], s["e3"]) < 0.9 * s["e0"]
-        use2 = use1 & self.weekly & (s["e2"] < 0.9 * np.minimum(s["e1"], s["e3"])) & (t - s["t0"] >= WEEK + DAY)
-        exp = lvl + np.where(use1, seas, 0.0) + np.where(use2, wk, 0.0)
+        exp = lvl + u1 * p["seas"] + u2 * p["wk"]
         gd = s["gdev"]
-        sdev = np.where(use1 & (cnt > 0), 0.5 * (dev + gd), gd)
+        sdev = u1 * 0.5 * (p["dev"] + gd) + (1 - u1) * gd
         sig = np.maximum(sdev * MAD_TO_SIGMA, self.rel_floor * np.abs(exp) + self.abs_floor)
-        warm = (s["n"] > 0) & (t - s["t0"] >= self.period) & (cnt > 0)
-        return exp, sig, warm, (k0, k1, w1, dow, seas, wk, lvl)
+        warm = (s["n"] > 0) & (t - s["t0"] >= self.period) & (p["cnt"] > 0)
+        p.update(u1=u1, u2=u2, lvl=lvl)
+        return exp, sig, warm, p
 
     def component(self, t):
-        """Seasonal component to remove before non-seasonal detectors (0 when no cycle),
-        and the profile's scale at this phase (0 when no cycle).
-
-        Weighted by how much better the profile forecasts than the level alone,
-        and ramped in over the second period, so switching it on is smooth.
-        """
-        s = self.s
-        _, _, _, _, seas, dev, cnt, wk = self._parts(t)
-        u = np.clip((s["e0"] / np.maximum(np.minimum(s["e1"], s["e3"]), 1e-300) - 1.0) / 0.5, 0.0, 1.0)
-        u = u * np.clip((t - s["t0"]) / self.period - 1.0, 0.0, 1.0) * (cnt > 0) * (s["n"] > 0)
-        use2 = self.weekly & (s["e2"] < 0.9 * np.minimum(s["e1"], s["e3"])) & (t - s["t0"] >= WEEK + DAY)
-        return u * (seas + np.where(use2, wk, 0.0)), u * dev * MAD_TO_SIGMA
+        """Seasonal component to remove before non-seasonal detectors, and the
+        profile's noise scale at this phase (both 0 when there is no cycle)."""
+        p = self._parts(t)
+        u1, u2 = self._weights(t, p)
+        return u1 * p["seas"] + u2 * p["wk"], u1 * p["dev"] * MAD_TO_SIGMA
 
     def _score(self, y, t):
         exp, sig, warm, _ = self._model(t)
@@ -151,50 +175,51 @@ class SeasonalDetector(Detector):
     def _learn(self, y, t, z):
         s, r = self.s, self._rows
         ok = np.isfinite(y)
-        exp, sig, warm, (k0, k1, w1, dow, seas, wk, lvl) = self._model(t)
+        exp, sig, warm, p = self._model(t)
+        lvl, seas, wk, u2 = p["lvl"], p["seas"], p["wk"], p["u2"]
         yy = np.where(ok, y, exp)
         first = s["n"] == 0
+        upd = ok & ~first
+        in_first = (t - s["t0"]) < self.period
         dt = np.minimum(np.where(first, 0.0, t - s["last_t"]), 3.0 * np.maximum(s["dt"], 1e-9))
         dt = np.where(s["dt"] > 0, dt, np.minimum(dt, self.period / self.n_slots))
         zr = (yy - exp) / sig
-        zc = np.where(warm, np.clip(zr, -self.c, self.c), zr)
-        rc = zc * sig
+        rc = np.where(warm, np.clip(zr, -self.c, self.c), zr) * sig
+        clip = lambda v: np.where(warm, np.clip(v, -self.c * sig, self.c * sig), v)  # noqa: E731
         # learning rates from elapsed time (irregular sampling)
         a_l = 1.0 - np.exp(-dt / (self.level_tau * self.period))
-        slot_w = self.period / self.n_slots
-        a_s = 1.0 - np.exp(-dt / slot_w * -np.log1p(-self.slot_rate))
-        a_d = 1.0 - np.exp(-dt / (4 * self.period))
-        # forecast errors of the three candidate models (model selection)
+        a_s = 1.0 - np.exp(dt / (self.period / self.n_slots) * np.log1p(-self.slot_rate))
+        a_e = 1.0 - np.exp(-dt / (4 * self.period))
+        # forecast errors of the candidate models (model selection)
         base = yy - lvl
-        seas_i, seas_s = self._alt
-        for key, err in (("e0", base), ("e1", base - seas_i), ("e2", base - seas - wk), ("e3", base - seas_s)):
-            s[key][:] = np.where(ok & ~first, s[key] + a_d * (np.minimum(np.abs(err), self.c * 2 * sig) - s[key]), s[key])
-        # level: robust exponential smoothing of the deseasonalised value
-        ds = np.clip(yy - lvl - seas - np.where(self.weekly, wk, 0.0), -self.c * sig, self.c * sig)
-        ds = np.where(warm, ds, yy - lvl - seas)
-        in_first = (t - s["t0"]) < self.period
-        new_lvl = np.where(first, yy, np.where(in_first, lvl, lvl + a_l * ds))
-        # profile: split the residual between the two neighbouring slots
-        ps = np.where(warm, np.clip(yy - lvl - seas - wk, -self.c * sig, self.c * sig), yy - lvl - seas - wk)
+        for key, err in (("e0", base), ("e1", base - p["seas_i"]), ("e3", base - p["seas_s"]),
+                         ("e2", base - seas - wk)):
+            s[key][:] = np.where(upd, s[key] + a_e * (np.minimum(np.abs(err), 2 * self.c * sig) - s[key]), s[key])
+        # level: robust exponential smoothing of the deseasonalised value (fixed in the first period)
+        new_lvl = np.where(first, yy, np.where(in_first, lvl, lvl + a_l * clip(yy - lvl - seas - u2 * wk)))
+        # daily profile: the residual is split between the two neighbouring slots
+        ps = clip(yy - lvl - seas - u2 * wk)
+        d_obs = np.abs(rc)
         C = s["C"]
-        for k, w in ((k0, 1 - w1), (k1, w1)):
-            rate = np.maximum(a_s, 1.0 / (C[r, k] + 1.0)) * w
-            rate = np.where(ok & ~first, rate, 0.0)
+        for k, w in ((p["k0"], 1 - p["w1"]), (p["k1"], p["w1"])):
+            rate = np.where(upd, np.maximum(a_s, 1.0 / (C[r, k] + 1.0)) * w, 0.0)
             s["S"][r, k] += rate * ps
-            d_obs = np.abs(np.where(warm, rc, yy - lvl - seas - wk))
-            rate_d = np.where(in_first, 0.0, np.where(s["D"][r, k] > 0, rate, np.where(ok, w, 0.0)))
-            s["D"][r, k] += rate_d * (d_obs - s["D"][r, k])
-            C[r, k] += np.where(ok & ~first, w, 0.0)
-        # day-of-week offsets
-        a_w = np.where(ok & ~first & ~in_first, a_l * 0.5, 0.0)
-        s["W"][r, dow] += a_w * np.clip(yy - lvl - seas - wk, -self.c * sig, self.c * sig)
-        # keep the profile zero-mean (mean goes to the level)
+            Dk = s["D"][r, k]
+            rate_d = np.where(in_first | ~upd, 0.0, np.where(Dk > 0, rate, w))
+            s["D"][r, k] = Dk + rate_d * (d_obs - Dk)
+            C[r, k] += np.where(upd, w, 0.0)
         m = np.where(in_first, 0.0, s["S"].mean(axis=1))
         s["S"] -= m[:, None]
-        mw = s["W"].mean(axis=1)
-        s["W"] -= mw[:, None]
-        new_lvl = new_lvl + np.where(first | in_first, 0.0, m + mw)
-        s["gdev"][:] = np.where(ok & ~first, s["gdev"] + np.maximum(a_d * 4, 0.01) * (np.abs(rc) - s["gdev"]), s["gdev"])
+        new_lvl = new_lvl + np.where(first, 0.0, m)
+        # weekly correction: learns what the daily profile misses
+        if self.weekly:
+            a_w = np.where(upd & ~in_first,
+                           1.0 - np.exp(dt / (WEEK / self.week_slots) * np.log1p(-self.week_rate)), 0.0)
+            pw = clip(yy - lvl - seas - wk)
+            for j, w in ((p["j0"], 1 - p["v1"]), (p["j1"], p["v1"])):
+                s["W"][r, j] += a_w * w * pw
+            s["W"] -= s["W"].mean(axis=1)[:, None]
+        s["gdev"][:] = np.where(upd, s["gdev"] + np.maximum(a_e * 4, 0.01) * (d_obs - s["gdev"]), s["gdev"])
         # re-baseline after a sustained shift
         out = warm & (np.abs(zr) > self.c)
         sgn = np.sign(zr)

@@ -8,6 +8,12 @@ with exponential and Holt-Winters smoothing", J. Forecasting 2010). After
 ``reset_after`` consecutive outliers on the same side, the level re-baselines to
 the new values (a level shift is not a spike).
 
+A point must also be surprising as a *step* from the previous value (a
+random-walk forecast with its own robust scale of first differences): the
+detector reports the less surprising of the two residuals. So after a jump the
+next points at the new level are not alarms again, and neither is the return
+to normal after a spike; isolated spikes and the onset of shifts still are.
+
 Examples
 --------
 >>> from detectors.spike import SpikeDetector
@@ -67,23 +73,36 @@ class SpikeDetector(Detector):
                     reset_after=self.reset_after, rel_floor=self.rel_floor, abs_floor=self.abs_floor)
 
     def _shapes(self):
-        return {"n": (), "level": (), "dev": (), "run": (), **Clock.fields}
+        return {"n": (), "level": (), "dev": (), "run": (), "prev": (), "ddev": (), **Clock.fields}
 
     def sigma(self):
         s = self.s
         sig = np.maximum(s["dev"] * MAD_TO_SIGMA, self.rel_floor * np.abs(s["level"]) + self.abs_floor)
         return sig if self.extra_sigma is None else np.maximum(sig, self.extra_sigma)
 
+    def dsigma(self):
+        s = self.s
+        sig = np.maximum(s["ddev"] * MAD_TO_SIGMA, self.rel_floor * np.abs(s["level"]) + self.abs_floor)
+        return sig if self.extra_sigma is None else np.maximum(sig, self.extra_sigma)
+
     def _raw(self, y, t):
         s = self.s
         # predictive scale grows after a gap (level is a random walk between points)
-        gap = np.clip(Clock.steps(s, t) - 1.0, 0.0, 100.0)
+        steps = Clock.steps(s, t)
+        gap = np.clip(steps - 1.0, 0.0, 100.0)
         sig = self.sigma() * np.sqrt(1.0 + self.alpha * gap)
         return (y - s["level"]) / sig
 
+    def _step_z(self, y, t):
+        s = self.s
+        steps = np.clip(Clock.steps(s, t), 1.0, 100.0)
+        return (y - s["prev"]) / (self.dsigma() * np.sqrt(steps))
+
     def _score(self, y, t):
         s = self.s
-        z = self._raw(y, t)
+        zl = self._raw(y, t)
+        zd = self._step_z(y, t)
+        z = np.where(np.abs(zd) < np.abs(zl), zd, zl)
         z = np.where(s["n"] >= self.warmup, z, 0.0)
         expected = np.where(s["n"] > 0, s["level"], np.nan)
         return z, expected, np.abs(z) >= self.z_alarm
@@ -110,6 +129,14 @@ class SpikeDetector(Detector):
         reset = np.abs(run) >= self.reset_after
         lvl = np.where(reset, yy, lvl)
         run = np.where(reset, 0.0, run)
+        # scale of first differences (random-walk forecast), Huber-damped
+        steps = np.clip(Clock.steps(s, t), 1.0, 100.0)
+        d = (yy - s["prev"]) / np.sqrt(steps)
+        dsig = self.dsigma()
+        dd_w = np.where(n > 1, s["ddev"] + (np.abs(d) - s["ddev"]) / np.maximum(n, 1.0), 0.0)
+        dd = s["ddev"] + self.beta * (np.minimum(np.abs(d), self.c * dsig) - s["ddev"])
+        s["ddev"][:] = np.where(ok & (n > 0), np.where(warm, dd_w, dd), s["ddev"])
+        s["prev"][:] = np.where(ok, yy, s["prev"])
         s["level"][:] = np.where(ok, np.where(warm, lvl_w, lvl), s["level"])
         s["dev"][:] = np.where(ok, np.where(warm, dev_w, dev), s["dev"])
         s["run"][:] = np.where(ok, run, s["run"])
