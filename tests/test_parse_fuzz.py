@@ -37,7 +37,8 @@ PARSERS["custom"] = compile_log_format('$remote_addr [$time_local] "$request" $s
 PARSERS["strict-envelope"] = get_parser("ingress-nginx", envelope=True)
 PARSERS["namespaces"] = get_parser("ingress-nginx", namespaces=["kube-system"])
 
-ALPHABET = st.sampled_from(list(' "[]\\{}:,-./?=0123456789aAxX\t\n\x00é✓') + ["\\x22", "\\xC3\\xA9", ", ", " : "])
+ALPHABET = st.sampled_from(list(' "[]\\{}:,-./?=0123456789aAxXe_+\t\n\x00\x1cé✓٣') + [
+    "\\x22", "\\xC3\\xA9", ", ", " : ", "1e999", "nan", "-", "  "])
 
 
 def check_record(rec):

@@ -188,6 +188,8 @@ def test_rejections_say_why():
         HEAD.replace("Feb", "Foo") + '"GET / HTTP/1.1" 200 5 "-" "-"' + TAIL_OK: "bad_time",
         HEAD + '"GET / HTTP/1.1" abc 5 "-" "-"' + TAIL_OK: "bad_number",
         HEAD + '"GET / HTTP/1.1" 200 5 "-" "-" 91 0.004 [x-y-80] [] a:80 5 nan 200 r': "bad_number",
+        HEAD + '"GET / HTTP/1.1" 200 5 "-" "-" 91 1e999 [x-y-80] [] a:80 5 0.1 200 r': "bad_number",
+        HEAD + '"GET / HTTP/1.1" 200 5 "-" "-" 91 0.1 [x-y-80] [] a:80 5 1e999 200 r': "bad_number",
         HEAD + '"GET / HTTP/1.1" 200 5 "-" "curl': "format_mismatch",
         HEAD + '"GET / HTTP/1.1" 200 5 "-" "-"': "format_mismatch",
     }

@@ -107,11 +107,13 @@ def make_fast_parser(fallback):
                         or head[-29] != "[" or head[-30] != " " or head[-2] != "]"
                         or proto[:5] != "HTTP/" or up[0] + alt[0] != "[["
                         or up[-1] + alt[-1] != "]]" or "]" in up[:-1] or "]" in alt[:-1]
-                        or not (st + bb + rl).isdigit() or not rt[0].isdigit()
+                        or not (st + bb + rl + rt.replace(".", "", 1)).isdigit()
                         or not (head + tail).isprintable()):  # tabs/control chars: not nginx's
                     # "-" in a scalar, a bad method, a bracket missing: the careful path decides.
                     raise ValueError
-                if single and (ulen + ust).isdigit() and urt[0].isdigit() and addr != "-":
+                # Plain digits (and one dot) only: int()/float() would also take
+                # "1_0", "+5" or "1e999" (inf), which the careful path rejects or reads alike.
+                if single and (ulen + ust + urt.replace(".", "", 1)).isdigit() and addr != "-":
                     addrs = [addr]
                     ustat = [int(ust)]
                     utime = [float(urt)]
