@@ -31,7 +31,7 @@ from models.labels import (AmbiguousId, AnomalyFilter, LabelBook, NothingToUndo,
 
 from ..config import Settings
 from ..labels_io import LabelIOError, ReadStats, publish_labels, read_anomalies, read_labels, read_series
-from ..records import Anomaly, Incident, Label, LabelVerdict
+from ..records import Anomaly, Incident, Label, LabelVerdict, Severity
 
 label_app = typer.Typer(help="Review anomalies and label them (true, false, ignore); labels feed retraining.",
                         no_args_is_help=True)
@@ -44,12 +44,6 @@ err = Console(stderr=True)
 BootstrapOpt = Annotated[Optional[str], typer.Option("--bootstrap", "-b", help="Kafka bootstrap servers (overrides kafka.bootstrap_servers).")]
 
 
-class Sev(str, Enum):
-    info = "info"
-    warning = "warning"
-    critical = "critical"
-
-
 class Fmt(str, Enum):
     csv = "csv"
     json = "json"
@@ -57,7 +51,7 @@ class Fmt(str, Enum):
 
 ServiceOpt = Annotated[Optional[str], typer.Option("--service", help="Only this service: name or namespace/name.")]
 MetricOpt = Annotated[Optional[str], typer.Option("--metric", help="Only this metric, e.g. error_ratio.")]
-SeverityOpt = Annotated[Optional[Sev], typer.Option("--severity", help="Minimum severity.")]
+SeverityOpt = Annotated[Optional[Severity], typer.Option("--severity", help="Minimum severity.")]
 SinceOpt = Annotated[Optional[str], typer.Option("--since", help="Window start at/after: 2h, 30m, 7d (before now) or ISO time.")]
 UntilOpt = Annotated[Optional[str], typer.Option("--until", help="Window start at/before: same forms as --since.")]
 LabeledOpt = Annotated[Optional[bool], typer.Option("--labeled/--unlabeled", help="Only anomalies with / without a verdict.", show_default=False)]
