@@ -23,12 +23,14 @@ import numpy as np
 from detectors import BatchEnsemble, Result
 from streams.records import MetricPoint
 
+from .feedback import FeedbackModel, MetricPrior
 from .history import HourlyHistory
 from .metric_kinds import MetricKind, kind_of
 from .store import SeriesState, StateStore
 
 log = logging.getLogger("patrol.models.pool")
 
+PRIOR_KEY = "__prior__"  # store key prefix of per-metric feedback priors
 RECENT_WINDOWS = 32  # window starts remembered per series to tell replays from out-of-order points
 
 
@@ -127,8 +129,17 @@ class Series:
     model_version: int = 1
     history: HourlyHistory = field(default_factory=HourlyHistory)
     calibration: dict = field(default_factory=dict)
+    _feedback: FeedbackModel | None = None
+
+    @property
+    def feedback(self) -> FeedbackModel:
+        if self._feedback is None:
+            self._feedback = FeedbackModel.from_state(self.calibration or None)
+        return self._feedback
 
     def snapshot(self) -> SeriesState:
+        if self._feedback is not None:
+            self.calibration = self._feedback.to_state()
         k = self.group.kind
         return SeriesState(self.key, self.group.ens.state_of(self.row), self.last_window, self.model_version,
                            {"recent": self.recent, "history": self.history.to_state(), "kind": k.kind,
@@ -143,6 +154,8 @@ class SeriesPool:
         self.groups: dict[MetricKind, Group] = {}
         self.series: dict[str, Series] = {}
         self.dirty: set[str] = set()
+        self.priors: dict[str, MetricPrior] = {}   # per metric, shared by its series on this worker
+        self.dirty_priors: set[str] = set()
 
     def _group(self, kind: MetricKind) -> Group:
         g = self.groups.get(kind)
@@ -155,7 +168,11 @@ class SeriesPool:
         new = {p.series: p.metric for p in points if p.series not in self.series}
         if not new:
             return
-        loaded = self.store.load_many(new)
+        metrics = {m for m in new.values() if m not in self.priors}
+        loaded = self.store.load_many([*new, *(PRIOR_KEY + m for m in metrics)])
+        for m in metrics:
+            st = loaded.get(PRIOR_KEY + m)
+            self.priors[m] = MetricPrior.from_state(st.state if st else None)
         for key, metric in new.items():
             kind = kind_of(metric)
             st = loaded.get(key)
@@ -253,9 +270,27 @@ class SeriesPool:
             self.dirty.add(p.series)
         return out
 
+    def prior(self, metric: str) -> MetricPrior:
+        p = self.priors.get(metric)
+        if p is None:
+            p = self.priors[metric] = MetricPrior()
+        return p
+
+    def learn_label(self, series: str, metric: str, features: dict, verdict: str, label_id: str):
+        """Apply an operator's label to a loaded series; returns the Change (model version bumped) or None."""
+        s = self.series[series]
+        change = s.feedback.learn(features, verdict, label_id, self.prior(metric))
+        if change is not None:
+            s.model_version += 1
+            self.dirty.add(series)
+            self.dirty_priors.add(metric)
+        return change
+
     def take_dirty(self) -> list[SeriesState]:
         states = [self.series[k].snapshot() for k in self.dirty if k in self.series]
+        states += [SeriesState(PRIOR_KEY + m, self.priors[m].to_state()) for m in self.dirty_priors]
         self.dirty.clear()
+        self.dirty_priors.clear()
         return states
 
     def drop(self, keys: set[str]) -> None:

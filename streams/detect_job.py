@@ -22,12 +22,13 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from models.incidents import Incident as OpenIncident
 from models.incidents import IncidentTracker, service_of
+from models.feedback import anomaly_features
 from models.pool import Outcome, SeriesPool
 from models.store import SeriesState, StateStore
 
 from .config import Settings
 from .observability import Counter, Gauge, log_event
-from .records import Anomaly, DeadLetter, Incident, MetricPoint, RecordError, decode, record_id
+from .records import Anomaly, DeadLetter, Incident, Label, MetricPoint, RecordError, decode, record_id
 
 log = logging.getLogger("patrol.detect")
 
@@ -39,6 +40,8 @@ DEAD_LETTERS = Counter("patrol_detect_dead_letters_total", "Points sent to the d
 CHECKPOINTS = Counter("patrol_detect_checkpoints_total", "Checkpoints written", ["result"])
 REDIS_UP = Gauge("patrol_detect_redis_up", "1 while model-state checkpoints reach Redis")
 SERIES = Gauge("patrol_detect_series", "Series owned by this worker")
+SUPPRESSED = Counter("patrol_detect_suppressed_total", "Would-be anomalies suppressed by label feedback")
+LABELS = Counter("patrol_detect_labels_total", "Labels applied", ["result"])
 LAG = Gauge("patrol_detect_consumer_lag", "Messages behind the high watermark, summed over owned partitions")
 
 INCIDENT_KEY = "__incidents__"
@@ -51,6 +54,8 @@ class DetectStats:
     duplicates: int = 0
     dead_letters: int = 0
     checkpoints: int = 0
+    suppressed: int = 0
+    labels_applied: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -60,14 +65,15 @@ def severity_of(result, score: float, threshold: float) -> str:
     return result.severity if result.severity in ("warning", "critical") else "info"
 
 
-def anomaly_record(o: Outcome, severity: str, incident_id: str | None, event: str | None) -> Anomaly:
+def anomaly_record(o: Outcome, severity: str, incident_id: str | None, event: str | None,
+                   features: dict | None = None) -> Anomaly:
     p, r = o.point, o.result
     return Anomaly(
         id=record_id(p.series, p.window_start.isoformat(), o.model_version), series=p.series, metric=p.metric,
         dims=p.dims, window_start=p.window_start, window_end=p.window_end, observed=p.value,
         expected=float(r.expected), lower=float(r.lower), upper=float(r.upper), score=min(max(o.score, 0.0), 1.0),
         severity=severity, direction=r.direction or ("up" if p.value >= r.expected else "down"), detectors=list(r.fired), model_version=o.model_version,
-        incident_id=incident_id, incident_event=event, context=o.context)  # noqa: E501
+        incident_id=incident_id, incident_event=event, context=o.context, features=features or {})
 
 
 class DetectWorker:
@@ -94,6 +100,10 @@ class DetectWorker:
                                   "partition.assignment.strategy": "cooperative-sticky"})
         self.producer = Producer({**conf, "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": False,
                                   "acks": "all"})
+        # Labels: every worker reads the whole (compacted) label topic from the start and applies the
+        # labels of the series it owns; the feedback model ignores a label it already learned.
+        self.labels_consumer = Consumer({**conf, "group.id": f"{group}-labels", "enable.auto.commit": False})
+        self.pending_labels: dict[str, list[Label]] = {}
         self._stop = False
         self._last_checkpoint = time.monotonic()
 
@@ -104,10 +114,12 @@ class DetectWorker:
     def run(self, duration: float | None = None, max_idle: float | None = None) -> DetectStats:
         self.consumer.subscribe([self.s.topics.metrics], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_revoke)
+        self._assign_labels()
         deadline = None if duration is None else time.monotonic() + duration
         last_msg = time.monotonic()
         try:
             while not self._stop and (deadline is None or time.monotonic() < deadline):
+                self._poll_labels()
                 msgs = self.consumer.consume(self.batch, 0.5)
                 if msgs:
                     last_msg = time.monotonic()
@@ -119,7 +131,47 @@ class DetectWorker:
         finally:
             self.checkpoint()
             self.consumer.close()
+            self.labels_consumer.close()
         return self.stats
+
+    # -- labels ---------------------------------------------------------------------------
+    def _assign_labels(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING
+
+        md = self.labels_consumer.list_topics(self.s.topics.labels, timeout=10)
+        topic = md.topics.get(self.s.topics.labels)
+        if topic is None or topic.error is not None:
+            log_event(log, "label topic missing: feedback disabled until restart", logging.WARNING,
+                      topic=self.s.topics.labels)
+            return
+        self.labels_consumer.assign([TopicPartition(self.s.topics.labels, p, OFFSET_BEGINNING) for p in topic.partitions])
+
+    def _poll_labels(self) -> None:
+        for msg in self.labels_consumer.consume(1000, 0):
+            if msg.error() is not None:
+                continue
+            try:
+                label = decode(msg.value(), expect=Label)
+            except RecordError as exc:
+                self._dead_letter(msg, exc.reason, exc.code)
+                continue
+            if not label.series or not label.features:
+                LABELS.labels("no_features").inc()  # written by a client that did not copy the anomaly
+                continue
+            self.pending_labels.setdefault(label.series, []).append(label)
+        self._apply_labels()
+
+    def _apply_labels(self) -> None:
+        """Apply pending labels to the series this worker has loaded (others wait for their owner)."""
+        for series in [k for k in self.pending_labels if k in self.pool.series]:
+            for label in self.pending_labels.pop(series):
+                change = self.pool.learn_label(series, label.metric or series.split("{", 1)[0], label.features,
+                                               label.verdict.value, label.id)
+                LABELS.labels("changed" if change else "no_change").inc()
+                if change is not None:
+                    self.stats.labels_applied += 1
+                    log_event(log, "label retrained series", series=series, label=label.id, change=change.text,
+                              model_version=self.pool.series[series].model_version)
 
     def _on_assign(self, consumer, partitions) -> None:
         log_event(log, "partitions assigned", partitions=[p.partition for p in partitions])
@@ -168,6 +220,8 @@ class DetectWorker:
         if not points:
             return
         source = {id(p): msg for msg, p in points}
+        self.pool.ensure([p for _, p in points])
+        self._apply_labels()  # labels of series just loaded apply before their next point is scored
         outcomes, dups, rejected = self.pool.process([p for _, p in points])
         for r in rejected:
             self._dead_letter(source[id(r.point)], r.reason, r.code)
@@ -196,11 +250,20 @@ class DetectWorker:
         p = out.point
         t = p.window_start.timestamp()
         svc = service_of(p.dims)
-        if out.score >= threshold:
+        alert = out.score >= threshold
+        if alert:
+            series = self.pool.series[p.series]
+            features = anomaly_features(out.result, p.value, t, series.group.kind.kind, threshold)
+            decision = series.feedback.decide(features, self.pool.prior(p.metric))
+            if not decision.alert:  # labels said alerts like this are false alarms
+                SUPPRESSED.inc()
+                self.stats.suppressed += 1
+                alert = False
+        if alert:
             sev = severity_of(out.result, out.score, threshold)
             ev = self.incidents.on_anomaly(svc, p.series, t, sev)
             inc = self.incidents.current(svc)
-            rec = anomaly_record(out, sev, inc.id if inc else None, ev.event if ev else None)
+            rec = anomaly_record(out, sev, inc.id if inc else None, ev.event if ev else None, features)
             self.producer.produce(self.s.topics.anomalies, rec.to_bytes(), key=p.series.encode(), on_delivery=self._delivered)
             ANOMALIES_OUT.inc()
             self.stats.anomalies += 1

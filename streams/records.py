@@ -171,6 +171,9 @@ class Anomaly(Record):
     incident_id: str | None = Field(None, description="Incident this anomaly belongs to.")
     incident_event: Literal["opened", "updated", "resolved"] | None = None
     context: dict[str, float | None] = Field(default_factory=dict, description="e.g. same window yesterday / last week.")
+    features: dict[str, Any] = Field(default_factory=dict, description=(
+        "What the feedback model sees (deviation in band multiples, time of day, detectors...); "
+        "copied into labels so retraining needs no lookup."))
 
 
 class Incident(Record):
@@ -203,6 +206,9 @@ class Label(Record):
     id: str = Field(description="Deterministic id: hash of (anomaly_id, at).")
     anomaly_id: str
     verdict: LabelVerdict
+    series: str | None = Field(None, description="Series of the anomaly (routes the label to the series' owner).")
+    metric: str | None = None
+    features: dict[str, Any] = Field(default_factory=dict, description="The anomaly's features, for retraining.")
     note: str | None = None
     author: str | None = None
     at: datetime
