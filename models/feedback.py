@@ -46,7 +46,6 @@ True
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,8 +59,8 @@ __all__ = ["Change", "Decision", "FeedbackModel", "MetricPrior", "anomaly_featur
 MARGIN = 2.0        # alerts > MARGIN x the largest labeled-false deviation are never muted
 SLACK_MIN = 60      # a pattern covers its labeled times of day +- this many minutes
 MAX_SPAN_MIN = 120  # labels further apart than this start a new pattern (no all-day patterns)
-MAX_PATTERNS = 6    # per series; the weakest is dropped beyond this (bounded state)
-MAX_CHANGES = 5     # explanations kept for `patrol models show`
+MAX_PATTERNS = 4    # per series; the weakest is dropped beyond this (bounded state)
+MAX_CHANGES = 4     # explanations kept for `patrol models show`
 DAY_MIN = 1440
 
 
@@ -155,8 +154,7 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
 
 
 def _short(label_id: str) -> str:
-    s = str(label_id)
-    return s[:8] if all(c in "0123456789abcdef" for c in s[:8]) else hashlib.blake2b(s.encode(), digest_size=4).hexdigest()
+    return str(label_id)[:8]  # label ids are hex hashes; `patrol label` accepts 8-character prefixes
 
 
 def _hhmm(minute: int) -> str:
@@ -251,7 +249,10 @@ class FeedbackModel:
 
     # -- learning --------------------------------------------------------------------------
     def learn(self, features: dict, verdict: str, label_id: str, prior: MetricPrior | None = None) -> Change | None:
-        """Learn one label; returns what changed, or None (``ignore``, or a label already learned).
+        """Learn one label; returns what changed, or None when nothing did.
+
+        Nothing changes for ``ignore``, for a label id already learned, and for a false label that
+        an existing pattern already covers in time and size.
 
         Parameters
         ----------
@@ -272,26 +273,40 @@ class FeedbackModel:
         prior = prior if prior is not None else MetricPrior()
         self.seen.add(label_id)
         real, short = verdict == "true", _short(label_id)
+        sign = 1 if features.get("direction") == "up" else -1
+        dev = None if features.get("deviation") is None else round(abs(features["deviation"]), 3)  # as stored
+        minute = features["minute"]
+        if not real and dev is not None:
+            pat = next((p for p in self.patterns if p.covers(sign, minute, dev)), None)
+            if pat is not None:
+                # Explained away: one recurring cause, already suppressed. Training calibration on
+                # every repeat would teach it that *all* alerts of this size are false.
+                self.n_false += 1
+                span = pat.widened(minute) or (pat.start, pat.width)
+                if dev <= pat.max_dev and span == (pat.start, pat.width):
+                    return None
+                (pat.start, pat.width), pat.max_dev, pat.n, pat.label = span, max(dev, pat.max_dev), pat.n + 1, short
+                return self._log(Change(str(label_id), verdict, f"suppress {pat.describe()} (label {short} false)"))
         x = feature_vector(features)
         before = predict([prior.probit, self.layer], x)[1]
         prior.learn(label_id, x, real, self.layer)
         after = predict([prior.probit, self.layer], x)[1]
-        sign = 1 if features.get("direction") == "up" else -1
-        dev = features.get("deviation")
-        parts = []
+        calib = f"P(real) of alerts like it {before:.2f} -> {after:.2f}"
         if real:
             self.n_true += 1
-            if dev is not None:
-                parts += self._lift(sign, features["minute"], abs(dev))
+            lifted = self._lift(sign, minute, dev) if dev is not None else []
+            text = "; ".join([f"true incident (label {short} true)"] + lifted + [calib])
         else:
             self.n_false += 1
-            if dev is not None:
-                self.max_false[sign] = max(self.max_false[sign], abs(dev))
-                prior.note_false(sign, abs(dev))
-                parts.append(self._suppress(sign, features["minute"], abs(dev), short))
-        parts.append(f"P(real) of alerts like it {before:.2f} -> {after:.2f}")
-        parts[0] = f"{parts[0]} (label {short} {verdict})"
-        change = Change(str(label_id), verdict, "; ".join(parts))
+            if dev is None:
+                text = f"false alarm (label {short} false); {calib}"
+            else:
+                self.max_false[sign] = max(self.max_false[sign], dev)
+                prior.note_false(sign, dev)
+                text = f"{self._suppress(sign, minute, dev, short)} (label {short} false); {calib}"
+        return self._log(Change(str(label_id), verdict, text))
+
+    def _log(self, change: Change) -> Change:
         self.changes = (self.changes + [change.as_dict()])[-MAX_CHANGES:]
         return change
 
@@ -312,7 +327,7 @@ class FeedbackModel:
     def _lift(self, sign: int, minute: int, dev: float) -> list[str]:
         gone = [p for p in self.patterns if p.covers(sign, minute, dev)]
         self.patterns = [p for p in self.patterns if p not in gone]
-        return [f"lift suppression of {p.describe()} (from label {p.label})" for p in gone] or ["true incident"]
+        return [f"lift suppression of {p.describe()} (set by label {p.label})" for p in gone]
 
     # -- state -----------------------------------------------------------------------------
     def to_state(self) -> dict:

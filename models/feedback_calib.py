@@ -101,6 +101,9 @@ def update(layers: Sequence[Probit], x: Sequence[float], real: bool) -> None:
         for layer in layers[1:]:
             if base.mu[i] + layer.mu[i] < floor:
                 layer.mu[i] = floor - base.mu[i]
+    for layer in layers:  # keep in memory exactly what a checkpoint keeps: same decisions after a restart
+        layer.mu = [round(m, 4) for m in layer.mu]
+        layer.s2 = [round(s, 5) for s in layer.s2]
 
 
 def size_cutoff(layers: Sequence[Probit], x: Sequence[float]) -> float | None:
@@ -155,7 +158,7 @@ class MetricPrior:
         return self.maxf[sign]
 
     def note_false(self, sign: int, dev: float) -> None:
-        self.maxf[sign] = max(self.maxf[sign], dev)
+        self.maxf[sign] = max(self.maxf[sign], round(dev, 3))
 
     @property
     def n_labels(self) -> int:

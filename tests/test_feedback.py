@@ -1,0 +1,151 @@
+"""Label feedback model: false patterns stop alerting, real incidents never do, state stays small."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import detectors
+from models.feedback import FeedbackModel, MetricPrior, anomaly_features
+
+DAY, HOUR = 86400.0, 3600.0
+
+
+def alert(value, t, expected=100.0, half=10.0, score=0.7, fired=("spike",), direction=None):
+    """Features of a would-be alert on a series expecting ``expected`` +- ``half``."""
+    d = direction or ("up" if value >= expected else "down")
+    r = detectors.Result(score, 10 ** (-10 * score), expected, expected - half, expected + half, d, fired, "warning")
+    return anomaly_features(r, value, t, "count")
+
+
+def nightly(model, prior, n=5, value=130.0, hour=3, verdict="false"):
+    """Label ``n`` nightly alerts (one per day at ``hour``) with ``verdict``; returns the changes."""
+    return [model.learn(alert(value + i, d * DAY + hour * HOUR + 600 * i), verdict, f"lbl{d:04d}", prior)
+            for i, d in enumerate(range(n))]
+
+
+def test_features_are_json_and_measure_the_departure():
+    r = detectors.Result(0.6, 1e-6, 100.0, 90.0, 120.0, None, ("spike", "cusum"), "warning")
+    f = anomaly_features(r, 80.0, 2 * DAY + 23 * HOUR + 59 * 60, "count")
+    json.dumps(f)
+    assert f["direction"] == "down" and f["deviation"] == -2.0 and f["rel_change"] == -0.2  # lower side of the band
+    assert (f["hour"], f["minute"], f["dow"], f["n_fired"]) == (23, 23 * 60 + 59, 5, 2)  # 1970-01-03 was a Saturday
+    assert f["magnitude"] == 20.0 and f["excess"] == pytest.approx(0.2)
+
+
+def test_no_labels_leaves_every_decision_unchanged():
+    m, prior = FeedbackModel(), MetricPrior()
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        v = 100 + rng.choice([-1, 1]) * rng.uniform(0.1, 500)  # tiny to huge, both sides
+        f = alert(v, rng.uniform(0, 30 * DAY), score=rng.uniform(0.5, 1.0), fired=tuple(rng.choice(["spike", "cusum"], 1)))
+        d = m.decide(f, prior)
+        assert d.alert and d.reason is None
+
+
+def test_labeled_false_nightly_pattern_stops_alerting():
+    m, prior = FeedbackModel(), MetricPrior()
+    assert m.decide(alert(132, 10 * DAY + 3 * HOUR + 300), prior).alert  # before labels
+    nightly(m, prior)
+    d = m.decide(alert(132, 10 * DAY + 3 * HOUR + 300), prior)
+    assert not d.alert and "pattern" in d.reason and "02:00-04:40" in d.reason, d.reason
+
+
+@pytest.mark.parametrize("value,t,why", [
+    (220.0, 10 * DAY + 3 * HOUR, "much larger than any labeled false one"),
+    (60.0, 10 * DAY + 3 * HOUR, "other direction (an outage at the batch hour)"),
+    (132.0, 10 * DAY + 15 * HOUR, "other time of day"),
+])
+def test_real_incident_still_alerts(value, t, why):
+    m, prior = FeedbackModel(), MetricPrior()
+    nightly(m, prior)
+    d = m.decide(alert(value, t), prior)
+    assert d.alert, f"{why}: suppressed with {d.reason}"
+
+
+def test_true_label_near_a_pattern_lifts_it():
+    m, prior = FeedbackModel(), MetricPrior()
+    nightly(m, prior)
+    assert not m.decide(alert(131, 20 * DAY + 3 * HOUR), prior).alert
+    ch = m.learn(alert(131, 12 * DAY + 3 * HOUR + 900), "true", "truelabel1", prior)
+    assert "lift suppression" in ch.text and "(label truelabe true)" in ch.text
+    assert m.decide(alert(131, 20 * DAY + 3 * HOUR), prior).alert
+
+
+def test_true_label_far_away_keeps_the_pattern():
+    m, prior = FeedbackModel(), MetricPrior()
+    nightly(m, prior)
+    m.learn(alert(131, 12 * DAY + 14 * HOUR), "true", "afternoon1", prior)
+    assert not m.decide(alert(131, 20 * DAY + 3 * HOUR), prior).alert
+
+
+def test_learning_the_same_label_twice_changes_nothing():
+    m, prior = FeedbackModel(), MetricPrior()
+    f = alert(130, 3 * HOUR)
+    assert m.learn(f, "false", "abcdef0123", prior) is not None
+    state, pstate = json.dumps(m.to_state()), json.dumps(prior.to_state())
+    assert m.learn(f, "false", "abcdef0123", prior) is None
+    assert json.dumps(m.to_state()) == state and json.dumps(prior.to_state()) == pstate
+    # also after a checkpoint round trip (labels replay after a crash)
+    m2, p2 = FeedbackModel.from_state(json.loads(state)), MetricPrior.from_state(json.loads(pstate))
+    assert m2.learn(f, "false", "abcdef0123", p2) is None and json.dumps(m2.to_state()) == state
+
+
+def test_ignore_changes_nothing_and_bad_verdicts_are_errors():
+    m = FeedbackModel()
+    assert m.learn(alert(130, 0), "ignore", "x1") is None and m.to_state() == FeedbackModel().to_state()
+    with pytest.raises(ValueError):
+        m.learn(alert(130, 0), "maybe", "x2")
+
+
+def test_state_round_trips_and_stays_bounded():
+    m, prior = FeedbackModel(), MetricPrior()
+    rng = np.random.default_rng(3)
+    for i in range(2000):
+        v = 100 + rng.choice([-1, 1]) * rng.uniform(15, 80)
+        m.learn(alert(v, rng.uniform(0, 60 * DAY)), rng.choice(["true", "false"]), f"{i:08x}deadbeef", prior)
+    st = m.to_state()
+    blob = json.dumps(st)
+    assert len(blob) < 1600, len(blob)
+    assert len(json.dumps(prior.to_state())) < 800
+    back = FeedbackModel.from_state(json.loads(blob))
+    assert back.to_state() == st
+    pb = MetricPrior.from_state(json.loads(json.dumps(prior.to_state())))
+    assert pb.to_state() == prior.to_state()
+    probe = [alert(100 + d, t) for d in (-50, 20, 40, 300) for t in (0, 3 * HOUR, 13 * HOUR)]
+    assert [m.decide(f, prior) for f in probe] == [back.decide(f, pb) for f in probe]
+    assert FeedbackModel.from_state({}).to_state() == FeedbackModel().to_state()
+
+
+def test_changes_name_the_label_and_are_kept_for_models_show():
+    m, prior = FeedbackModel(), MetricPrior()
+    changes = nightly(m, prior, n=7)
+    assert all(c is not None and c.label_id.startswith("lbl") for c in changes)
+    first = changes[0].text
+    assert first.startswith("suppress up alerts <= 6.0x band at 02:00-04:00 (label lbl0000 false)"), first
+    kept = m.to_state()["changes"]
+    assert len(kept) == 4 and kept[-1]["label"] == "lbl0006" and kept[-1]["verdict"] == "false"
+    assert all("label" in c["change"] for c in kept)
+
+
+def test_calibration_raises_the_bar_after_false_labels_but_not_beyond_twice_the_largest():
+    """Many false labels at all hours: small alerts stop, alerts > 2x the largest false one never do."""
+    m, prior = FeedbackModel(), MetricPrior()
+    for i in range(24):
+        m.learn(alert(125 + (i % 3), i * HOUR + 7 * DAY * (i % 2)), "false", f"f{i:07d}", prior)
+    assert not m.decide(alert(124, 40 * DAY + 30 * 60 + 11 * HOUR), prior).alert
+    assert m.decide(alert(100 + 2 * 27 + 1, 40 * DAY + 11 * HOUR), prior).alert
+    assert m.decide(alert(70, 40 * DAY + 11 * HOUR), prior).alert  # down alerts were never labeled false
+
+
+def test_metric_prior_shares_what_one_series_learned():
+    prior = MetricPrior()
+    a, b = FeedbackModel(), FeedbackModel()
+    for i in range(15):
+        a.learn(alert(126, i * 5 * HOUR), "false", f"a{i:07d}", prior)
+    pa = b.decide(alert(126, 2 * HOUR), MetricPrior()).score
+    pb = b.decide(alert(126, 2 * HOUR), prior).score
+    assert pb < pa  # the sibling's labels lowered P(real) for this series too
+    assert b.decide(alert(400, 2 * HOUR), prior).alert
