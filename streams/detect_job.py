@@ -322,7 +322,19 @@ class DetectWorker:
                 return False
         CHECKPOINTS.labels("ok").inc()
         self.stats.checkpoints += 1
+        self._update_lag()
         return True
+
+    def _update_lag(self) -> None:
+        """Consumer lag over owned partitions (high watermark - position), for the metrics endpoint."""
+        try:
+            lag = 0
+            for tp in self.consumer.position(self.consumer.assignment()):
+                _lo, hi = self.consumer.get_watermark_offsets(tp, timeout=2)
+                lag += max(0, hi - tp.offset) if tp.offset >= 0 else 0
+            LAG.set(lag)
+        except Exception as exc:  # lag is informative only; never let it stop a checkpoint
+            log_event(log, "could not read consumer lag", logging.DEBUG, error=str(exc))
 
 
 def run_detect(settings: Settings, group: str = "patrol-detect", duration: float | None = None,
