@@ -93,7 +93,7 @@ class Snapshot:
         except AmbiguousId as exc:
             raise fail(str(exc)) from None
         except UnknownId as exc:
-            inc = [i for i in self.incidents if i.startswith(prefix.strip())]
+            inc = [i for i in self.incidents if prefix.strip() and i.startswith(prefix.strip())]
             if inc:
                 raise fail(f"{prefix!r} is an incident, not an anomaly; label its anomalies with "
                            f"`patrol label mark-all VERDICT --incident {inc[0]}`") from None
