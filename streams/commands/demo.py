@@ -64,7 +64,26 @@ class DemoView:
     watches: list[TopicWatch] = field(default_factory=list)
     stages: list[Stage] = field(default_factory=list)
     anomalies: list[dict] = field(default_factory=list)
+    all_records: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    truth_path: str | None = None
+    sim_start: float = 0.0
+    speedup: float = 1.0
+
+    def evaluation(self):
+        """Found / missed incidents and false alarms so far, from the generator's ground truth."""
+        import json
+
+        from models.evaluation import evaluate
+
+        if not self.truth_path or not os.path.exists(self.truth_path):
+            return None
+        with open(self.truth_path) as f:
+            truth = [json.loads(line) for line in f if line.strip()]
+        sim_now = self.sim_start + self.elapsed() * self.speedup
+        # incidents still running (or just ended) are not judged yet: detection needs their windows closed
+        judged = [t for t in truth if t["end_epoch"] + 600 <= sim_now]
+        return evaluate(judged, self.all_records, self.sim_start, sim_now)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -91,6 +110,16 @@ class DemoView:
                            f"{a.get('observed', 0):.3g}", f"{a.get('expected', 0):.3g}",
                            f"{a.get('score', 0):.3f}", str(a.get("direction", "")))
             parts.append(an)
+        ev = self.evaluation()
+        if ev is not None and ev.incidents:
+            tbl = Table(title="generator incidents (ground truth)")
+            for col in ("incident", "service", "found", "delay"):
+                tbl.add_column(col)
+            for inc in ev.incidents[-8:]:
+                tbl.add_row(inc.type, inc.service, "[green]yes" if inc.found else "[red]no",
+                            f"{inc.delay_s / 60:.0f} min" if inc.delay_s is not None else "-")
+            parts.append(tbl)
+            parts.append(Text(ev.summary()))
         parts.extend(Text(n, style="dim") for n in self.notes)
         return Group(*parts)
 
@@ -115,10 +144,14 @@ def _poll_anomalies(consumer, view: DemoView) -> None:
     for msg in consumer.consume(500, 0.05):
         if msg.error() is None:
             try:
-                view.anomalies.append(json.loads(msg.value()))
+                rec = json.loads(msg.value())
             except ValueError:
-                pass
+                continue
+            view.all_records.append(rec)
+            if rec.get("kind") == "anomaly":
+                view.anomalies.append(rec)
     del view.anomalies[:-100]
+    del view.all_records[:-200_000]
 
 
 def demo(
@@ -166,7 +199,13 @@ def demo(
         if bad:
             console.print(f"[red]error:[/] could not create topics on {s.kafka.bootstrap_servers}: {bad[0].detail}")
             raise typer.Exit(1)
-        view.stages = demo_stages(s, rate=rate, speedup=speedup)
+        import tempfile
+        from datetime import datetime, timezone
+
+        today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        view.sim_start, view.speedup = today.timestamp(), speedup
+        view.truth_path = stack.enter_context(tempfile.TemporaryDirectory(prefix="patrol-demo-")) + "/ground-truth.jsonl"
+        view.stages = demo_stages(s, rate=rate, speedup=speedup, start=today.isoformat(), truth=view.truth_path)
         for st in view.stages:
             st.start()
             stack.callback(st.stop)
@@ -204,6 +243,12 @@ def demo(
         except KeyboardInterrupt:
             pass
         console.print(view.line())
+        ev = view.evaluation()
+        if ev is not None:
+            for inc in ev.incidents:
+                console.print(f"  {inc.type:<16} {inc.service:<28} {'found' if inc.found else 'MISSED'}"
+                              + (f" after {inc.delay_s / 60:.0f} min" if inc.delay_s is not None else ""))
+            console.print(ev.summary())
         console.print("stopping: " + ", ".join(st.name for st in view.stages))
     if stop.get("failed"):
         console.print(f"[red]{view.notes[-1]}")

@@ -66,7 +66,8 @@ def _env(s: Settings) -> dict[str, str]:
     return env
 
 
-def demo_stages(s: Settings, rate: float, speedup: float) -> list[Stage]:
+def demo_stages(s: Settings, rate: float, speedup: float, start: str | None = None,
+                truth: str | None = None) -> list[Stage]:
     """The stages that exist today, wired to the demo's broker and topics."""
     from . import available
 
@@ -74,7 +75,9 @@ def demo_stages(s: Settings, rate: float, speedup: float) -> list[Stage]:
     stages = []
     if "generate" in available():
         stages.append(Stage("generator", ["generate", "--bootstrap", s.kafka.bootstrap_servers, "--topic", s.topics.logs,
-                                          "--rate", str(rate), "--speedup", str(speedup), "--incidents", "default"], env))
+                                          "--rate", str(rate), "--speedup", str(speedup), "--incidents", "default",
+                                          *(["--start", start] if start else []),
+                                          *(["--ground-truth", truth] if truth else [])], env))
     if "preagg" in available():
         stages.append(Stage("preagg", ["run", "preagg", "--bootstrap", s.kafka.bootstrap_servers], env))
     if "detect" in available():
