@@ -260,14 +260,19 @@ class Schedule:
         return int(cands[int(rng.choice(len(cands), p=w))])
 
     def _expand_until(self, t: float) -> None:
+        added = False
         while self.repeating and self.start + self._days * DAY <= t:
+            # Each day has its own seeded stream: day N's targets do not depend on how far
+            # earlier runs got, so any bound gives the same schedule.
             d = self._days
             rng = np.random.default_rng([self.seed, 3, d])
             for j, (kind, off, dur) in enumerate(DEFAULT_DAY):
                 self._add(rng, d * len(DEFAULT_DAY) + j, kind, d * DAY + parse_duration(off),
                           parse_duration(dur), None, None)
             self._days += 1
-        self._incidents.sort(key=lambda i: (i.start, i.id))
+            added = True
+        if added:
+            self._incidents.sort(key=lambda i: (i.start, i.id))
 
     def active(self, t0: float, t1: float) -> list[Incident]:
         """Incidents overlapping ``[t0, t1)``, in start order."""
