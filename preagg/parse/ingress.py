@@ -43,11 +43,11 @@ def _list_tail(t: str) -> list:
     if len(head) != 5 or rest.count(",") != rest.count(", "):
         raise ValueError
     toks = rest.replace(", ", ",").replace(" : ", ",").split(" ")
-    if len(toks) != 6 or toks[0] or "," in toks[5]:
+    if len(toks) != 6 or toks[0] or not toks[5] or "," in toks[5]:
         raise ValueError
     for tok in toks[1:5]:
         # "a,,b", ",a" or "a," are not what nginx writes.
-        if tok[:1] == "," or tok[-1:] == "," or ",," in tok:
+        if not tok or tok[0] == "," or tok[-1] == "," or ",," in tok:
             raise ValueError
     return head + toks[1:]
 
@@ -104,7 +104,7 @@ def make_fast_parser(fallback):
                 ua = p[5]
                 ref = p[3]
                 if (method not in _KNOWN or dash != "-" or sp or mid[0] + mid[-1] != "  "
-                        or head[-29] != "[" or head[-30] != " " or head[-2] != "]"
+                        or head[-30:-28] != " [" or head[-2:] != "] "
                         or proto[:5] != "HTTP/" or up[0] + alt[0] != "[["
                         or up[-1] + alt[-1] != "]]" or "]" in up[:-1] or "]" in alt[:-1]
                         or not (st + bb + rl + rt.replace(".", "", 1)).isdigit()
