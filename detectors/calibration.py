@@ -17,6 +17,12 @@ surprise. Priors (``n0`` points, ``k0`` exceedances at the ideal values) make
 the first points behave sensibly; excesses are capped when learning so one
 incident does not blind the series to the next.
 
+Episode damping: an ongoing incident should alert at its onset, not on every
+point. ``novelty`` subtracts the decayed peak of recent calibrated surprises
+(``peak * decay`` per point), so a point scores high only when it brings
+evidence beyond what the episode already showed (a constant excursion alerts
+once; a worsening one alerts again).
+
 Examples
 --------
 >>> import numpy as np
@@ -53,19 +59,24 @@ class TailCalibrator(Detector):
         Slowest learning rate of the mean excess.
     cap : float
         Excesses are capped at ``cap * beta`` when learning.
+    decay : float
+        Per-point decay of the episode peak (episode damping; 0 disables).
     """
 
     name = "calibration"
 
-    def __init__(self, u=2.0, n0=200.0, k0=5.0, min_rate=1.0 / 3000, beta_rate=0.02, cap=10.0, n_series=1):
+    def __init__(self, u=2.0, n0=200.0, k0=5.0, min_rate=1.0 / 3000, beta_rate=0.02, cap=10.0, decay=0.9,
+                 n_series=1):
         self.u, self.n0, self.k0, self.min_rate, self.beta_rate, self.cap = u, n0, k0, min_rate, beta_rate, cap
+        self.decay = decay
         super().__init__(n_series)
 
     def config(self):
-        return dict(u=self.u, n0=self.n0, k0=self.k0, min_rate=self.min_rate, beta_rate=self.beta_rate, cap=self.cap)
+        return dict(u=self.u, n0=self.n0, k0=self.k0, min_rate=self.min_rate, beta_rate=self.beta_rate, cap=self.cap,
+                    decay=self.decay)
 
     def _shapes(self):
-        return {"n": (), "k": (), "r": (), "beta": ()}
+        return {"n": (), "k": (), "r": (), "beta": (), "peak": ()}
 
     def _init(self):
         self.s["r"][:] = 10.0 ** -self.u
@@ -78,6 +89,19 @@ class TailCalibrator(Detector):
         below = S * (L / self.u)
         above = L + (S - self.u) * (LOG10E / s["beta"])
         return np.where(S > self.u, above, below)
+
+    def novelty(self, cal, ok):
+        """Bursts: many moderately surprising points close together are themselves an
+anomaly (Numenta's likelihood averages raw scores over a short window for the
+same reason). ``ks``, an exponentially weighted count of recent exceedances of
+``u`` (``burst_decay`` per point, ~10 points), is compared with the long-run
+rate: ``P(K >= ks)`` for ``K ~ Poisson(r / (1 - burst_decay))``.
+
+Episode damping: calibrated surprise beyond the decayed recent peak (then update the peak)."""
+        prev = self.s["peak"] * self.decay
+        eff = np.maximum(cal - prev, 0.0)
+        self.s["peak"][:] = np.where(ok, np.maximum(cal, prev), self.s["peak"])
+        return eff
 
     def learn(self, S, ok=None):
         s = self.s

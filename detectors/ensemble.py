@@ -257,6 +257,7 @@ class BatchEnsemble:
         surprise = np.where(ok, np.minimum(surprise, 30.0), 0.0)
         cal = np.maximum(np.where(ok, self.calibrator.calibrate(surprise), 0.0), 0.0)
         self.calibrator.learn(surprise, ok)
+        cal = self.calibrator.novelty(cal, ok)
         pval = 10.0 ** (-cal)
         score = np.minimum(cal / 10.0, 1.0)
         direction = np.where(ok & (surprise > 0), np.sign(zbest), 0).astype(np.int8)
