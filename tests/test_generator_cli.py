@@ -122,3 +122,21 @@ def test_listed_in_patrol_help():
     helps = subprocess.run([str(PATROL), "--help"], capture_output=True, text=True, timeout=60,
                            env={**os.environ, "COLUMNS": "200"})
     assert " generate " in helps.stdout
+
+
+def test_sigterm_stops_cleanly(tmp_path):
+    # The demo stops its generator with SIGTERM: it must flush what it has and exit 0.
+    out = tmp_path / "t.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
+    proc = subprocess.Popen([str(PATROL), "generate", "--out", str(out), "--speedup", "60", "--clients", "200",
+                             "--start", START], stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 10_000):
+        time.sleep(0.1)
+    proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    data = out.read_bytes()
+    assert data.endswith(b"\n")
+    n = len(parse(data.splitlines()))
+    assert f"generate: {n:,} lines".encode() in err, "final summary counts what was written"

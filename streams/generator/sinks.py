@@ -172,42 +172,46 @@ def run(chunks: Iterable[Chunk], sink, pacer: Pacer | None = None, lines: int | 
         wall_duration: float | None = None, progress: Progress | None = None,
         on_chunk: Callable[[float], int] | None = None, stop: Callable[[], bool] | None = None) -> RunResult:
     """Drive ``chunks`` into ``sink`` until exhausted, ``lines`` written, ``wall_duration`` passed
-    or ``stop()`` is true. ``on_chunk(last_event_time)`` returns incidents started so far."""
+    or ``stop()`` is true; the sink is closed (Kafka: flushed) whatever ends the run.
+
+    ``on_chunk(last_event_time)`` is called after each write and returns the number of incidents
+    started so far (for the progress line).
+    """
     pacer = pacer or Pacer()
     t_end = time.monotonic() + wall_duration if wall_duration else None
-    sent, last, incidents, reason = 0, None, 0, "exhausted"
-    try:
+    st = {"sent": 0, "last": None, "incidents": 0}
+
+    def drive() -> str:
         for chunk in chunks:
             for part in pacer.slices(chunk):
-                if lines is not None and sent + len(part) > lines:
-                    k = lines - sent
+                if lines is not None and st["sent"] + len(part) > lines:
+                    k = lines - st["sent"]
                     part = Chunk(part.times[:k], part.keys[:k], part.lines[:k])
                 if len(part):
                     sink.write(part)
-                    sent += len(part)
-                    last = float(part.times[-1])
+                    st["sent"] += len(part)
+                    st["last"] = float(part.times[-1])
                     if on_chunk:
-                        incidents = on_chunk(last)
-                if lines is not None and sent >= lines:
-                    reason = "lines"
-                elif t_end is not None and time.monotonic() >= t_end:
-                    reason = "wall_duration"
-                elif stop is not None and stop():
-                    reason = "stopped"
-                else:
-                    if progress:
-                        progress.update(sent, last, sink.errors, incidents)
-                    continue
-                raise StopIteration
-    except StopIteration:
-        pass
+                        st["incidents"] = on_chunk(st["last"])
+                if lines is not None and st["sent"] >= lines:
+                    return "lines"
+                if t_end is not None and time.monotonic() >= t_end:
+                    return "wall_duration"
+                if stop is not None and stop():
+                    return "stopped"
+                if progress:
+                    progress.update(st["sent"], st["last"], sink.errors, st["incidents"])
+        return "exhausted"
+
+    try:
+        reason = drive()
     except KeyboardInterrupt:
         reason = "interrupted"
     finally:
         sink.close()
     if progress:
-        progress.update(sent, last, sink.errors, incidents, final=True)
-    return RunResult(sent, sink.errors, last, reason, getattr(sink, "first_error", None))
+        progress.update(st["sent"], st["last"], sink.errors, st["incidents"], final=True)
+    return RunResult(st["sent"], sink.errors, st["last"], reason, getattr(sink, "first_error", None))
 
 
 def _as_chunks(items: Iterable, size: int = 4096) -> Iterator[Chunk]:
