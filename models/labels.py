@@ -50,10 +50,19 @@ def is_retraction(label: Label) -> bool:
 
 
 def make_label(anomaly_id: str, verdict: LabelVerdict | str, at: datetime, note: str | None = None,
-               author: str | None = None) -> Label:
+               author: str | None = None, *, series: str | None = None, metric: str | None = None,
+               features: dict | None = None) -> Label:
     """A label with the deterministic id ``record_id(anomaly_id, at)`` (the wire contract)."""
     return Label(id=record_id(anomaly_id, at.isoformat()), anomaly_id=anomaly_id, verdict=LabelVerdict(verdict),
-                 note=note, author=author, at=at)
+                 note=note, author=author, at=at, series=series, metric=metric, features=dict(features or {}))
+
+
+def label_for(anomaly: Anomaly, verdict: LabelVerdict | str, at: datetime, note: str | None = None,
+              author: str | None = None) -> Label:
+    """A label on ``anomaly`` carrying its series, metric and features: the detect stage routes a
+    label to the series' owner and retrains from those features without looking the anomaly up."""
+    return make_label(anomaly.id, verdict, at, note, author, series=anomaly.series, metric=anomaly.metric,
+                      features=anomaly.features)
 
 
 @dataclass
@@ -147,11 +156,16 @@ class LabelBook:
         if remaining:
             prev = remaining[-1]
             note = f"[undo {target.id}] restores {prev.verdict.value} from label {prev.id}"
-            publish = make_label(target.anomaly_id, prev.verdict, at, note=note, author=author)
+            publish = make_label(target.anomaly_id, prev.verdict, at, note=note, author=author, **_routing(target))
             return UndoPlan(target, publish, prev.verdict)
         note = f"[undo {target.id}] {RETRACTED}: no earlier verdict"
-        publish = make_label(target.anomaly_id, LabelVerdict.ignore, at, note=note, author=author)
+        publish = make_label(target.anomaly_id, LabelVerdict.ignore, at, note=note, author=author, **_routing(target))
         return UndoPlan(target, publish, None)
+
+
+def _routing(label: Label) -> dict:
+    """What an undo label copies from the label it reverts, so the detect stage can route it too."""
+    return {"series": label.series, "metric": label.metric, "features": label.features}
 
 
 @dataclass

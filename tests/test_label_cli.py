@@ -35,7 +35,9 @@ def make_anomaly(metric: str, service: str, minute: float, detectors: list[str],
     return Anomaly(id=record_id(key, ws.isoformat(), 1), series=key, metric=metric, dims=dims, window_start=ws,
                    window_end=ws + timedelta(minutes=1), observed=observed, expected=0.02, lower=0.0, upper=0.05,
                    score=0.995, severity=severity, direction="up", detectors=detectors, incident_id=incident,
-                   incident_event="opened" if incident else None)
+                   incident_event="opened" if incident else None,
+                   features={"deviation": 7.6, "minute": int(ws.timestamp() // 60) % 1440, "direction": "up",
+                             "fired": detectors})
 
 
 class Topics:
@@ -195,6 +197,10 @@ def test_mark_bulk_undo_export_stats(seeded, tmp_path):
     on_topic = t.labels_on_topic()
     assert len(on_topic) == 6
     assert all(key.decode() == lb.anomaly_id for key, lb in on_topic)  # keyed by anomaly id (compaction)
+    # the detect stage routes and retrains from what the label carries: the anomaly's series/metric/features
+    for _, lb in on_topic:
+        src = t.by_id[lb.anomaly_id]
+        assert (lb.series, lb.metric, lb.features) == (src.series, src.metric, src.features) and lb.features
     expected = {a[5].id: "true", a[3].id: "false", a[1].id: "true", a[2].id: "false", a[0].id: "ignore"}
     assert {aid: lb.verdict.value for aid, lb in LabelBook.of(lb for _, lb in on_topic).effective().items()} == expected
 
@@ -211,6 +217,7 @@ def test_mark_bulk_undo_export_stats(seeded, tmp_path):
     assert latest == {**expected, a[0].id: "ignore"}
     last = on_topic[-1][1]
     assert last.anomaly_id == a[0].id and last.verdict.value == "ignore" and last.note.startswith("[undo ")
+    assert last.series == a[0].series and last.features == a[0].features  # undo labels are routable too
     bob = t.patrol("undo", "--author", "nobody", check=False)
     assert bob.returncode == 2 and "no label by nobody" in bob.stderr
     # bob's label is his own: undo --author bob retracts it and leaves ann's labels alone

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from models.labels import (AmbiguousId, LabelBook, NothingToUndo, UnknownId, is_retraction, make_label,
+from models.labels import (AmbiguousId, LabelBook, NothingToUndo, UnknownId, is_retraction, label_for, make_label,
                            precision_stats, resolve_id, short_ids, undo_target)
 from streams.records import Anomaly, LabelVerdict
 
@@ -28,6 +28,15 @@ def test_latest_verdict_wins_in_topic_order():
     assert book.verdict("b") == LabelVerdict.false
     assert book.verdict("zzz") is None
     assert set(book.effective()) == {"a", "b"}
+
+
+def test_label_for_copies_what_the_detect_stage_needs_and_undo_keeps_it():
+    a = anomaly("a1")
+    a.features = {"deviation": 3.2, "minute": 600}
+    lb = label_for(a, "false", at(0), author="ann")
+    assert (lb.anomaly_id, lb.series, lb.metric, lb.features) == ("a1", a.series, "error_ratio", a.features)
+    [plan] = LabelBook.of([lb]).plan_undo("ann", at(1))
+    assert (plan.publish.series, plan.publish.metric, plan.publish.features) == (a.series, "error_ratio", a.features)
 
 
 def test_undo_restores_previous_verdict_then_retracts():

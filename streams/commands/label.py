@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from models.labels import (AmbiguousId, AnomalyFilter, LabelBook, NothingToUndo, UnknownId, is_retraction,
-                           make_label, parse_when, precision_stats, resolve_id, service_name, short_ids,
+                           label_for, parse_when, precision_stats, resolve_id, service_name, short_ids,
                            SEVERITY_ORDER)
 
 from ..config import Settings
@@ -325,7 +325,7 @@ def mark(
     snap = snapshot(bootstrap)
     a = snap.resolve(anomaly_id)
     before = snap.book.verdict(a.id)
-    label = make_label(a.id, verdict, datetime.now(timezone.utc), note=note, author=author or default_author())
+    label = label_for(a, verdict, datetime.now(timezone.utc), note=note, author=author or default_author())
     snap.publish([label])
     was = f" (was {before.value})" if before else ""
     out.print(f"marked {a.id} {a.series} at {_when(a.window_start)}: {verdict.value}{was}", highlight=False)
@@ -358,7 +358,7 @@ def mark_all(
         raise fail("no anomaly matches these filters; nothing marked", 1)
     at = datetime.now(timezone.utc)
     who = author or default_author()
-    labels = [make_label(a.id, verdict, at, note=note, author=who) for a in todo]
+    labels = [label_for(a, verdict, at, note=note, author=who) for a in todo]
     if not dry_run and labels:
         snap.publish(labels)
     verb = "would mark" if dry_run else "marked"
