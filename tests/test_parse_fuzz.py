@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -143,3 +144,29 @@ def test_random_json_objects_only_parse_errors(obj):
     except ValueError:
         return
     run_all(line)
+
+
+BIG = "9" * 5000   # beyond Python's 4300-digit int() limit, which raises a plain ValueError
+
+
+@pytest.mark.parametrize("line", [
+    '1.1.1.1 - - [07/Feb/2020:11:48:51 +0000] "GET / HTTP/1.1" %s 5 "-" "-" 1 0.1 [a-b-1] [] x:1 1 0.1 200 r' % BIG,
+    '1.1.1.1 - - [07/Feb/2020:11:48:51 +0000] "GET / HTTP/1.1" 200 5 "-" "-" 1 0.1 [a-b-1] [] x:1 1 0.1 %s r' % BIG,
+    '1.1.1.1 - - [07/Feb/2020:11:48:51 +0000] "GET / HTTP/1.1" 200 5 "-" "-" 1 1e999 [a-b-1] [] x:1 1 0.1 2 r',
+    json.dumps({"time": 10**400, "status": 200}),
+    json.dumps({"time": "2024-01-01T00:00:00Z", "status": 200, "request_time": 10**400}),
+    json.dumps({"time": "9999-12-31T23:59:59-23:59", "status": 200}),
+    json.dumps({"time": "2024-01-01T00:00:00Z", "status": 200, "upstream_status": BIG}),
+    json.dumps({"time": "2024-01-01T00:00:00Z", "status": 10**20}),
+    '[%s] "GET / HTTP/1.1" 200 - 1 1 1 1 "-" "-" "-" "-" "-"' % BIG,
+])
+def test_huge_numbers_are_parse_errors(line):
+    hits = 0
+    for name, p in PARSERS.items():
+        try:
+            check_record(p(line))
+        except ParseError as e:
+            hits += 1
+            assert e.code in ("bad_number", "bad_time", "format_mismatch", "bad_json", "bad_envelope",
+                              "not_access_log"), (name, e.code)
+    assert hits >= 1

@@ -114,23 +114,23 @@ def iso_time(ts) -> float:
         s = s[:-1] + "+00:00"
     try:
         dt = datetime.fromisoformat(s)
-    except ValueError:
-        raise ParseError(f"timestamp {ts!r} is not ISO-8601", "bad_time") from None
-    if dt.tzinfo is None:
-        # A stamp without a zone is taken as UTC (documented); guessing local time
-        # on the collector would silently shift every window.
-        return calendar.timegm(dt.timetuple()) + dt.microsecond / 1e6
-    return dt.timestamp()
+        if dt.tzinfo is None:
+            # A stamp without a zone is taken as UTC (documented); guessing local time
+            # on the collector would silently shift every window.
+            return calendar.timegm(dt.timetuple()) + dt.microsecond / 1e6
+        return dt.timestamp()
+    except (ValueError, OverflowError):
+        raise ParseError(f"timestamp {ts[:40]!r} is not ISO-8601 or out of range", "bad_time") from None
 
 
 def epoch_time(v) -> float:
     """Parse ``$msec``-style epoch seconds (``1581076131.123``)."""
     try:
         t = float(v)
-    except (TypeError, ValueError):
-        raise ParseError(f"epoch timestamp {v!r} is not a number", "bad_time") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ParseError(f"epoch timestamp {str(v)[:40]!r} is not a number", "bad_time") from None
     if t != t or t in (float("inf"), float("-inf")):
-        raise ParseError(f"epoch timestamp {v!r} is not finite", "bad_time")
+        raise ParseError(f"epoch timestamp {str(v)[:40]!r} is not finite", "bad_time")
     return t
 
 
@@ -168,13 +168,17 @@ def to_int(v, name: str = "value"):
         return None
     if isinstance(v, bool):
         raise ParseError(f"{name} {v!r} is not an integer", "bad_number")
+    # 19 digits is beyond any byte count or status; longer strings would also hit
+    # Python's 4300-digit int() limit (a ValueError that is not a ParseError).
     if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
+        if 0 <= v < 10**19:
+            return v
+    elif isinstance(v, float):
+        if v.is_integer() and 0 <= v < 1e19:
+            return int(v)
+    elif isinstance(v, str) and v.isdigit() and v.isascii() and len(v) <= 19:
         return int(v)
-    if isinstance(v, str) and v.isdigit() and v.isascii():
-        return int(v)
-    raise ParseError(f"{name} {v!r} is not a non-negative integer", "bad_number")
+    raise ParseError(f"{name} {str(v)[:40]!r} is not a non-negative integer below 10**19", "bad_number")
 
 
 def to_float(v, name: str = "value"):
@@ -185,10 +189,10 @@ def to_float(v, name: str = "value"):
         raise ParseError(f"{name} {v!r} is not a number", "bad_number")
     try:
         f = float(v)
-    except (TypeError, ValueError):
-        raise ParseError(f"{name} {v!r} is not a number", "bad_number") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ParseError(f"{name} {str(v)[:40]!r} is not a number", "bad_number") from None
     if not (0.0 <= f < float("inf")):
-        raise ParseError(f"{name} {v!r} is negative, infinite or NaN", "bad_number")
+        raise ParseError(f"{name} {str(v)[:40]!r} is negative, infinite or NaN", "bad_number")
     return f
 
 
