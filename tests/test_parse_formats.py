@@ -171,6 +171,7 @@ def test_envelopes_are_unwrapped_with_labels(shipper):
     env = json.dumps(ENVELOPES[shipper](line))
     inner, labels, ns = unwrap_envelope(json.loads(env))
     assert inner == line and labels == WANT_LABELS and ns == "ingress-nginx"
+    assert unwrap_envelope(env) == unwrap_envelope(env.encode()) == (inner, labels, ns)
     plain = get_parser()(line)
     for p in (get_parser(), get_parser(envelope=True), get_parser("auto")):
         rec = p(env)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from preagg.errors import ParseError
+from preagg.parse.jsonfmt import load_object
 
 # containerd/CRI-O files: "<RFC3339Nano> stdout F <line>" (F = full, P = partial).
 _CRI = re.compile(r"^\d{4}-\d\d-\d\dT\S+ (?:stdout|stderr) [FP] ")
@@ -38,13 +39,13 @@ def is_envelope(obj) -> bool:
         and "status" not in obj and "response_code" not in obj and "DownstreamStatus" not in obj
 
 
-def unwrap_envelope(obj: dict):
+def unwrap_envelope(obj):
     """Split a shipper envelope into ``(line, labels, namespace)``.
 
     Parameters
     ----------
-    obj : dict
-        The decoded envelope.
+    obj : dict, str or bytes
+        The envelope, decoded or as the raw JSON line.
 
     Returns
     -------
@@ -57,6 +58,8 @@ def unwrap_envelope(obj: dict):
     ParseError
         ``bad_envelope`` when there is no ``log``/``message`` string.
     """
+    if not isinstance(obj, dict):
+        obj = load_object(obj)
     line = obj.get("log")
     if not isinstance(line, str):
         line = obj.get("message")
