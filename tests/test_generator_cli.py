@@ -46,24 +46,19 @@ def test_file_output_with_incident_and_ground_truth(tmp_path):
     assert (parsed.status[cat] >= 500).mean() > 0.35
 
 
-def test_stdout_matches_python_api():
-    # The API is deterministic per seed (test_generator_model), so equality here means the CLI is too.
-    p = cli("-n", "500", "--start", START, "--seed", "77", "--clients", "500", "--incidents", "none")
+def test_stdout_sim_duration_matches_python_api():
+    # --sim-duration bounds simulated time; the API is deterministic per seed (test_generator_model),
+    # so equality here means the CLI is deterministic too.
+    p = cli("--sim-duration", "15m", "--start", START, "--seed", "77", "--base-rate", "5", "--clients", "300",
+            "--incidents", "none")
     assert p.returncode == 0, p.stderr.decode()
     assert p.stderr == b"", "no progress noise when writing to stdout by default"
-    api = [line for _, _, line in generate_lines(n=500, seed=77, start=START, incidents="none", n_clients=500)]
+    api = [line for _, _, line in generate_lines(seed=77, start=START, duration="15m", base_rate=5,
+                                                 incidents="none", n_clients=300)]
     assert p.stdout.splitlines() == api
-
-
-def test_sim_duration_is_simulated_time(tmp_path):
-    out = tmp_path / "d.log"
-    p = cli("--out", str(out), "--sim-duration", "15m", "--start", START, "--base-rate", "5", "--clients", "300",
-            "--no-progress")
-    assert p.returncode == 0, p.stderr.decode()
-    t = parse(out.read_bytes().splitlines()).t
+    t = parse(api).t
     s = resolve_start(START)
-    assert t.min() >= s and t.max() < s + 900 and t.max() > s + 840
-    assert p.stderr == b""
+    assert t.min() >= s and s + 840 < t.max() < s + 900
 
 
 def test_wall_duration_with_speedup_paces_event_time(tmp_path):
@@ -96,7 +91,7 @@ def test_kafka_output_and_failed_delivery_exit_code(kafka):
     assert len(got) == 5000
     assert all(LINE_RE.match(m.value().decode()) for m in got[:500])
     bad = cli("--bootstrap", "127.0.0.1:1", "--lines", "20", "--speedup", "0", "--clients", "100",
-              "--kafka-config", "message.timeout.ms=1500")
+              "--kafka-config", "message.timeout.ms=500")
     assert bad.returncode == 1
     assert b"20 Kafka delivery errors" in bad.stderr
 
