@@ -48,6 +48,23 @@ def _int0(b: bytes) -> int:
         return 0
 
 
+def _fold_one(a: list) -> None:
+    pend = a[PEND]
+    ips, p2s, uas, rls, rts, urts = zip(*pend)
+    a[N] += len(pend)
+    try:
+        a[BOUT] += sum(map(int, map(_BYTES_SENT, p2s)))
+        a[BIN] += sum(map(int, rls))
+    except ValueError:  # a non-numeric size in a line nginx did not write: count it as 0
+        a[BOUT] += sum(_int0(x[5:]) for x in p2s)
+        a[BIN] += sum(map(_int0, rls))
+    _count(a[RT], rts)
+    _count(a[URT], urts)
+    _count(a[IPS], ips)
+    _count(a[UAS], uas)
+    pend.clear()
+
+
 def _acc() -> list:
     """Accumulator of one fine key: slots from preagg.series plus the pending fast-path lines."""
     return [0, 0, 0, 0, {}, {}, {}, {}, None, []]
@@ -86,19 +103,14 @@ class _Part:
     first_offset: dict = field(default_factory=dict)  # window start -> first (= min) offset in it
     next_offset: int | None = None                  # offset after the last line seen
     close_offset: int = -1                          # last offset seen when a window last closed
+    caps: dict = field(default_factory=dict)        # window start -> (raw template -> final, per-upstream count)
 
 
-def _templater(max_per_host: int) -> Callable[[str | None, str], str]:
-    """(host, path) -> URL template with the per-host heavy-hitter cap (:mod:`preagg.templates`)."""
-    from preagg.templates import TemplateCap, template_path
+def _templater() -> Callable[[str | None, str], str]:
+    """(host, path) -> URL template (pure: :func:`preagg.templates.template_path`)."""
+    from preagg.templates import template_path
 
-    cap = TemplateCap(max_per_host)
-
-    def template(host: str | None, path: str) -> str:
-        return cap.add(host, template_path(path))
-
-    template.cap = cap
-    return template
+    return lambda host, path: template_path(path)
 
 
 class Aggregator:
@@ -111,9 +123,13 @@ class Aggregator:
         Log format for the careful parser (:func:`preagg.parse.get_parser`); the fused fast path
         applies to ``ingress-nginx`` only.
     max_templates_per_host : int
-        Template cap per host (heavy hitters kept, the rest folded into ``other``).
+        Template cap per host (per upstream when the format has no host), per window: the
+        first templates seen in a window are kept, later ones fold into ``other``. Per window,
+        not per stream, so that a replay after a restart templates exactly as the first run did
+        (a stream-long heavy-hitter cap would depend on history lost in the crash); the hot
+        routes of a service are, with overwhelming probability, among the first seen.
     templater : callable, optional
-        ``(host, path) -> template``; default from :mod:`preagg.templates`.
+        ``(host, path) -> template`` (pure); default :func:`preagg.templates.template_path`.
     """
 
     TEMPLATE_CACHE_MAX = 200_000
@@ -130,7 +146,8 @@ class Aggregator:
         self.fmt = fmt
         self.fast = fmt == "ingress-nginx"
         self.parse = get_parser(fmt)
-        self.template = templater or _templater(max_templates_per_host)
+        self.template = templater or _templater()
+        self.max_templates = int(max_templates_per_host)
         # raw URI bytes (fast path) or (host, path bytes) (slow path) -> (host, template)
         self.tcache: dict = {}
         self.times: dict = {}    # timestamp text -> epoch seconds
@@ -249,12 +266,14 @@ class Aggregator:
         for ws in starts:
             accs = st.wins.pop(ws, None)
             st.first_offset.pop(ws, None)
+            st.caps.pop(ws, None)
             if accs:
                 self.closed.append(ClosedWindow(st.pid, ws, ws + self.window_s, accs,
                                                 sum(a[0] for a in accs.values())))
 
     def _open(self, st: _Part, ws: int, offset: int) -> dict:
         cur = st.wins[ws] = {}
+        st.caps[ws] = ({}, {})
         # Remember the newest event time seen before this window opened: if the job restarts from
         # this offset, restoring it reproduces the same watermark (see Aggregator.checkpoint).
         st.first_offset[ws] = (offset, st.windows.max_t)
@@ -290,13 +309,26 @@ class Aggregator:
         self.times[ts] = t
         return t
 
-    def _tmpl(self, host: str | None, path: bytes, up: bytes) -> tuple:
+    def _tmpl(self, host: str | None, path: bytes) -> tuple:
         cache = self.tcache
         if len(cache) > self.TEMPLATE_CACHE_MAX:
             cache.clear()
-        cap_key = host if host is not None else b"[" + up + b"]"
-        t = cache[(host, path)] = (host, self.template(cap_key, path.decode("utf-8", "replace")))
+        t = cache[(host, path)] = (host, self.template(host, path.decode("utf-8", "replace")))
         return t
+
+    def _admit(self, st: _Part, ws: int, raw: tuple, up: bytes) -> tuple:
+        """Per-window template cap: keep ``raw`` if its host (else upstream) has room, else ``other``."""
+        wcap, counts = st.caps[ws]
+        owner = raw[0] if raw[0] is not None else up
+        n = counts.get(owner, 0)
+        if n < self.max_templates:
+            counts[owner] = n + 1
+            final = raw
+        else:
+            final = (raw[0], "other")
+        if len(wcap) < 50_000:  # past this, decide again each time instead of remembering
+            wcap[raw] = final
+        return final
 
     def _place(self, st: _Part, t: float, offset: int, i: int, rejected: list, now) -> dict | None:
         """Window accumulators for event time ``t`` (opening/closing windows), or None if rejected."""
@@ -314,20 +346,14 @@ class Aggregator:
         cur = st.wins.get(ws)
         return cur if cur is not None else self._open(st, ws, offset)
 
-    def _tmpl_fast(self, uri: bytes, up: bytes) -> tuple:
-        """Template for a fast-path URI (query dropped); cached by the raw URI.
-
-        The default format has no host, so the cap is per upstream instead (one shared cap of
-        200 templates for the whole ingress would fold most services into ``other``). The
-        cache is per URI: the cap counts distinct URIs between cache resets, not requests,
-        which ranks templates by how many URLs they absorb - good enough to keep hot routes.
-        """
+    def _tmpl_fast(self, uri: bytes) -> tuple:
+        """Uncapped template of a fast-path URI (query dropped), cached by the raw URI."""
         cache = self.tcache
         if len(cache) > self.TEMPLATE_CACHE_MAX:
             cache.clear()
         q = uri.find(b"?")
         path = uri[:q] if q >= 0 else uri
-        t = cache[uri] = (None, self.template(up, path.decode("utf-8", "replace")))
+        t = cache[uri] = (None, self.template(None, path.decode("utf-8", "replace")))
         return t
 
     @staticmethod
@@ -354,16 +380,25 @@ class Aggregator:
             return
         host = r.get("host")
         path = (r.get("path") or "-").encode()
-        tmpl = self.tcache.get((host, path))
+        raw = self.tcache.get((host, path))
+        if raw is None:
+            raw = self._tmpl(host, path)
+        upb = b"[" + (r.get("upstream_name") or "").encode() + b"]"
+        ws = st.windows.start_of(t)
+        tmpl = st.caps[ws][0].get(raw)
         if tmpl is None:
-            tmpl = self._tmpl(host, path, (r.get("upstream_name") or "").encode())
+            tmpl = self._admit(st, ws, raw, upb)
         status = r.get("status")
         sb = b"-" if status is None else str(status).encode()
         # Same key shape as the fast path: bracketed upstream as written in the line.
-        key = (b"[" + (r.get("upstream_name") or "").encode() + b"]", tmpl, (r.get("method") or "-").encode(), sb)
+        key = (upb, tmpl, (r.get("method") or "-").encode(), sb)
         a = cur.get(key)
         if a is None:
             a = cur[key] = _acc()
+        if a[PEND]:
+            # Fold first: the order values enter the counters must not depend on when folds
+            # happen, or float sums (means) would differ in the last bit between a run and its replay.
+            _fold_one(a)
         a[0] += 1
         a[1] += r.get("body_bytes_sent") or 0
         a[2] += r.get("request_length") or 0
@@ -394,7 +429,7 @@ class Aggregator:
         W = self.window_s
         times, tcache, known, dirty = self.times, self.tcache, _KNOWN, self.dirty
         lo, hi, trig, mx = w.lo, w.hi, w.trigger, w.max_t
-        last_ts = cur_ws = cur = None
+        last_ts = cur_ws = cur = wcap = None
         i = -1
         for line in lines:
             i += 1
@@ -424,6 +459,7 @@ class Aggregator:
                         if cur is None:
                             cur = self._open(st, ws, offsets[i])
                             trig = w.trigger
+                        wcap = st.caps[ws][0]
                         cur_ws = ws
                     last_ts = ts
                 method, uri, proto = parts[1].split(b" ")
@@ -433,9 +469,12 @@ class Aggregator:
                 # _fold, which tolerates garbage); odd methods are kept as written, like the parser.
                 if p2[4] != 32:
                     raise ValueError
-                tmpl = tcache.get(uri)
+                raw = tcache.get(uri)
+                if raw is None:
+                    raw = self._tmpl_fast(uri)
+                tmpl = wcap.get(raw)
                 if tmpl is None:
-                    tmpl = self._tmpl_fast(uri, up)
+                    tmpl = self._admit(st, cur_ws, raw, up)
                 sb = p2[1:4]
                 key = (up, tmpl, method, sb)
                 a = cur.get(key)
@@ -460,21 +499,7 @@ class Aggregator:
     def _fold(self) -> None:
         """Count the deferred fast-path lines of every touched accumulator (C-level loops)."""
         for a in self.dirty:
-            pend = a[PEND]
-            if not pend:
-                continue
-            ips, p2s, uas, rls, rts, urts = zip(*pend)
-            a[N] += len(pend)
-            try:
-                a[BOUT] += sum(map(int, map(_BYTES_SENT, p2s)))
-                a[BIN] += sum(map(int, rls))
-            except ValueError:  # a non-numeric size in a line nginx did not write: count it as 0
-                a[BOUT] += sum(_int0(x[5:]) for x in p2s)
-                a[BIN] += sum(map(_int0, rls))
-            _count(a[RT], rts)
-            _count(a[URT], urts)
-            _count(a[IPS], ips)
-            _count(a[UAS], uas)
-            pend.clear()
+            if a[PEND]:
+                _fold_one(a)
         self.dirty.clear()
         self.pending = 0

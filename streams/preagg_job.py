@@ -1,0 +1,288 @@
+"""The pre-aggregation stream worker: raw logs (Kafka) -> windowed metric points (Kafka).
+
+Delivery (at-least-once, idempotent by id)
+-----------------------------------------
+* Offsets are committed only after the points of every window that used them were acknowledged
+  by the broker: per partition the commit is the first offset of the oldest still-open window
+  (or the next offset when none is open), and it is committed after ``producer.flush()``
+  returned with no delivery error.
+* A restart replays from that offset. To rebuild exactly the same windows it also needs what was
+  already emitted: per partition ``(closed_before, max_event_time, close_offset)`` is committed
+  *before* the offset, as offsets of two side consumer groups (``<group>.state-t`` and
+  ``<group>.state-o``) on the same topic/partition (Tansu drops commit metadata, an int64 offset
+  it keeps). Replayed lines of emitted windows are skipped, so no window is re-emitted partially.
+* Every point's id is ``(series, window, partition)``: a replay re-sends identical records and
+  downstream drops duplicates by id.
+* SIGTERM: stop consuming, flush, commit, exit 0. Open windows are *not* emitted (they would be
+  partial); the next owner replays them from the committed offset.
+
+Scale-out: workers in one consumer group share the partitions; windows are per partition. Logs
+are keyed by upstream name, so a service's series are complete in one partition; ``global`` points
+are partial per partition and are merged downstream with ``preagg.series.rollup(points,
+merge_partitions=True)`` (group by series + window, sum/merge).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter
+
+from preagg.aggregate import Aggregator
+from streams.config import Settings
+from streams.records import DeadLetter
+from streams.topics import ensure_topic
+
+log = logging.getLogger("patrol.preagg")
+
+_BIAS = 1 << 31
+
+
+def encode_state(closed_before: float, max_t: float) -> int:
+    """Pack (closed_before, max event time) into one non-negative int64 offset."""
+    cb = 0 if closed_before == -math.inf else int(closed_before)
+    mt = cb if max_t == -math.inf else int(max_t)
+    return (cb << 32) | max(0, min((1 << 32) - 1, mt - cb + _BIAS))
+
+
+def decode_state(value: int) -> tuple[float, float]:
+    cb, d = value >> 32, value & 0xFFFFFFFF
+    return (-math.inf if cb == 0 else float(cb)), float(cb + d - _BIAS) if cb else -math.inf
+
+
+class JobMetrics:
+    """Prometheus counters of one worker (own registry, so several jobs can live in one process)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        c = lambda name, doc: Counter(f"patrol_preagg_{name}", doc, registry=self.registry)  # noqa: E731
+        self.lines = c("lines", "Log lines consumed")
+        self.parse_errors = c("parse_errors", "Lines rejected by the parser")
+        self.late = c("late", "Lines later than the allowed lateness")
+        self.future = c("future", "Lines too far in the future")
+        self.windows = c("windows_emitted", "Windows closed and published")
+        self.points = c("points_out", "Metric points produced")
+        self.commits = c("commits", "Offset commits after acknowledged windows")
+
+
+@dataclass
+class JobResult:
+    lines: int = 0
+    points: int = 0
+    dead_letters: int = 0
+    windows: int = 0
+    commits: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    reason: str = ""
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class PreaggJob:
+    """One pre-aggregation worker.
+
+    Parameters
+    ----------
+    settings : Settings
+        Kafka, topics and ``preagg`` settings (window, lateness, future bound, idle close, format).
+    group : str
+        Consumer group; workers with the same group share the partitions.
+    duration : float, optional
+        Stop after this many wall-clock seconds (graceful: flush + commit).
+    max_idle : float, optional
+        End of input: after this many seconds without lines, close *all* windows, publish, commit
+        and stop (finite runs: tests, benchmarks, backfills).
+    metrics_port : int, optional
+        Serve Prometheus metrics on this port.
+    """
+
+    def __init__(self, settings: Settings, group: str = "patrol-preagg", duration: float | None = None,
+                 max_idle: float | None = None, metrics_port: int | None = None, batch: int = 10000):
+        self.s = settings
+        self.group = group
+        self.duration = duration
+        self.max_idle = max_idle
+        self.batch = batch
+        self.metrics = JobMetrics()
+        self.metrics_port = metrics_port
+        p = settings.preagg
+        self.agg = Aggregator(window_s=p.window_s, lateness_s=p.allowed_lateness_s, max_future_s=p.max_future_s,
+                              idle_close_s=p.idle_close_s, fmt=p.log_format,
+                              max_templates_per_host=p.max_templates_per_host)
+        self.topic = settings.topics.logs
+        self.stop_requested = False
+        self.delivery_errors: list[str] = []
+        self.result = JobResult()
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _clients(self) -> None:
+        conf = self.s.kafka.client_config()
+        t = self.s.topics
+        for role, name in (("logs", t.logs), ("metrics", t.metrics), ("dlq", t.dlq)):
+            ensure_topic(conf, name, t.partitions.get(role, 1), {"retention.ms": str(t.retention_ms.get(role, 604800000))})
+        cons = {**conf, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                "session.timeout.ms": self.s.kafka.session_timeout_ms, "enable.partition.eof": False}
+        self.consumer = Consumer({**cons, "group.id": self.group})
+        # Side groups holding the window state per partition (never subscribe, only commit).
+        self.state_t = Consumer({**cons, "group.id": f"{self.group}.state-t"})
+        self.state_o = Consumer({**cons, "group.id": f"{self.group}.state-o"})
+        self.producer = Producer({**conf, "linger.ms": 20, "batch.num.messages": 10000,
+                                  "queue.buffering.max.messages": 1000000})
+
+    def _on_assign(self, consumer, partitions) -> None:
+        tps = [TopicPartition(self.topic, p.partition) for p in partitions]
+        st = self.state_t.committed(tps, timeout=10)
+        so = self.state_o.committed(tps, timeout=10)
+        for a, b in zip(st, so):
+            if a.offset >= 0 and b.offset >= 0:
+                cb, mt = decode_state(a.offset)
+                self.agg.restore(a.partition, cb, mt, b.offset - 1)
+                log.info("partition %d: resumed (windows before %s emitted up to offset %d)", a.partition, cb, b.offset - 1)
+        log.info("assigned %s", [p.partition for p in partitions])
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        self._commit([p.partition for p in partitions])
+        for p in partitions:
+            self.agg.drop_partition(p.partition)
+        log.info("revoked %s", [p.partition for p in partitions])
+
+    def _delivered(self, err, msg) -> None:
+        if err is not None:
+            self.delivery_errors.append(str(err))
+
+    # -- loop ------------------------------------------------------------------------------------
+    def run(self) -> JobResult:
+        """Consume until SIGTERM, ``duration`` or ``max_idle``; returns counters."""
+        from streams.observability import serve_metrics
+
+        serve_metrics(self.metrics_port, self.metrics.registry)
+        self._clients()
+        old = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for sig in old:
+                signal.signal(sig, self._request_stop)
+        except ValueError:  # not the main thread: the caller stops us via stop_requested
+            old = {}
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        last_input = time.monotonic()
+        try:
+            while not self.stop_requested:
+                now_m = time.monotonic()
+                if self.duration is not None and now_m - wall0 >= self.duration:
+                    self.result.reason = "duration"
+                    break
+                msgs = self.consumer.consume(self.batch, 0.2)
+                now = time.time()
+                if msgs:
+                    last_input = now_m
+                    self._process(msgs, now)
+                else:
+                    self.agg.tick(now)
+                    if self.max_idle is not None and now_m - last_input >= self.max_idle and self.agg.parts:
+                        self.agg.close_all()
+                        self._publish()
+                        self._commit(list(self.agg.parts))
+                        self.result.reason = "idle"
+                        break
+                if self.agg.closed:
+                    self._publish()
+                    self._commit(list(self.agg.parts))
+            if self.stop_requested:
+                self.result.reason = self.result.reason or "signal"
+            self._commit(list(self.agg.parts))
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+            self.consumer.close()
+            self.state_t.close()
+            self.state_o.close()
+        self.result.cpu_s = time.process_time() - cpu0
+        self.result.wall_s = time.monotonic() - wall0
+        return self.result
+
+    def _request_stop(self, signum, frame) -> None:
+        self.stop_requested = True
+        self.result.reason = "signal"
+
+    def _process(self, msgs, now: float) -> None:
+        by_p: dict[int, list] = {}
+        for m in msgs:
+            if m.error() is not None:
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", m.error())
+                continue
+            by_p.setdefault(m.partition(), []).append(m)
+        for p, ms in by_p.items():
+            values = [m.value() or b"" for m in ms]
+            offsets = [m.offset() for m in ms]
+            rejected = self.agg.feed(values, p, offsets, now)
+            self.result.lines += len(values)
+            self.result.bytes_in += sum(map(len, values))
+            self.metrics.lines.inc(len(values))
+            for r in rejected:
+                dl = DeadLetter.of(values[r.index], r.reason, r.code, self.topic, p, offsets[r.index])
+                raw = dl.to_bytes()
+                self.producer.produce(self.s.topics.dlq, raw, key=str(p).encode(), on_delivery=self._delivered)
+                self.result.dead_letters += 1
+                {"late": self.metrics.late, "future": self.metrics.future}.get(r.code, self.metrics.parse_errors).inc()
+            self.producer.poll(0)
+
+    def _publish(self) -> None:
+        topic = self.s.topics.metrics
+        for cw in self.agg.drain():
+            pts = cw.points()
+            for pt in pts:
+                raw = pt.to_bytes()
+                self.result.bytes_out += len(raw)
+                while True:
+                    try:
+                        self.producer.produce(topic, raw, key=pt.series.encode(), on_delivery=self._delivered)
+                        break
+                    except BufferError:  # local queue full: let librdkafka send, then retry
+                        self.producer.poll(0.05)
+            self.result.points += len(pts)
+            self.result.windows += 1
+            self.metrics.points.inc(len(pts))
+            self.metrics.windows.inc()
+        self.producer.poll(0)
+
+    def _commit(self, partitions: list[int]) -> None:
+        """Flush, then commit window state and offsets for ``partitions`` (state first: see module doc)."""
+        if not partitions:
+            return
+        left = self.producer.flush(30)
+        if left or self.delivery_errors:
+            raise KafkaException(f"not committing: {left} records unacknowledged, delivery errors "
+                                 f"{self.delivery_errors[:3]}")
+        offs, st, so = [], [], []
+        for p in partitions:
+            cp = self.agg.checkpoint(p)
+            if cp is None:
+                continue
+            off, cb, mt, co = cp
+            offs.append(TopicPartition(self.topic, p, off))
+            st.append(TopicPartition(self.topic, p, encode_state(cb, mt)))
+            so.append(TopicPartition(self.topic, p, co + 1))
+        if not offs:
+            return
+        self.state_t.commit(offsets=st, asynchronous=False)
+        self.state_o.commit(offsets=so, asynchronous=False)
+        self.consumer.commit(offsets=offs, asynchronous=False)
+        self.result.commits += 1
+        self.metrics.commits.inc()
+
+
+if __name__ == "__main__":
+    import typer
+
+    from streams.commands.preagg import preagg
+
+    typer.run(preagg)

@@ -1,0 +1,204 @@
+"""The stream job against a real (embedded Tansu) broker: end to end, DLQ, kill -9 and restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from preagg.series import rollup
+from streams.broker import EmbeddedBroker
+from streams.config import load_settings
+from streams.generator import generate_lines
+from streams.preagg_job import PreaggJob, decode_state, encode_state
+from streams.records import DeadLetter, MetricPoint, decode
+from streams.topics import ensure_topic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with EmbeddedBroker() as b:
+        yield b
+
+
+def _topics(b, parts=2):
+    tag = uuid.uuid4().hex[:8]
+    names = {"logs": f"logs-{tag}", "metrics": f"metrics-{tag}", "dlq": f"dlq-{tag}"}
+    conf = {"bootstrap.servers": b.bootstrap}
+    ensure_topic(conf, names["logs"], parts)
+    ensure_topic(conf, names["metrics"], 1)
+    ensure_topic(conf, names["dlq"], 1)
+    return names
+
+
+def _env(b, names, window=10, lateness=5):
+    return {"PATROL_KAFKA__BOOTSTRAP_SERVERS": b.bootstrap, "PATROL_KAFKA__SESSION_TIMEOUT_MS": "6000",
+            "PATROL_TOPICS__LOGS": names["logs"], "PATROL_TOPICS__METRICS": names["metrics"],
+            "PATROL_TOPICS__DLQ": names["dlq"], "PATROL_PREAGG__WINDOW_S": str(window),
+            "PATROL_PREAGG__ALLOWED_LATENESS_S": str(lateness),
+            # Windows close by event time only (the run ends with --max-idle): wall-clock idle
+            # closes would make the two runs of the crash test cut windows differently.
+            "PATROL_PREAGG__IDLE_CLOSE_S": "1000", "PATROL_PREAGG__MAX_FUTURE_S": "1000000000"}
+
+
+def _produce(b, topic, items):
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 20})
+    for key, line in items:
+        p.produce(topic, line, key=key)
+        p.poll(0)
+    assert p.flush(30) == 0
+
+
+def _read(b, topic) -> list[bytes]:
+    """Everything in ``topic``: read until the stream has been quiet for a while (Tansu's high
+    watermark counts record batches, not records, so it cannot say when we are done)."""
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
+                  "enable.auto.commit": False})
+    meta = c.list_topics(topic, timeout=10).topics[topic]
+    c.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+    out, quiet = [], time.monotonic()
+    while time.monotonic() - quiet < 1.0:
+        msgs = c.consume(10000, 0.3)
+        for m in msgs:
+            if m.error() is None:
+                out.append(m.value())
+        if msgs:
+            quiet = time.monotonic()
+    c.close()
+    return out
+
+
+def _line(t: int, path: str = "/api/v1/orders/42", status: int = 200, up: str = "shop-cart-api-8080") -> bytes:
+    ts = datetime.fromtimestamp(t, tz=timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    return (f'198.51.100.7 - - [{ts}] "GET {path} HTTP/1.1" {status} 120 "-" "Mozilla/5.0 (X11; Linux x86_64)" '
+            f"300 0.020 [{up}] [] 10.0.0.9:8080 120 0.019 {status} rid").encode()
+
+
+def test_state_encoding_round_trips():
+    assert decode_state(encode_state(1_790_000_060, 1_790_000_095)) == (1_790_000_060, 1_790_000_095)
+    assert decode_state(encode_state(1_790_000_060, 1_790_000_000)) == (1_790_000_060, 1_790_000_000)
+    assert decode_state(encode_state(float("-inf"), float("-inf")))[0] == float("-inf")
+
+
+def test_end_to_end_metrics_and_dead_letters(broker):
+    names = _topics(broker, parts=1)
+    t0 = 1_790_000_000 - 1_790_000_000 % 60
+    lines = [_line(t0 + i % 50, status=500 if i % 10 == 0 else 200) for i in range(200)]
+    lines += [_line(t0 + 70), _line(t0 + 100)]  # window 2; the second moves the watermark past window 1
+    lines += [b"this is not an access log line", _line(t0 + 5)]  # garbage, then a late line
+    _produce(broker, names["logs"], [(b"shop-cart-api-8080", x) for x in lines])
+    os.environ.update(_env(broker, names, window=60, lateness=10))
+    try:
+        s = load_settings()
+    finally:
+        for k in _env(broker, names):
+            os.environ.pop(k, None)
+    job = PreaggJob(s, group=f"g-{uuid.uuid4().hex[:6]}", max_idle=2.0)
+    res = job.run()
+    assert res.reason == "idle" and res.lines == len(lines)
+    pts = [decode(v, MetricPoint) for v in _read(broker, names["metrics"])]
+    svc = {(p.metric, int(p.window_start.timestamp())): p for p in pts if p.dims["scope"] == "service"}
+    assert svc[("requests", t0)].value == 200
+    assert svc[("status_5xx", t0)].value == 20
+    assert svc[("error_ratio", t0)].value == pytest.approx(0.1)
+    assert svc[("requests", t0 + 60)].value == 2
+    assert svc[("requests", t0)].dims == {"scope": "service", "namespace": "shop", "service": "cart-api", "port": "8080"}
+    route = [p for p in pts if p.dims["scope"] == "route" and p.metric == "requests"]
+    assert {p.dims["template"] for p in route} == {"/api/v1/orders/:id"}
+    assert len({p.id for p in pts}) == len(pts)
+    dlq = [decode(v, DeadLetter) for v in _read(broker, names["dlq"])]
+    assert sorted(d.code for d in dlq) == ["late", "parse_error"]
+    by_code = {d.code: d for d in dlq}
+    assert by_code["parse_error"].raw_bytes() == b"this is not an access log line"
+    assert by_code["late"].raw_bytes() == _line(t0 + 5)
+    assert by_code["late"].source_offset == len(lines) - 1 and "late" in by_code["late"].reason
+
+
+def _worker(broker, names, group, max_idle=3.0):
+    env = {**os.environ, **_env(broker, names), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "streams.preagg_job", "--group", group, "--max-idle", str(max_idle)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def _finish(proc, timeout=60) -> dict:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def _id_values(raw: list[bytes]) -> dict[str, float]:
+    """Dedupe by id; a replay must have produced the same value under the same id."""
+    seen: dict[str, float] = {}
+    for v in raw:
+        p = decode(v, MetricPoint)
+        assert seen.setdefault(p.id, p.value) == p.value, f"id {p.id} ({p.series}) has two values"
+    return seen
+
+
+def test_kill_9_mid_stream_then_restart_gives_the_same_metrics(broker):
+    gen = list(generate_lines(n=12_000, seed=21, base_rate=150.0))
+    items = [(k, line) for _, k, line in gen]
+    cut = int(len(items) * 0.6)
+
+    ref = _topics(broker)
+    _produce(broker, ref["logs"], items)
+    ref_out = _finish(_worker(broker, ref, f"ref-{uuid.uuid4().hex[:6]}"))
+    want = _id_values(_read(broker, ref["metrics"]))
+    assert ref_out["lines"] == len(items) and len(want) > 100
+
+    crash = _topics(broker)
+    _produce(broker, crash["logs"], items[:cut])
+    group = f"crash-{uuid.uuid4().hex[:6]}"
+    proc = _worker(broker, crash, group, max_idle=30.0)
+    # Kill once the worker has published windows *and* committed past some of them, while the
+    # newest windows are still open (its --max-idle is far away): a real mid-stream crash.
+    probe = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+    tps = [TopicPartition(crash["logs"], p) for p in (0, 1)]
+    deadline = time.monotonic() + 40
+    def progressed(tps_now):
+        return bool(tps_now) and all(tp.offset > 0 for tp in tps_now)
+
+    committed = []
+    while time.monotonic() < deadline and not progressed(committed):
+        time.sleep(0.1)
+        committed = probe.committed(tps, timeout=5)
+    probe.close()
+    assert progressed(committed), f"nothing committed before the kill: {committed}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    _produce(broker, crash["logs"], items[cut:])
+    out = _finish(_worker(broker, crash, group))
+    raw = _read(broker, crash["metrics"])
+    got = _id_values(raw)
+    if got != want:
+        series = {}
+        for v in raw + _read(broker, ref["metrics"]):
+            p = decode(v, MetricPoint)
+            series[p.id] = (p.series, p.window_start.isoformat(), p.stats.get("partition"))
+        missing = [series[i] for i in want if i not in got]
+        extra = [series[i] for i in got if i not in want]
+        diff = [(series[i], got[i], want[i]) for i in want if i in got and got[i] != want[i]]
+        raise AssertionError(f"missing {len(missing)} {sorted(missing)[:5]} extra {len(extra)} {sorted(extra)[:5]} "
+                             f"differ {len(diff)} {diff[:5]}")
+    assert out["lines"] < len(items)  # it resumed from committed offsets, not from the start
+
+    # Downstream view: merging partitions gives one global series per window.
+    pts = {decode(v, MetricPoint).id: decode(v, MetricPoint) for v in raw}
+    merged = rollup([p for p in pts.values() if p.dims["scope"] == "global"], merge_partitions=True)
+    windows = Counter(p.window_start for p in merged if p.metric == "requests")
+    assert windows and set(windows.values()) == {1}
+    total = sum(p.value for p in merged if p.metric == "requests")
+    assert total == len(items)
