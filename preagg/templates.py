@@ -23,6 +23,7 @@ from datasketches import frequent_strings_sketch
 
 ID = ":id"
 OTHER = "other"
+MAX_WORD = 100   # a longer path segment is always an id
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\Z")
 _HEX = re.compile(r"(?:0x)?[0-9a-fA-F]{8,}\Z")
@@ -37,7 +38,7 @@ _SLUG_ID = re.compile(r"[A-Za-z][A-Za-z_]*[-_]\d{3,}\Z")   # order-12345, user_1
 def is_id(seg: str) -> bool:
     """True when a path segment looks like an identifier rather than a route word.
 
-    Rules (the first that matches wins): a number; a UUID (with or without
+    Rules (the first that matches wins): longer than :data:`MAX_WORD`; a number; a UUID (with or without
     dashes); hex of >= 8 chars that contains a digit (so words such as
     ``deadbeef`` or ``facade`` survive... unless >= 16 chars, which is a hash);
     a date or timestamp; an e-mail address; a word ending in ``-<3+ digits>``;
@@ -48,6 +49,10 @@ def is_id(seg: str) -> bool:
     """
     if not seg:
         return False
+    if len(seg) > MAX_WORD:
+        # No route word is this long; it is a blob or token.  The cap also bounds the
+        # regex work per segment (the e-mail pattern is quadratic on crafted input).
+        return True
     c = seg[0]
     if c.isdigit() or c in "+-":
         if _NUMERIC.match(seg) or _DATE.match(seg):

@@ -124,3 +124,11 @@ def test_max_hosts_bound():
 def test_cap_passes_none_through():
     cap = TemplateCap(max_per_host=1)
     assert cap.add("h", None) is None and cap.kept("h") == {}
+
+
+def test_crafted_long_segments_are_fast_ids():
+    import time
+    t = time.process_time()
+    for seg in ("%40" * 3000 + "x", "a@" * 3000, "2" * 8000, "aB1-" * 2000 + "!", "a." * 4000):
+        assert template_path("/u/" + seg) == "/u/:id"
+    assert time.process_time() - t < 0.5
