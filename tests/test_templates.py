@@ -132,3 +132,29 @@ def test_crafted_long_segments_are_fast_ids():
     for seg in ("%40" * 3000 + "x", "a@" * 3000, "2" * 8000, "aB1-" * 2000 + "!", "a." * 4000):
         assert template_path("/u/" + seg) == "/u/:id"
     assert time.process_time() - t < 0.5
+
+
+def test_real_combined_paths():
+    from pathlib import Path
+
+    from preagg.parse import get_parser
+
+    logs = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs" / "apache_combined_10k.log"
+    assert logs.is_file(), f"missing real-data file {logs}"
+    parse = get_parser("combined")
+    paths, templates = set(), {}
+    for line in logs.read_bytes().splitlines():
+        p = parse(line)["path"]
+        paths.add(p)
+        templates.setdefault(template_path(p), set()).add(p)
+    assert len(templates) < len(paths)
+    assert templates["/images/web/:id/banner.png"] == {"/images/web/2009/banner.png"}
+    assert {"/files/blogposts/20070620/", "/files/blogposts/20070623/"} <= templates["/files/blogposts/:id/"]
+    assert {"/blog/2007/Jan/14", "/blog/2007/Jan/27"} <= templates["/blog/:id/Jan/:id"]
+    assert {"/blog/geekery/xdotool-2.20100524.html", "/blog/geekery/xdotool-2.20100818.html"} <= templates[
+        "/blog/geekery/xdotool-2.:id.html"]
+    assert "/blog/tags/puppet" in templates["/blog/tags/puppet"]        # words stay
+    assert templates["/favicon.ico"] == {"/favicon.ico"}
+    cap = TemplateCap(max_per_host=50)
+    out = [cap.add("semicomplete.com", template_path(line_path)) for line_path in sorted(paths)]
+    assert len(set(out) - {OTHER}) <= 50 and OTHER in out
