@@ -54,7 +54,7 @@ import detectors
 
 from .feedback_calib import MetricPrior, Probit, Seen, feature_vector, predict, size_cutoff, SERIES_S2, FEATURES
 
-__all__ = ["Change", "Decision", "FeedbackModel", "MetricPrior", "anomaly_features"]
+__all__ = ["Change", "Decision", "FeedbackModel", "MetricPrior", "anomaly_features", "features_of"]
 
 MARGIN = 2.0        # alerts > MARGIN x the largest labeled-false deviation are never muted
 SLACK_MIN = 60      # a pattern covers its labeled times of day +- this many minutes
@@ -151,6 +151,32 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
         "minute": minute, "hour": minute // 60, "dow": (int(ts // 86400) + 3) % 7,  # 1970-01-01 was a Thursday
         "metric_kind": metric_kind,
     }
+
+
+def features_of(anomaly, metric_kind: str | None = None) -> dict:
+    """:func:`anomaly_features` of a published :class:`streams.records.Anomaly` (labels carry only its id).
+
+    ``p_value`` is recovered from the score (``score = -log10(p) / 10``); ``metric_kind`` defaults to
+    :func:`models.metric_kinds.kind_of` of the anomaly's metric.
+
+    Examples
+    --------
+    >>> from datetime import datetime, timezone
+    >>> from streams.records import Anomaly
+    >>> a = Anomaly(id="a1", series="requests{service=web}", metric="requests", window_start=datetime(2026, 1, 5, 3,
+    ...             tzinfo=timezone.utc), window_end=datetime(2026, 1, 5, 3, 1, tzinfo=timezone.utc), observed=130.0,
+    ...             expected=100.0, lower=90.0, upper=110.0, score=0.7, severity="warning", direction="up",
+    ...             detectors=["spike"])
+    >>> f = features_of(a)
+    >>> f["deviation"], f["hour"], f["metric_kind"]
+    (3.0, 3, 'count')
+    """
+    from .metric_kinds import kind_of
+
+    direction = getattr(anomaly.direction, "value", anomaly.direction)
+    r = detectors.Result(anomaly.score, 10.0 ** (-10.0 * anomaly.score), anomaly.expected, anomaly.lower, anomaly.upper,
+                         direction if direction in ("up", "down") else None, tuple(anomaly.detectors), "warning")
+    return anomaly_features(r, anomaly.observed, anomaly.window_start, metric_kind or kind_of(anomaly.metric).kind)
 
 
 def _short(label_id: str) -> str:

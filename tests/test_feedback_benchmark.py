@@ -1,0 +1,63 @@
+"""The feedback benchmark CLI end to end on a small configuration (one NAB file, 2 services x 3 days)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.feedback import DEFAULT_NAB
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    if not (DEFAULT_NAB / "data").is_dir():
+        pytest.skip(f"NAB data not found at {DEFAULT_NAB}")
+    out = tmp_path_factory.mktemp("fb") / "feedback.json"
+    p = subprocess.run([sys.executable, "-m", "benchmarks.feedback", "--quick", "--ks", "0", "5", "--json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=170)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "[feedback]" in p.stderr  # progress on stderr
+    json.loads(p.stdout)  # summary on stdout
+    return json.loads(out.read_text())
+
+
+def test_report_has_the_issue_keys_per_k(report):
+    for key in ("fp_reduction", "recall_change", "fp_per_1000", "recall", "raw", "sources", "series", "config"):
+        assert key in report
+    assert set(report["fp_reduction"]) == set(report["recall_change"]) == {"0", "5"}
+    assert set(report["sources"]) == {"nab", "ingress"}
+    assert "realTraffic/speed_7578.csv" in report["series"]["5"]
+
+
+def test_figures_are_in_range(report):
+    for k in ("0", "5"):
+        fp, rc = report["fp_reduction"][k], report["recall_change"][k]
+        assert fp is None or fp <= 1.0
+        assert rc is None or -1.0 <= rc <= 1.0
+        assert report["fp_per_1000"][k]["after"] >= 0 and report["fp_per_1000"][k]["before"] >= 0
+        raw = report["raw"][k]
+        assert 0 <= raw["detected_after"] <= raw["windows"] and 0 <= raw["detected_before"] <= raw["windows"]
+        assert raw["fp_after"] <= raw["fp_before"]  # feedback only ever removes alerts
+
+
+def test_no_labels_means_no_change(report):
+    """K = 0: the feedback path must reproduce the detector's alerts exactly."""
+    raw = report["raw"]["0"]
+    assert raw["labels"] == 0 and raw["rows"] > 0
+    assert (raw["fp_after"], raw["detected_after"], raw["tp_rows_after"]) == \
+        (raw["fp_before"], raw["detected_before"], raw["tp_rows_before"])
+    assert report["fp_reduction"]["0"] in (0.0, None) and report["recall_change"]["0"] in (0.0, None)
+
+
+def test_same_hour_incidents_are_reported(report):
+    checks = report["checks"]
+    assert set(checks) == {"surge_at_batch_hour", "outage_at_batch_hour"}
+    for c in checks.values():
+        assert isinstance(c["5"]["alerted_after"], bool)
+        assert not c["5"]["alerted_after"] or c["5"]["alerted_before"]
