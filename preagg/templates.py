@@ -156,13 +156,21 @@ class TemplateCap:
         Hosts tracked; templates of further hosts all map to ``other``.
     lg_k : int, optional
         log2 of the sketch size; default fits ~4x ``max_per_host`` candidates.
+    displace_ratio : float
+        A candidate displaces the smallest admitted template only when its
+        guaranteed count exceeds ``displace_ratio`` times that template's count.
+        The admitted set is always <= ``max_per_host``, but each displacement adds
+        one more distinct template to the current window; the hysteresis keeps
+        such churn rare when the traffic mix is stable.
     """
 
-    def __init__(self, max_per_host: int = 200, max_hosts: int = 10_000, lg_k: int | None = None):
+    def __init__(self, max_per_host: int = 200, max_hosts: int = 10_000, lg_k: int | None = None,
+                 displace_ratio: float = 2.0):
         if max_per_host < 1:
             raise ValueError("max_per_host must be >= 1")
         self.max_per_host = max_per_host
         self.max_hosts = max_hosts
+        self.displace_ratio = displace_ratio
         self.lg_k = lg_k or max(3, (4 * max_per_host - 1).bit_length())
         self._hosts: dict = {}
 
@@ -189,12 +197,13 @@ class TemplateCap:
         sk = hc.sketch
         sk.update(template)
         lb = sk.get_lower_bound(template)
-        if lb <= hc.floor:
+        ratio = self.displace_ratio
+        if lb <= hc.floor * ratio:
             return OTHER
         # The cached floor may be stale (admitted counts only grow): recompute.
         low = min(kept, key=kept.__getitem__)
         hc.floor = kept[low]
-        if lb <= hc.floor:
+        if lb <= hc.floor * ratio:
             return OTHER
         del kept[low]
         kept[template] = lb
