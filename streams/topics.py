@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -87,25 +88,55 @@ class TopicRow:
     messages: int
 
 
+def watermarks(conf: dict, partitions: list[tuple[str, int]], timeout: float = 10.0) -> dict[tuple[str, int], tuple[int, int]]:
+    """True (low, high) offsets per partition.
+
+    Tansu answers ListOffsets with the base offset of the partition's last *batch* + 1, so a
+    partition holding one batch of 10 records reports a high watermark of 1. Fetch responses carry
+    the right one: read from just before the reported end to the end (at most one batch per
+    partition) and take the high watermark the fetch returned. On Apache Kafka the reported end is
+    already right and this reads at most one record per partition.
+    """
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    c = Consumer({**conf, "group.id": "patrol-watermarks", "enable.auto.commit": False, "enable.partition.eof": True})
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    try:
+        assign = []
+        for topic, p in partitions:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            out[(topic, p)] = (lo, hi)
+            if hi > lo:
+                assign.append(TopicPartition(topic, p, max(lo, hi - 1)))
+        if assign:
+            c.assign(assign)
+            pending = {(tp.topic, tp.partition) for tp in assign}
+            deadline = time.monotonic() + timeout
+            while pending and time.monotonic() < deadline:
+                for m in c.consume(10000, 0.2):
+                    if m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF:
+                        pending.discard((m.topic(), m.partition()))
+            for tp in assign:
+                lo, hi = out[(tp.topic, tp.partition)]
+                out[(tp.topic, tp.partition)] = (lo, max(hi, c.get_watermark_offsets(tp, cached=True)[1]))
+    finally:
+        c.close()
+    return out
+
+
 def describe_topics(settings: Settings, timeout: float = 10.0) -> list[TopicRow]:
     """Partitions and message counts (sum of high - low watermarks) of the project's topics."""
-    from confluent_kafka import Consumer, TopicPartition
-
     conf = settings.kafka.client_config()
     md = AdminClient(conf).list_topics(timeout=timeout)
-    consumer = Consumer({**conf, "group.id": "patrol-describe", "enable.auto.commit": False})
+    present = {role: (name, md.topics.get(name)) for role, name in settings.topics.roles().items()}
+    parts = [(name, p) for name, meta in present.values() if meta is not None and meta.error is None
+             for p in meta.partitions]
+    marks = watermarks(conf, parts, timeout)
     rows = []
-    try:
-        for role, name in settings.topics.roles().items():
-            meta = md.topics.get(name)
-            if meta is None or meta.error is not None:
-                rows.append(TopicRow(role, name, 0, 0))
-                continue
-            total = 0
-            for p in meta.partitions:
-                lo, hi = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=timeout)
-                total += max(0, hi - lo)
-            rows.append(TopicRow(role, name, len(meta.partitions), total))
-    finally:
-        consumer.close()
+    for role, (name, meta) in present.items():
+        if meta is None or meta.error is not None:
+            rows.append(TopicRow(role, name, 0, 0))
+            continue
+        total = sum(max(0, hi - lo) for (t, _p), (lo, hi) in marks.items() if t == name)
+        rows.append(TopicRow(role, name, len(meta.partitions), total))
     return rows

@@ -54,27 +54,25 @@ def produce_points(bootstrap: str, topic: str, points, raw: list[bytes] = ()) ->
 
 
 def read_topic(bootstrap: str, topic: str) -> list[dict]:
-    """Every record of ``topic`` right now (assign + read to the high watermarks)."""
+    """Every record of ``topic`` right now: assign every partition from the start and read each to
+    its end-of-partition event (not to the ListOffsets end, which Tansu under-reports)."""
+    from confluent_kafka import OFFSET_BEGINNING, KafkaError
+
     md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
-    parts, ends = [], {}
-    for p in md.topics[topic].partitions:
-        lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        if hi > lo:
-            parts.append(TopicPartition(topic, p, lo))
-            ends[p] = hi
-    out = []
-    if parts:
-        c.assign(parts)
-        done: set[int] = set()
-        deadline = time.monotonic() + 60
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            for m in c.consume(1000, 0.5):
-                if m.error() is None:
-                    out.append(json.loads(m.value()))
-                    if m.offset() + 1 >= ends[m.partition()]:
-                        done.add(m.partition())
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions]
+    c.assign(parts)
+    out, pending = [], {p.partition for p in parts}
+    deadline = time.monotonic() + 60
+    while pending and time.monotonic() < deadline:
+        for m in c.consume(1000, 0.5):
+            if m.error() is None:
+                out.append(json.loads(m.value()))
+            elif m.error().code() == KafkaError._PARTITION_EOF:
+                pending.discard(m.partition())
     c.close()
+    assert not pending, f"could not read {topic} to its end"
     return out
 
 

@@ -34,7 +34,7 @@ console = Console(soft_wrap=True)  # progress lines stay one line each when pipe
 
 @dataclass
 class TopicWatch:
-    """Message counts of one topic over time, from its partition high watermarks (cheap, no consume)."""
+    """Message count and rate of one topic over time."""
 
     role: str
     name: str
@@ -42,18 +42,50 @@ class TopicWatch:
     rate: float = 0.0
     _last: tuple[float, int] | None = None
 
-    def sample(self, consumer, partitions: list[int]) -> None:
-        from confluent_kafka import TopicPartition
-
-        total = 0
-        for p in partitions:
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(self.name, p), timeout=5)
-            total += max(0, hi - lo)
+    def sample(self, total: int) -> None:
         now = time.monotonic()
         if self._last is not None and now > self._last[0]:
             self.rate = (total - self._last[1]) / (now - self._last[0])
         self._last = (now, total)
         self.total = total
+
+
+class EndWatcher:
+    """High watermarks of many partitions, read from fetch responses.
+
+    Tansu's ListOffsets under-reports the end of a partition (the last batch's base offset + 1);
+    fetch responses carry the true high watermark, so this consumer follows the end of every
+    partition (discarding what it fetches) and reports the cached watermarks.
+    """
+
+    def __init__(self, conf: dict, parts: dict[str, list[int]]):
+        from confluent_kafka import Consumer, TopicPartition
+
+        from ..topics import watermarks
+
+        self.tps = [TopicPartition(t, p) for t, ps in parts.items() for p in ps]
+        marks = watermarks(conf, [(tp.topic, tp.partition) for tp in self.tps])
+        self.low = {(t, p): lo for (t, p), (lo, _hi) in marks.items()}
+        self.consumer = Consumer({**conf, "group.id": "patrol-demo-watch", "enable.auto.commit": False,
+                                  "fetch.wait.max.ms": 100})
+        self.consumer.assign([TopicPartition(tp.topic, tp.partition, marks[(tp.topic, tp.partition)][1]) for tp in self.tps])
+        self.high = {k: hi for k, (_lo, hi) in marks.items()}
+
+    def totals(self) -> dict[str, int]:
+        while len(self.consumer.consume(10000, 0.05)) == 10000:
+            pass
+        for tp in self.tps:
+            hi = self.consumer.get_watermark_offsets(tp, cached=True)[1]
+            key = (tp.topic, tp.partition)
+            if hi >= 0:
+                self.high[key] = max(self.high[key], hi)
+        out: dict[str, int] = {}
+        for (t, p), hi in self.high.items():
+            out[t] = out.get(t, 0) + max(0, hi - self.low[(t, p)])
+        return out
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 @dataclass
@@ -209,13 +241,12 @@ def demo(
         for st in view.stages:
             st.start()
             stack.callback(st.stop)
-        from confluent_kafka import Consumer
         from confluent_kafka.admin import AdminClient
 
         meta = AdminClient(s.kafka.client_config()).list_topics(timeout=10)
         parts = {name: list(meta.topics[name].partitions) for name in s.topics.roles().values() if name in meta.topics}
         view.watches = [TopicWatch(role, name) for role, name in s.topics.roles().items() if name in parts]
-        watcher = Consumer({**s.kafka.client_config(), "group.id": "patrol-demo-watch"})
+        watcher = EndWatcher(s.kafka.client_config(), parts)
         stack.callback(watcher.close)
         anomalies = _anomaly_consumer(s)
         stack.callback(anomalies.close)
@@ -226,8 +257,9 @@ def demo(
                 while not stop["flag"]:
                     if duration is not None and view.elapsed() >= duration:
                         break
+                    totals = watcher.totals()
                     for w in view.watches:
-                        w.sample(watcher, parts[w.name])
+                        w.sample(totals.get(w.name, 0))
                     _poll_anomalies(anomalies, view)
                     failed = [st for st in view.stages if st.failed()]
                     if failed:
