@@ -40,8 +40,8 @@ from .ratio import RatioDetector
 from .seasonal import SeasonalDetector
 from .spike import SpikeDetector
 
-DEFAULT_THRESHOLD = 0.5
-"""Score at/above which the service alerts (a calibrated 1-in-100 000 event)."""
+DEFAULT_THRESHOLD = 0.25
+"""Score at/above which the service alerts (calibrated, episode-damped surprise of 2.5 decades)."""
 
 METRIC_KINDS = ("gauge", "count", "ratio", "latency")
 DIRECTIONS = ("both", "up", "down")
