@@ -140,6 +140,7 @@ def get_parser(fmt: str = "ingress-nginx", envelope: bool | None = None,
         ``None`` (default): a line starting with ``{`` is unwrapped as a shipper
         envelope (checked only when the fast path declines a line, so it is free).
         ``True``: every line must be an envelope.  ``False``: never unwrap.
+        ``auto`` always unwraps (that is part of detecting the format).
     namespaces : iterable of str, optional
         Known Kubernetes namespaces; they disambiguate ``$proxy_upstream_name``
         splits when namespaces contain dashes.
