@@ -91,6 +91,9 @@ def _segment(seg: str) -> str:
     return seg
 
 
+_CACHE_PATH_MAX = 256   # longest path kept in the LRU (bounds it to ~25 MB)
+
+
 @lru_cache(maxsize=1 << 16)
 def _template(path: str, max_depth: int, max_len: int) -> str:
     segs = path.split("/")
@@ -123,6 +126,10 @@ def template_path(path, max_depth: int = 8, max_len: int = 200):
     q = path.find("?")
     if q >= 0:
         path = path[:q]
+    if len(path) > _CACHE_PATH_MAX:
+        # Long paths are rare and would make the cache's memory depend on input
+        # sizes (65,536 x 8 KB paths = 512 MB): compute them uncached.
+        return _template.__wrapped__(path, max_depth, max_len)
     return _template(path, max_depth, max_len)
 
 

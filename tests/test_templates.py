@@ -69,6 +69,9 @@ def test_lru_cache_is_bounded():
     for i in range(70_000):
         template_path(f"/p{i}/x")
     assert _template.cache_info().currsize <= 1 << 16
+    before = _template.cache_info().misses
+    assert template_path("/a/" + "b/" * 200 + "42") == "/a/b/b/b/b/b/b/b/*"   # long: computed, not cached
+    assert _template.cache_info().misses == before
 
 
 def test_cap_keeps_heavy_hitters_and_folds_the_rest():
