@@ -55,6 +55,8 @@ def split_upstream_name(name, namespace_hint=None):
             res = (None, parts[0], parts[1])
         else:
             res = (None, name, None)
+    if len(name) > 256:
+        return res   # not cached: keeps the cache's memory independent of input sizes
     if len(SPLIT_CACHE) >= _SPLIT_CACHE_MAX:
         SPLIT_CACHE.clear()
         SPLIT_CACHE_NOHINT.clear()
