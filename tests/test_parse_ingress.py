@@ -186,6 +186,8 @@ def test_rejections_say_why():
         "": "empty",
         HEAD.replace("07/Feb", "31/Feb") + '"GET / HTTP/1.1" 200 5 "-" "-"' + TAIL_OK: "bad_time",
         HEAD.replace("Feb", "Foo") + '"GET / HTTP/1.1" 200 5 "-" "-"' + TAIL_OK: "bad_time",
+        HEAD.replace("+0000", "+9999") + '"GET / HTTP/1.1" 200 5 "-" "-"' + TAIL_OK: "bad_time",
+        HEAD.replace(":48:51", ":48:61") + '"GET / HTTP/1.1" 200 5 "-" "-"' + TAIL_OK: "bad_time",
         HEAD + '"GET / HTTP/1.1" abc 5 "-" "-"' + TAIL_OK: "bad_number",
         HEAD + '"GET / HTTP/1.1" 200 5 "-" "-" 91 0.004 [x-y-80] [] a:80 5 nan 200 r': "bad_number",
         HEAD + '"GET / HTTP/1.1" 200 5 "-" "-" 91 1e999 [x-y-80] [] a:80 5 0.1 200 r': "bad_number",

@@ -46,7 +46,10 @@ def clf_minute(ts: str) -> float:
         mon = _MONTHS[ts[3:6]]
         # datetime() validates day-of-month, hour and minute ranges for us.
         dt = datetime(int(ts[7:11]), mon, int(ts[0:2]), int(ts[12:14]), int(ts[15:17]))
-        off = int(ts[22:24]) * 3600 + int(ts[24:26]) * 60
+        oh, om = int(ts[22:24]), int(ts[24:26])
+        if oh > 23 or om > 59:
+            raise ValueError
+        off = oh * 3600 + om * 60
     except (KeyError, ValueError):
         raise ParseError(f"timestamp {ts!r} has an invalid date, time or zone", "bad_time") from None
     base = float(calendar.timegm(dt.timetuple())) - (off if ts[21] == "+" else -off)
