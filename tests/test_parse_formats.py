@@ -123,13 +123,19 @@ def test_envoy_custom_format_and_contour_cluster():
 
 
 def test_envoy_json_as_envoy_gateway_writes_it():
+    # Envoy Gateway's default format: JSON-shaped text, every value a string, "-" when unset.
     obj = {"start_time": "2024-03-01T10:00:00.000Z", "method": "GET", "x-envoy-origin-path": "/p/1",
-           "protocol": "HTTP/1.1", "response_code": 503, "response_flags": "UH", "bytes_received": 0,
-           "bytes_sent": 19, "duration": 3, "x-envoy-upstream-service-time": None,
+           "protocol": "HTTP/1.1", "response_code": "503", "response_flags": "UH",
+           "response_code_details": "no_healthy_upstream", "connection_termination_details": "-",
+           "upstream_transport_failure_reason": "-", "bytes_received": "0",
+           "bytes_sent": "19", "duration": "3", "x-envoy-upstream-service-time": "-",
            "x-forwarded-for": "198.51.100.9", "user-agent": "k6", "x-request-id": "r1",
-           ":authority": "api.example.com", "upstream_host": None,
-           "upstream_cluster": "httproute/team-a/checkout/rule/0"}
+           ":authority": "api.example.com", "upstream_host": "-",
+           "upstream_cluster": "httproute/team-a/checkout/rule/0", "upstream_local_address": "-",
+           "downstream_local_address": "10.0.0.5:10080", "downstream_remote_address": "10.0.0.9:51000",
+           "requested_server_name": "-", "route_name": "httproute/team-a/checkout/rule/0/match/0/*"}
     rec = get_parser("json")(json.dumps(obj))
+    assert rec["upstream_response_time"] == [] and rec["body_bytes_sent"] == 19
     assert rec["status"] == 503 and rec["request_time"] == 0.003 and rec["flags"] == ("response_flags=UH",)
     assert (rec["namespace"], rec["service"]) == ("team-a", "checkout") and rec["host"] == "api.example.com"
     assert rec["upstream_addr"] == [] and rec["remote_addr"] == "198.51.100.9"

@@ -45,6 +45,8 @@ ENVOY_OPS: dict[str, tuple] = {
     "REQ(:AUTHORITY)": ("host", F.text),
     "UPSTREAM_HOST": ("upstream_addr", F.addr_list),
     "UPSTREAM_CLUSTER": (("upstream_name", "namespace", "service", "service_port"), F.split_cluster_name),
+    # Istio's newest default logs the raw cluster name under this operator.
+    "UPSTREAM_CLUSTER_RAW": (("upstream_name", "namespace", "service", "service_port"), F.split_cluster_name),
 }
 
 ENVOY_DEFAULT_FORMAT = (

@@ -42,7 +42,8 @@ NGINX_JSON: dict[str, tuple] = {
     "upstream_name": ("upstream_name", F.text, True),
 }
 
-#: Envoy ``json_format`` as Istio ships it and Envoy Gateway's default JSON.
+#: Envoy ``json_format`` as Istio ships it, and Envoy Gateway's default (a JSON-shaped
+#: text format: every value is a string, ``"-"`` when unset).
 ENVOY_JSON: dict[str, tuple] = {
     "start_time": ("time", F.any_time),
     "method": ("method", F.text),
@@ -58,6 +59,7 @@ ENVOY_JSON: dict[str, tuple] = {
     "x-envoy-upstream-service-time": ("upstream_response_time", F.ms_list),
     "x_forwarded_for": ("remote_addr", F.first_forwarded),
     "x-forwarded-for": ("remote_addr", F.first_forwarded),
+    "forwarded_for": ("remote_addr", F.first_forwarded),
     "downstream_remote_address": ("remote_addr", F.strip_port, True),
     "user_agent": ("user_agent", F.text),
     "user-agent": ("user_agent", F.text),
