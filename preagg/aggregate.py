@@ -133,7 +133,7 @@ class Aggregator:
         ``(host, path) -> template`` (pure); default :func:`preagg.templates.template_path`.
     """
 
-    TEMPLATE_CACHE_MAX = 200_000
+    TEMPLATE_CACHE_MAX = 50_000
     #: fold deferred lines at least this often (bounds the memory they hold)
     FOLD_EVERY = 32768
 
@@ -340,7 +340,7 @@ class Aggregator:
             final = raw
         else:
             final = (raw[0], "other")
-        if len(wcap) < 50_000:  # past this, decide again each time instead of remembering
+        if len(wcap) < 20_000:  # past this, decide again each time instead of remembering
             wcap[raw] = final
         return final
 

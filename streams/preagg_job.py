@@ -30,7 +30,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
 from preagg.aggregate import Aggregator
@@ -184,6 +184,8 @@ class PreaggJob:
                 if msgs:
                     last_input = now_m
                     self._process(msgs, now)
+                    self.result.extra.setdefault("first_msg_wall", now_m - wall0)
+                    self.result.extra["last_msg_wall"] = time.monotonic() - wall0
                 else:
                     self.agg.tick(now)
                     if self.max_idle is not None and now_m - last_input >= self.max_idle and self.agg.parts:
@@ -213,24 +215,32 @@ class PreaggJob:
         self.result.reason = "signal"
 
     def _process(self, msgs, now: float) -> None:
-        by_p: dict[int, list] = {}
-        for m in msgs:
-            if m.error() is not None:
-                if m.error().code() != KafkaError._PARTITION_EOF:
+        # map() over the C accessors: ~50 ns per message instead of a Python loop body.
+        if any(map(Message.error, msgs)):
+            for m in msgs:
+                if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", m.error())
-                continue
-            by_p.setdefault(m.partition(), []).append(m)
-        for p, ms in by_p.items():
-            values = [m.value() or b"" for m in ms]
-            offsets = [m.offset() for m in ms]
-            rejected = self.agg.feed(values, p, offsets, now)
-            self.result.lines += len(values)
-            self.result.bytes_in += sum(map(len, values))
-            self.metrics.lines.inc(len(values))
+            msgs = [m for m in msgs if m.error() is None]
+        ps = list(map(Message.partition, msgs))
+        values = list(map(Message.value, msgs))
+        offsets = list(map(Message.offset, msgs))
+        if ps and ps.count(ps[0]) == len(ps):
+            groups = [(ps[0], values, offsets)]
+        else:
+            groups = []
+            for p in sorted(set(ps)):
+                idx = [i for i, x in enumerate(ps) if x == p]
+                groups.append((p, [values[i] for i in idx], [offsets[i] for i in idx]))
+        for p, vals, offs in groups:
+            if None in vals:  # tombstones: not log lines
+                vals = [v or b"" for v in vals]
+            rejected = self.agg.feed(vals, p, offs, now)
+            self.result.lines += len(vals)
+            self.result.bytes_in += sum(map(len, vals))
+            self.metrics.lines.inc(len(vals))
             for r in rejected:
-                dl = DeadLetter.of(values[r.index], r.reason, r.code, self.topic, p, offsets[r.index])
-                raw = dl.to_bytes()
-                self.producer.produce(self.s.topics.dlq, raw, key=str(p).encode(), on_delivery=self._delivered)
+                dl = DeadLetter.of(vals[r.index], r.reason, r.code, self.topic, p, offs[r.index])
+                self.producer.produce(self.s.topics.dlq, dl.to_bytes(), key=str(p).encode(), on_delivery=self._delivered)
                 self.result.dead_letters += 1
                 {"late": self.metrics.late, "future": self.metrics.future}.get(r.code, self.metrics.parse_errors).inc()
             self.producer.poll(0)

@@ -1,0 +1,231 @@
+"""Benchmark of the pre-aggregation stage: ``python -m benchmarks.preagg --json FILE [--lines N]``.
+
+On the embedded (Tansu) broker: generated default-format lines -> Kafka -> the preagg job (parse,
+aggregate, publish) -> Kafka, at 60 s and at 10 s windows; then the same windowed aggregation
+written plainly with Quix Streams and with Faust on a smaller slice (rates, not totals, are
+compared); then the in-memory parse+aggregate rate and a reference loop (split + count + 5xx +
+HLL + DDSketch per line) measured in the same process, so a reader can normalise for the
+machine's load; and a memory check with 1M distinct URLs in a child process.
+
+Rates are lines per second of *process CPU time* (all threads, librdkafka's included), i.e. per
+core; wall-clock rates are reported beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS_VENV = ROOT / ".venv-peers"
+QUIX_PIN = "quixstreams==3.28.1"
+
+
+def _produce(bootstrap: str, topic: str, n: int, rate: float, seed: int = 1) -> tuple[int, int]:
+    """Generate ``n`` lines into ``topic`` (key = upstream, timestamp = event time); returns (lines, bytes)."""
+    from confluent_kafka import Producer
+
+    from streams.generator import generate_chunks
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
+                  "queue.buffering.max.messages": 2_000_000})
+    lines = size = 0
+    for chunk in generate_chunks(n=n, seed=seed, base_rate=rate):
+        for t, k, line in zip(chunk.times.tolist(), chunk.keys, chunk.lines):
+            while True:
+                try:
+                    p.produce(topic, line, key=k, timestamp=int(t * 1000))
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            size += len(line)
+        lines += len(chunk)
+        p.poll(0)
+    assert p.flush(120) == 0, "producer did not deliver every line"
+    return lines, size
+
+
+def _stage(bootstrap: str, topic: str, window: int, tag: str) -> dict:
+    from streams.config import load_settings
+    from streams.preagg_job import PreaggJob
+
+    s = load_settings(overrides={
+        "kafka.bootstrap_servers": bootstrap, "kafka.session_timeout_ms": 6000, "topics.logs": topic,
+        "topics.metrics": f"bench-metrics-{tag}-{window}", "topics.dlq": f"bench-dlq-{tag}-{window}",
+        "preagg.window_s": window, "preagg.idle_close_s": 1000, "preagg.max_future_s": 10**9})
+    r = PreaggJob(s, group=f"bench-{tag}-{window}", max_idle=3.0).run()
+    busy = r.extra.get("last_msg_wall", r.wall_s) - r.extra.get("first_msg_wall", 0.0)
+    return {"window_s": window, "lines": r.lines, "points": r.points, "windows": r.windows, "bytes_in": r.bytes_in,
+            "bytes_out": r.bytes_out, "reduction": round(r.bytes_in / max(1, r.bytes_out), 1), "cpu_s": round(r.cpu_s, 3),
+            "lines_per_cpu_s": round(r.lines / r.cpu_s), "busy_wall_s": round(busy, 3),
+            "lines_per_wall_s": round(r.lines / busy) if busy > 0 else None, "dead_letters": r.dead_letters}
+
+
+def _peers_python() -> str:
+    """Python of the peers' venv (Quix Streams pins an older confluent-kafka): created on first run."""
+    py = PEERS_VENV / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
+    ok = subprocess.run([str(py), "-c", "import quixstreams"], capture_output=True).returncode == 0
+    if not ok:
+        subprocess.run([str(py), "-m", "pip", "install", "-q", QUIX_PIN], check=True)
+    return str(py)
+
+
+def _peer(name: str, python: str, bootstrap: str, topic: str, n: int, window: int, timeout: float) -> dict:
+    out = Path(tempfile.mkstemp(prefix=f"peer-{name}-", suffix=".json")[1])
+    script = ROOT / "benchmarks" / "peers" / f"{name}_peer.py"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([python, str(script), bootstrap, topic, str(n), str(window), str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        return {"peer": name, "error": f"timed out after {timeout}s", "stderr": err.decode()[-800:]}
+    try:
+        res = json.loads(out.read_text())
+    except (ValueError, OSError):
+        return {"peer": name, "error": f"exit {proc.returncode}", "stderr": err.decode()[-800:]}
+    res["lines_per_cpu_s"] = round(res["lines"] / res["cpu"]) if res.get("cpu") else None
+    res["lines_per_wall_s"] = round(res["lines"] / res["wall"]) if res.get("wall") else None
+    return res
+
+
+def _core(n: int, rate: float) -> dict:
+    """In-memory parse+aggregate rate (CPU time) and the reference loop on the same lines."""
+    import datasketches as ds
+    from ddsketch import DDSketch
+
+    from preagg.aggregate import Aggregator
+    from streams.generator import generate_lines
+
+    lines = [line for _, _, line in generate_lines(n=n, seed=2, base_rate=rate)]
+    best = {}
+    for _ in range(3):
+        agg = Aggregator(window_s=60)
+        t = time.process_time()
+        for i in range(0, len(lines), 10000):
+            agg.feed(lines[i:i + 10000])
+        agg.close_all()
+        t_feed = time.process_time() - t
+        pts = sum(len(cw.points()) for cw in agg.drain())
+        t_all = time.process_time() - t
+        best["aggregate"] = max(best.get("aggregate", 0), n / t_feed)
+        best["aggregate_and_points"] = max(best.get("aggregate_and_points", 0), n / t_all)
+        h, sk, c5 = ds.hll_sketch(12), DDSketch(0.01), 0
+        t = time.process_time()
+        for line in lines:
+            p = line.split(b'"')
+            if p[2][1:2] == b"5":
+                c5 += 1
+            h.update(p[0][:p[0].find(b" ")].decode())
+            sk.add(float(p[6].split()[1]))
+        best["reference_loop"] = max(best.get("reference_loop", 0), n / (time.process_time() - t))
+    out = {k + "_lines_per_cpu_s": round(v) for k, v in best.items()}
+    out["points"] = pts
+    out["ratio_to_reference"] = round(best["aggregate"] / best["reference_loop"], 3)
+    return out
+
+
+def _rss_now() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def rss_child(n: int) -> dict:
+    """Feed ``n`` lines with ``n`` distinct (non-id) URLs; RSS must stay flat (template cap)."""
+    from datetime import datetime, timezone
+
+    from preagg.aggregate import Aggregator
+
+    agg = Aggregator(window_s=60, lateness_s=5)
+    t0 = 1_790_000_000
+    samples = []
+    batch = []
+    for i in range(n):
+        w = "".join(chr(97 + (i // 26**k) % 26) for k in range(5))  # letters only: not an id
+        t = t0 + i // 2000
+        ts = datetime.fromtimestamp(t, tz=timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+        batch.append(f'203.0.113.{i % 250} - - [{ts}] "GET /search/{w}/page HTTP/1.1" 200 512 "-" "Mozilla/5.0" '
+                     f"300 0.012 [shop-search-8080] [] 10.0.0.1:8080 512 0.011 200 r{i}".encode())
+        if len(batch) == 10000:
+            agg.feed(batch)
+            batch = []
+            for cw in agg.drain():
+                cw.points()
+            if (i + 1) % (n // 10) == 0:
+                samples.append(round(_rss_now(), 1))
+    agg.close_all()
+    agg.drain()
+    return {"lines": n, "rss_mb_samples": samples, "rss_growth": round(samples[-1] / samples[0], 3)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", type=Path, help="write the results here (also printed)")
+    ap.add_argument("--lines", type=int, default=2_000_000, help="lines through the Kafka stage")
+    ap.add_argument("--peer-lines", type=int, default=200_000, help="lines for each peer")
+    ap.add_argument("--rate", type=float, default=2000.0,
+                    help="generator base_rate (requests/s of event time; the mix is the generator's default)")
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--rss-urls", type=int, default=1_000_000)
+    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.rss_child:
+        print(json.dumps(rss_child(a.rss_child)))
+        return {}
+
+    from streams.broker import EmbeddedBroker
+    from streams.topics import ensure_topic
+
+    res: dict = {"config": {"lines": a.lines, "peer_lines": a.peer_lines, "generator_base_rate": a.rate,
+                            "partitions": a.partitions, "rate_basis": "process CPU seconds (all threads)"}}
+    tag = uuid.uuid4().hex[:6]
+    with EmbeddedBroker() as b:
+        conf = {"bootstrap.servers": b.bootstrap}
+        topic = f"bench-logs-{tag}"
+        # retention.ms at creation: Quix Streams refuses a topic without it on Tansu.
+        ensure_topic(conf, topic, a.partitions, {"retention.ms": str(7 * 24 * 3600 * 1000)})
+        t = time.monotonic()
+        n, size = _produce(b.bootstrap, topic, a.lines, a.rate)
+        res["input"] = {"lines": n, "bytes": size, "produce_s": round(time.monotonic() - t, 1)}
+        res["stage_60s"] = _stage(b.bootstrap, topic, 60, tag)
+        res["stage_10s"] = _stage(b.bootstrap, topic, 10, tag)
+        res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        if not a.no_peers:
+            res["quix"] = _peer("quix", _peers_python(), b.bootstrap, topic, min(a.peer_lines, n), 60, 900)
+            res["faust"] = _peer("faust", sys.executable, b.bootstrap, topic, min(a.peer_lines, n), 60, 900)
+    res["core"] = _core(min(300_000, a.lines), a.rate)
+    child = subprocess.run([sys.executable, "-m", "benchmarks.preagg", "--rss-child", str(a.rss_urls)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=1800)
+    res["rss_1m_urls"] = json.loads(child.stdout.strip().splitlines()[-1]) if child.returncode == 0 else {
+        "error": child.stderr[-800:]}
+    ours = res["stage_60s"]["lines_per_cpu_s"]
+    res["lines_per_s_per_core"] = ours
+    for peer in ("quix", "faust"):
+        rate = (res.get(peer) or {}).get("lines_per_cpu_s")
+        res[f"{peer}_ratio"] = round(ours / rate, 2) if rate else None
+    res["reduction_60s"] = res["stage_60s"]["reduction"]
+    res["reduction_10s"] = res["stage_10s"]["reduction"]
+    growth = res["rss_1m_urls"].get("rss_growth")
+    res["rss_flat_1m_urls"] = growth is not None and growth <= 1.2
+    text = json.dumps(res, indent=2)
+    print(text)
+    if a.json:
+        a.json.write_text(text + "\n")
+    return res
+
+
+if __name__ == "__main__":
+    main()
