@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Detector
+from .base import Detector, clip
 
 LOG10E = float(np.log10(np.e))
 
@@ -85,7 +85,7 @@ class TailCalibrator(Detector):
     def calibrate(self, S):
         """Calibrated surprise ``-log10 P(S' >= S)`` for the current state."""
         s = self.s
-        L = -np.log10(np.clip(s["r"], 1e-6, 0.5))
+        L = -np.log10(clip(s["r"], 1e-6, 0.5))
         below = S * (L / self.u)
         above = L + (S - self.u) * (LOG10E / s["beta"])
         return np.where(S > self.u, above, below)

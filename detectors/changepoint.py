@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Clock, Detector, tail_to_z
+from .base import Clock, Detector, tail_to_z, clip
 from .spike import MAD_TO_SIGMA
 
 
@@ -69,7 +69,7 @@ class CusumDetector(Detector):
 
     def _sums(self, y):
         s = self.s
-        z = np.clip((y - s["mu"]) / self._sig(), -self.c, self.c)
+        z = clip((y - s["mu"]) / self._sig(), -self.c, self.c)
         gp = np.maximum(0.0, s["gp"] + z - self.k)
         gm = np.maximum(0.0, s["gm"] - z - self.k)
         return z, gp, gm

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import Clock, to_seconds, z_to_surprise
+from .base import Clock, to_seconds, z_to_surprise, clip
 from .calibration import TailCalibrator
 from .changepoint import CusumDetector
 from .ratio import RatioDetector
@@ -166,7 +166,8 @@ class BatchEnsemble:
         self.threshold, self.critical, self.calib_rate, self.band_z = threshold, critical, calib_rate, band_z
         self.period, self.n_slots, self.weekly, self.tz_offset = period, n_slots, weekly, tz_offset
         n = self.n_series
-        floor = 0.5 if metric_kind == "count" else 1e-9
+        # scale floors: Anscombe-transformed Poisson counts have unit variance; log latencies 1%
+        floor = 1.0 if metric_kind == "count" else 1e-9
         rel = 0.0 if metric_kind in ("count", "latency") else 1e-3
         if metric_kind == "latency":
             floor = 0.01
@@ -210,7 +211,7 @@ class BatchEnsemble:
             p = det.rate()
             conc = np.minimum(det.s["b"], det.max_conc) + 1.0
             sd = np.sqrt(p * (1 - p) * (1.0 / np.maximum(den, 1.0) + 1.0 / conc))
-            exp_v, lo, hi = expected, np.clip(expected - self.band_z * sd, 0, 1), np.clip(expected + self.band_z * sd, 0, 1)
+            exp_v, lo, hi = expected, clip(expected - self.band_z * sd, 0, 1), clip(expected + self.band_z * sd, 0, 1)
         else:
             y = _fwd(self.metric_kind, x)
             best_sig = np.full(N, np.inf)
@@ -242,6 +243,7 @@ class BatchEnsemble:
                     best_sig = np.where(better, sig, best_sig)
                     if j == 0:
                         exp_y = np.where(np.isfinite(exp_y), exp_y, e)
+            exp_y = np.where(self.detectors[0].s["n"] > 1, exp_y, np.nan)  # nothing learnt yet
             half = np.where(np.isfinite(best_sig), self.band_z * best_sig, np.nan)
             exp_v = _inv(self.metric_kind, exp_y)
             lo = _inv(self.metric_kind, exp_y - half)

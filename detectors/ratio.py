@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import betabinom
 
-from .base import Clock, Detector, DetectorResult, tail_to_z
+from .base import Clock, Detector, DetectorResult, tail_to_z, clip
 
 
 class RatioDetector(Detector):
@@ -68,7 +68,7 @@ class RatioDetector(Detector):
         conc = np.minimum(self.s["b"], self.max_conc) + 1.0
         a, b = p * conc, (1.0 - p) * conc
         nn = np.maximum(np.round(n), 0).astype(np.int64)
-        kk = np.clip(np.round(k), 0, nn).astype(np.int64)
+        kk = clip(np.round(k), 0, nn).astype(np.int64)
         pm = betabinom.pmf(kk, nn, a, b)
         up = betabinom.sf(kk, nn, a, b) + 0.5 * pm        # P(K > k) + P(K = k) / 2
         dn = betabinom.cdf(kk - 1, nn, a, b) + 0.5 * pm   # P(K < k) + P(K = k) / 2

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Clock, Detector
+from .base import Clock, Detector, clip
 from .spike import MAD_TO_SIGMA
 
 DAY = 86400.0
@@ -137,17 +137,28 @@ class SeasonalDetector(Detector):
         s = self.s
         eb = np.minimum(s["e1"], s["e3"])
         age = t - s["t0"]
-        u1 = np.clip((s["e0"] / np.maximum(eb, 1e-300) - 1.0) / 0.5, 0.0, 1.0)
-        u1 = u1 * np.clip(age / self.period - 1.0, 0.0, 1.0) * (p["cnt"] > 0) * (s["n"] > 0)
+        u1 = clip((s["e0"] / np.maximum(eb, 1e-300) - 1.0) / 0.5, 0.0, 1.0)
+        u1 = u1 * clip(age / self.period - 1.0, 0.0, 1.0) * (p["cnt"] > 0) * (s["n"] > 0)
         if self.weekly:
-            u2 = np.clip((eb / np.maximum(s["e2"], 1e-300) - 1.0) / 0.3, 0.0, 1.0)
-            u2 = u2 * np.clip((age - WEEK) / DAY, 0.0, 1.0) * u1
+            u2 = clip((eb / np.maximum(s["e2"], 1e-300) - 1.0) / 0.3, 0.0, 1.0)
+            u2 = u2 * clip((age - WEEK) / DAY, 0.0, 1.0) * u1
         else:
             u2 = np.zeros_like(u1)
         return u1, u2
 
     def _model(self, t):
-        """Expected value, scale, warm flag and the pieces used for learning."""
+        """Expected value, scale, warm flag and the pieces used for learning.
+
+        Pure given the state; memoised per timestamp array until the next learn.
+        """
+        memo = getattr(self, "_memo", None)
+        if memo is not None and memo[0].shape == t.shape and np.array_equal(memo[0], t):
+            return memo[1]
+        out = self._model_calc(t)
+        self._memo = (np.array(t, copy=True), out)
+        return out
+
+    def _model_calc(self, t):
         s = self.s
         p = self._parts(t)
         u1, u2 = self._weights(t, p)
@@ -163,9 +174,8 @@ class SeasonalDetector(Detector):
     def component(self, t):
         """Seasonal component to remove before non-seasonal detectors, and the
         profile's noise scale at this phase (both 0 when there is no cycle)."""
-        p = self._parts(t)
-        u1, u2 = self._weights(t, p)
-        return u1 * p["seas"] + u2 * p["wk"], u1 * p["dev"] * MAD_TO_SIGMA
+        p = self._model(t)[3]
+        return p["u1"] * p["seas"] + p["u2"] * p["wk"], p["u1"] * p["dev"] * MAD_TO_SIGMA
 
     def _score(self, y, t):
         exp, sig, warm, _ = self._model(t)
@@ -184,8 +194,9 @@ class SeasonalDetector(Detector):
         dt = np.minimum(np.where(first, 0.0, t - s["last_t"]), 3.0 * np.maximum(s["dt"], 1e-9))
         dt = np.where(s["dt"] > 0, dt, np.minimum(dt, self.period / self.n_slots))
         zr = (yy - exp) / sig
-        rc = np.where(warm, np.clip(zr, -self.c, self.c), zr) * sig
-        clip = lambda v: np.where(warm, np.clip(v, -self.c * sig, self.c * sig), v)  # noqa: E731
+        rc = np.where(warm, clip(zr, -self.c, self.c), zr) * sig
+        def hclip(v):  # Huber clip once warm
+            return np.where(warm, clip(v, -self.c * sig, self.c * sig), v)
         # learning rates from elapsed time (irregular sampling)
         a_l = 1.0 - np.exp(-dt / (self.level_tau * self.period))
         a_s = 1.0 - np.exp(dt / (self.period / self.n_slots) * np.log1p(-self.slot_rate))
@@ -196,9 +207,9 @@ class SeasonalDetector(Detector):
                          ("e2", base - seas - wk)):
             s[key][:] = np.where(upd, s[key] + a_e * (np.minimum(np.abs(err), 2 * self.c * sig) - s[key]), s[key])
         # level: robust exponential smoothing of the deseasonalised value (fixed in the first period)
-        new_lvl = np.where(first, yy, np.where(in_first, lvl, lvl + a_l * clip(yy - lvl - seas - u2 * wk)))
+        new_lvl = np.where(first, yy, np.where(in_first, lvl, lvl + a_l * hclip(yy - lvl - seas - u2 * wk)))
         # daily profile: the residual is split between the two neighbouring slots
-        ps = clip(yy - lvl - seas - u2 * wk)
+        ps = hclip(yy - lvl - seas - u2 * wk)
         d_obs = np.abs(rc)
         C = s["C"]
         for k, w in ((p["k0"], 1 - p["w1"]), (p["k1"], p["w1"])):
@@ -215,7 +226,7 @@ class SeasonalDetector(Detector):
         if self.weekly:
             a_w = np.where(upd & ~in_first,
                            1.0 - np.exp(dt / (WEEK / self.week_slots) * np.log1p(-self.week_rate)), 0.0)
-            pw = clip(yy - lvl - seas - wk)
+            pw = hclip(yy - lvl - seas - wk)
             for j, w in ((p["j0"], 1 - p["v1"]), (p["j1"], p["v1"])):
                 s["W"][r, j] += a_w * w * pw
             s["W"] -= s["W"].mean(axis=1)[:, None]
@@ -231,3 +242,4 @@ class SeasonalDetector(Detector):
         s["t0"][:] = np.where(ok & first, t, s["t0"])
         s["n"][:] = np.where(ok, s["n"] + 1.0, s["n"])
         Clock.tick(s, t, ok)
+        self._memo = None

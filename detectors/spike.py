@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Clock, Detector
+from .base import Clock, Detector, clip
 
 MAD_TO_SIGMA = 1.0 / 0.7978845608  # E|N(0, s)| = 0.798 s
 
@@ -89,13 +89,13 @@ class SpikeDetector(Detector):
         s = self.s
         # predictive scale grows after a gap (level is a random walk between points)
         steps = Clock.steps(s, t)
-        gap = np.clip(steps - 1.0, 0.0, 100.0)
+        gap = clip(steps - 1.0, 0.0, 100.0)
         sig = self.sigma() * np.sqrt(1.0 + self.alpha * gap)
         return (y - s["level"]) / sig
 
     def _step_z(self, y, t):
         s = self.s
-        steps = np.clip(Clock.steps(s, t), 1.0, 100.0)
+        steps = clip(Clock.steps(s, t), 1.0, 100.0)
         return (y - s["prev"]) / (self.dsigma() * np.sqrt(steps))
 
     def _score(self, y, t):
@@ -120,7 +120,7 @@ class SpikeDetector(Detector):
         lvl_w = s["level"] + w * (yy - s["level"])
         dev_w = np.where(n > 0, s["dev"] + w * (np.abs(yy - s["level"]) - s["dev"]), 0.0)
         # steady state: Huber-clipped EWMA
-        zc = np.clip(zr, -self.c, self.c)
+        zc = clip(zr, -self.c, self.c)
         lvl = s["level"] + self.alpha * zc * sig
         dev = s["dev"] + self.beta * (np.abs(zc) * sig - s["dev"])
         out = np.abs(zr) > self.c
@@ -130,7 +130,7 @@ class SpikeDetector(Detector):
         lvl = np.where(reset, yy, lvl)
         run = np.where(reset, 0.0, run)
         # scale of first differences (random-walk forecast), Huber-damped
-        steps = np.clip(Clock.steps(s, t), 1.0, 100.0)
+        steps = clip(Clock.steps(s, t), 1.0, 100.0)
         d = (yy - s["prev"]) / np.sqrt(steps)
         dsig = self.dsigma()
         dd_w = np.where(n > 1, s["ddev"] + (np.abs(d) - s["ddev"]) / np.maximum(n, 1.0), 0.0)
