@@ -34,7 +34,7 @@ Examples
 >>> m.decide(alert(130, night), prior).alert                # no labels: unchanged
 True
 >>> print(m.learn(alert(130, night), "false", "a1b2c3d4e5", prior).text)
-suppress up alerts <= 6.0x band at 02:00-04:00 (label a1b2c3d4 false); P(real) of alerts like it 0.95 -> 0.79
+suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:00 (label a1b2c3d4 false); P(real) of alerts like it 0.95 -> 0.77
 >>> m.decide(alert(128, night + 86400), prior).alert       # same hour next day, same size
 False
 >>> m.decide(alert(180, night + 86400), prior).alert       # much larger: a real incident
@@ -52,7 +52,8 @@ from datetime import datetime
 
 import detectors
 
-from .feedback_calib import MetricPrior, Probit, Seen, feature_vector, predict, size_cutoff, SERIES_S2, FEATURES
+from .feedback_calib import (FEATURES, SERIES_S2, MetricPrior, Probit, Seen, feature_vector, merge_size, predict,
+                             size_cutoff)
 
 __all__ = ["Change", "Decision", "FeedbackModel", "MetricPrior", "anomaly_features", "features_of"]
 
@@ -61,6 +62,9 @@ SLACK_MIN = 60      # a pattern covers its labeled times of day +- this many min
 MAX_SPAN_MIN = 120  # labels further apart than this start a new pattern (no all-day patterns)
 MAX_PATTERNS = 4    # per series; the weakest is dropped beyond this (bounded state)
 MAX_CHANGES = 4     # explanations kept for `patrol models show`
+# Calibration suppresses only when P(real) is below this: the Bayes decision when a missed incident
+# costs about 4 false alarms (suppress iff P(real) < c_fa / (c_fa + c_miss) = 1 / 5).
+SUPPRESS_BELOW = 0.2
 DAY_MIN = 1440
 
 
@@ -123,6 +127,8 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
         ``score``, ``p_value``, ``fired`` (detector names), ``n_fired``, ``direction`` (up/down),
         ``deviation`` (signed band multiple: ``(value - expected) / (upper - expected)`` above,
         ``/ (expected - lower)`` below; None without a band), ``rel_change`` (vs expected; None at 0),
+        ``fold`` (fold change in the alert's direction, minus 1: ``value / expected - 1`` up,
+        ``expected / value - 1`` down; None without a positive expected value),
         ``magnitude`` (``|value - expected|``), ``excess``, ``minute`` (of the UTC day), ``hour``,
         ``dow`` (0 = Monday), ``metric_kind``.
 
@@ -141,11 +147,18 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
     direction = result.direction or ("up" if diff >= 0 else "down")
     minute = int(ts // 60) % DAY_MIN
     score = float(result.score)
+    # Fold change, symmetric: 2x up and halving down are both 1.0; a drop to zero is huge. None
+    # when there is no positive expected value to compare with (gauges around zero).
+    v = float(value)
+    fold = None
+    if exp > 0 and math.isfinite(v):
+        fold = (v / exp - 1.0) if direction == "up" else (exp / v - 1.0 if v > 0 else 1e6)
+        fold = round(min(max(fold, 0.0), 1e6), 4)
     return {
         "score": round(score, 4), "p_value": float(result.p_value), "fired": list(result.fired),
         "n_fired": len(result.fired), "direction": direction,
         "deviation": None if dev is None else round(dev, 4),
-        "rel_change": round(diff / abs(exp), 4) if exp and math.isfinite(diff) else None,
+        "rel_change": round(diff / abs(exp), 4) if exp and math.isfinite(diff) else None, "fold": fold,
         "magnitude": abs(diff) if math.isfinite(diff) else None,
         "excess": round(min(max((score - threshold) / (1.0 - threshold), 0.0), 1.0), 4),
         "minute": minute, "hour": minute // 60, "dow": (int(ts // 86400) + 3) % 7,  # 1970-01-01 was a Thursday
@@ -187,17 +200,33 @@ def _hhmm(minute: int) -> str:
     return f"{minute % DAY_MIN // 60:02d}:{minute % 60:02d}"
 
 
+def _size(features: dict) -> list | None:
+    """Alert size ``[band multiple, fold or None]`` (rounded as stored), None without a band."""
+    dev, fold = features.get("deviation"), features.get("fold")
+    if dev is None:
+        return None
+    return [round(abs(dev), 3), None if fold is None else round(fold, 3)]
+
+
+def _within(size: list, top: list | None) -> bool:
+    """``size`` is at most ``MARGIN`` x ``top`` on every measure both have (None ``top``: nothing labeled)."""
+    if top is None or size[0] > MARGIN * top[0]:
+        return False
+    return size[1] is None or top[1] is None or size[1] <= MARGIN * top[1]
+
+
 class Pattern:
     """Labeled-false alerts of one direction around one time of day.
 
     Covers minutes ``start .. start + width`` of the UTC day (+- ``SLACK_MIN``), sizes up to
-    ``MARGIN * max_dev``. ``label`` is the short id of the label that last widened it.
+    ``MARGIN`` x ``top`` (the largest labeled band multiple and fold change). ``label`` is the short
+    id of the label that last widened it.
     """
 
-    __slots__ = ("sign", "start", "width", "max_dev", "n", "label")
+    __slots__ = ("sign", "start", "width", "top", "n", "label")
 
-    def __init__(self, sign: int, start: int, width: int, max_dev: float, n: int, label: str):
-        self.sign, self.start, self.width, self.max_dev, self.n, self.label = sign, start, width, max_dev, n, label
+    def __init__(self, sign: int, start: int, width: int, top: list, n: int, label: str):
+        self.sign, self.start, self.width, self.top, self.n, self.label = sign, start, width, list(top), n, label
 
     def offset(self, minute: int) -> int:
         return (minute - self.start) % DAY_MIN
@@ -206,8 +235,8 @@ class Pattern:
         d = self.offset(minute)
         return d <= self.width + SLACK_MIN or d >= DAY_MIN - SLACK_MIN
 
-    def covers(self, sign: int, minute: int, dev: float) -> bool:
-        return sign == self.sign and self.near(minute) and dev <= MARGIN * self.max_dev
+    def covers(self, sign: int, minute: int, size: list) -> bool:
+        return sign == self.sign and self.near(minute) and _within(size, self.top)
 
     def widened(self, minute: int) -> tuple[int, int] | None:
         """(start, width) once ``minute`` is included, or None when that would exceed ``MAX_SPAN_MIN``."""
@@ -221,10 +250,14 @@ class Pattern:
     def describe(self) -> str:
         word = "up" if self.sign > 0 else "down"
         lo, hi = self.start - SLACK_MIN, self.start + self.width + SLACK_MIN
-        return f"{word} alerts <= {MARGIN * self.max_dev:.1f}x band at {_hhmm(lo)}-{_hhmm(hi)}"
+        size = f"<= {MARGIN * self.top[0]:.1f}x band"
+        if self.top[1] is not None:
+            f = 1.0 + MARGIN * self.top[1]
+            size += f", {'<=' if self.sign > 0 else '>='} {f if self.sign > 0 else 1.0 / f:.2g}x expected"
+        return f"{word} alerts {size} at {_hhmm(lo)}-{_hhmm(hi)}"
 
     def to_state(self) -> list:
-        return [self.sign, self.start, self.width, round(self.max_dev, 3), self.n, self.label]
+        return [self.sign, self.start, self.width, self.top, self.n, self.label]
 
 
 class FeedbackModel:
@@ -237,7 +270,7 @@ class FeedbackModel:
     def __init__(self):
         self.layer = Probit([0.0] * len(FEATURES), [SERIES_S2] * len(FEATURES))
         self.patterns: list[Pattern] = []
-        self.max_false = {1: 0.0, -1: 0.0}  # largest labeled-false band multiple per direction
+        self.max_false: dict[int, list | None] = {1: None, -1: None}  # largest labeled-false size per direction
         self.n_true = self.n_false = 0
         self.seen = Seen()
         self.changes: list[dict] = []
@@ -259,18 +292,19 @@ class FeedbackModel:
         if self.n_true + self.n_false + prior.n_labels == 0:
             return Decision(True, p)
         sign = 1 if features.get("direction") == "up" else -1
-        dev = features.get("deviation")
-        if dev is None:  # no band yet: nothing to compare sizes with
+        size = _size(features)
+        if size is None:  # no band yet: nothing to compare sizes with
             return Decision(True, p)
-        dev = abs(dev)
         for pat in self.patterns:
-            if pat.covers(sign, features["minute"], dev):
+            if pat.covers(sign, features["minute"], size):
                 return Decision(False, p, f"labeled false alarm pattern: {pat.describe()} (label {pat.label})")
-        worst_false = max(self.max_false[sign], prior.max_false(sign))
-        if p < 0.5 and dev <= MARGIN * worst_false:
+        worst_false = self.max_false[sign]
+        if prior.max_false(sign) is not None:
+            worst_false = merge_size(worst_false, prior.max_false(sign))
+        if p < SUPPRESS_BELOW and _within(size, worst_false):
             cut = size_cutoff([prior.probit, self.layer], x)
             need = f"; alerts like it need >= {cut:.1f}x band" if cut else ""
-            return Decision(False, p, f"calibrated on labels: P(real) {p:.2f} < 0.5{need}")
+            return Decision(False, p, f"calibrated on labels: P(real) {p:.2f} < {SUPPRESS_BELOW}{need}")
         return Decision(True, p)
 
     # -- learning --------------------------------------------------------------------------
@@ -300,18 +334,18 @@ class FeedbackModel:
         self.seen.add(label_id)
         real, short = verdict == "true", _short(label_id)
         sign = 1 if features.get("direction") == "up" else -1
-        dev = None if features.get("deviation") is None else round(abs(features["deviation"]), 3)  # as stored
+        size = _size(features)
         minute = features["minute"]
-        if not real and dev is not None:
-            pat = next((p for p in self.patterns if p.covers(sign, minute, dev)), None)
+        if not real and size is not None:
+            pat = next((p for p in self.patterns if p.covers(sign, minute, size)), None)
             if pat is not None:
                 # Explained away: one recurring cause, already suppressed. Training calibration on
                 # every repeat would teach it that *all* alerts of this size are false.
                 self.n_false += 1
-                span = pat.widened(minute) or (pat.start, pat.width)
-                if dev <= pat.max_dev and span == (pat.start, pat.width):
+                span, top = pat.widened(minute) or (pat.start, pat.width), merge_size(pat.top, size)
+                if top == pat.top and span == (pat.start, pat.width):
                     return None
-                (pat.start, pat.width), pat.max_dev, pat.n, pat.label = span, max(dev, pat.max_dev), pat.n + 1, short
+                (pat.start, pat.width), pat.top, pat.n, pat.label = span, top, pat.n + 1, short
                 return self._log(Change(str(label_id), verdict, f"suppress {pat.describe()} (label {short} false)"))
         x = feature_vector(features)
         before = predict([prior.probit, self.layer], x)[1]
@@ -320,38 +354,38 @@ class FeedbackModel:
         calib = f"P(real) of alerts like it {before:.2f} -> {after:.2f}"
         if real:
             self.n_true += 1
-            lifted = self._lift(sign, minute, dev) if dev is not None else []
+            lifted = self._lift(sign, minute, size) if size is not None else []
             text = "; ".join([f"true incident (label {short} true)"] + lifted + [calib])
         else:
             self.n_false += 1
-            if dev is None:
+            if size is None:
                 text = f"false alarm (label {short} false); {calib}"
             else:
-                self.max_false[sign] = max(self.max_false[sign], dev)
-                prior.note_false(sign, dev)
-                text = f"{self._suppress(sign, minute, dev, short)} (label {short} false); {calib}"
+                self.max_false[sign] = merge_size(self.max_false[sign], size)
+                prior.note_false(sign, size)
+                text = f"{self._suppress(sign, minute, size, short)} (label {short} false); {calib}"
         return self._log(Change(str(label_id), verdict, text))
 
     def _log(self, change: Change) -> Change:
         self.changes = (self.changes + [change.as_dict()])[-MAX_CHANGES:]
         return change
 
-    def _suppress(self, sign: int, minute: int, dev: float, short: str) -> str:
+    def _suppress(self, sign: int, minute: int, size: list, short: str) -> str:
         for pat in self.patterns:
             if pat.sign == sign and pat.near(minute):
                 span = pat.widened(minute)
                 if span is not None:
                     pat.start, pat.width = span
-                    pat.max_dev, pat.n, pat.label = max(pat.max_dev, dev), pat.n + 1, short
+                    pat.top, pat.n, pat.label = merge_size(pat.top, size), pat.n + 1, short
                     return f"suppress {pat.describe()}"
         if len(self.patterns) >= MAX_PATTERNS:  # drop the least supported (oldest on ties)
             self.patterns.remove(min(self.patterns, key=lambda p: p.n))
-        pat = Pattern(sign, minute, 0, dev, 1, short)
+        pat = Pattern(sign, minute, 0, size, 1, short)
         self.patterns.append(pat)
         return f"suppress {pat.describe()}"
 
-    def _lift(self, sign: int, minute: int, dev: float) -> list[str]:
-        gone = [p for p in self.patterns if p.covers(sign, minute, dev)]
+    def _lift(self, sign: int, minute: int, size: list) -> list[str]:
+        gone = [p for p in self.patterns if p.covers(sign, minute, size)]
         self.patterns = [p for p in self.patterns if p not in gone]
         return [f"lift suppression of {p.describe()} (set by label {p.label})" for p in gone]
 
@@ -359,7 +393,7 @@ class FeedbackModel:
     def to_state(self) -> dict:
         """JSON-able, bounded state (store it in ``Series.calibration``)."""
         return {"v": 1, "w": self.layer.to_state(), "pat": [p.to_state() for p in self.patterns],
-                "maxf": [round(self.max_false[1], 3), round(self.max_false[-1], 3)],
+                "maxf": [self.max_false[1], self.max_false[-1]],
                 "n": [self.n_true, self.n_false], "seen": self.seen.ids, "changes": self.changes}
 
     @classmethod
@@ -370,8 +404,8 @@ class FeedbackModel:
             return m
         m.layer = Probit.from_state(d.get("w"), m.layer)
         m.patterns = [Pattern(*p) for p in d.get("pat", [])]
-        up, down = d.get("maxf", [0.0, 0.0])
-        m.max_false = {1: float(up), -1: float(down)}
+        up, down = d.get("maxf", [None, None])
+        m.max_false = {1: up, -1: down}
         m.n_true, m.n_false = d.get("n", [0, 0])
         m.seen = Seen(d.get("seen", ()))
         m.changes = list(d.get("changes", []))

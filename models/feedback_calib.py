@@ -22,11 +22,11 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-FEATURES = ("bias", "size", "excess", "fired")
+FEATURES = ("bias", "size", "fold", "excess", "fired")
 # Prior means: bias 2 + size >= -2 (log2 of the band multiple, clipped at 1/4 band) keeps the
 # prior logit >= 0 for any alert, i.e. "alert" (P(real) >= 0.5) until labels say otherwise.
-PRIOR_MU = (2.0, 1.0, 1.0, 0.5)
-FLOORS = (-math.inf, 0.5, 0.0, 0.0)  # slope floors: bigger / more certain never counts against "real"
+PRIOR_MU = (2.0, 1.0, 0.5, 1.0, 0.5)
+FLOORS = (-math.inf, 0.5, 0.0, 0.0, 0.0)  # slope floors: bigger / more certain never counts against "real"
 METRIC_S2 = 0.5   # prior variance of the shared (per-metric) weights: they move slowly
 SERIES_S2 = 1.0   # prior variance of a series' own offsets
 BETA = 1.0        # label noise of the probit link (operators disagree, alerts are ambiguous)
@@ -36,9 +36,11 @@ SEEN_IDS = 32     # label ids remembered for idempotence (labels replay after a 
 
 def feature_vector(f: dict) -> tuple[float, ...]:
     """Regression inputs from :func:`models.feedback.anomaly_features` output."""
-    dev = f.get("deviation")
+    dev, fold = f.get("deviation"), f.get("fold")
     size = math.log2(max(abs(dev), 0.25)) if dev is not None else 0.0
-    return (1.0, min(size, 6.0), float(f.get("excess", 0.0)), min(float(f.get("n_fired", 0)), 3.0) / 3.0)
+    fold = math.log2(1.0 + fold) if fold is not None else 0.0  # 1 = doubled (or halved, going down)
+    return (1.0, min(size, 6.0), min(fold, 6.0), float(f.get("excess", 0.0)),
+            min(float(f.get("n_fired", 0)), 3.0) / 3.0)
 
 
 def _pdf(x: float) -> float:
@@ -133,6 +135,14 @@ class Seen:
         del self.ids[:-SEEN_IDS]
 
 
+def merge_size(a, b) -> list:
+    """Largest of two alert sizes ``[band multiple, fold or None]``, measure by measure."""
+    if a is None:
+        return list(b)
+    fold = [f for f in (a[1], b[1]) if f is not None]
+    return [max(a[0], b[0]), max(fold) if fold else None]
+
+
 class MetricPrior:
     """Calibration shared by the series of one metric (e.g. every ``error_ratio`` series).
 
@@ -152,13 +162,13 @@ class MetricPrior:
         self.probit = probit or Probit(PRIOR_MU, [METRIC_S2] * len(FEATURES))
         self.seen = seen or Seen()
         self.n_false, self.n_true = n_false, n_true
-        self.maxf = {1: 0.0, -1: 0.0}  # largest labeled-false band multiple per direction, any series
+        self.maxf = {1: None, -1: None}  # largest labeled-false size per direction, any series
 
-    def max_false(self, sign: int) -> float:
+    def max_false(self, sign: int) -> list | None:
         return self.maxf[sign]
 
-    def note_false(self, sign: int, dev: float) -> None:
-        self.maxf[sign] = max(self.maxf[sign], round(dev, 3))
+    def note_false(self, sign: int, size) -> None:
+        self.maxf[sign] = merge_size(self.maxf[sign], size)
 
     @property
     def n_labels(self) -> int:
@@ -177,7 +187,7 @@ class MetricPrior:
 
     def to_state(self) -> dict:
         return {"v": 1, "w": self.probit.to_state(), "seen": self.seen.ids, "n": [self.n_true, self.n_false],
-                "maxf": [round(self.maxf[1], 3), round(self.maxf[-1], 3)]}
+                "maxf": [self.maxf[1], self.maxf[-1]]}
 
     @classmethod
     def from_state(cls, d: dict | None) -> "MetricPrior":
@@ -185,6 +195,6 @@ class MetricPrior:
             return cls()
         n_true, n_false = d.get("n", [0, 0])
         p = cls(Probit.from_state(d.get("w"), cls().probit), Seen(d.get("seen", ())), n_false, n_true)
-        up, down = d.get("maxf", [0.0, 0.0])
-        p.maxf = {1: float(up), -1: float(down)}
+        up, down = d.get("maxf", [None, None])
+        p.maxf = {1: up, -1: down}
         return p

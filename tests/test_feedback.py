@@ -32,7 +32,8 @@ def test_features_are_json_and_measure_the_departure():
     json.dumps(f)
     assert f["direction"] == "down" and f["deviation"] == -2.0 and f["rel_change"] == -0.2  # lower side of the band
     assert (f["hour"], f["minute"], f["dow"], f["n_fired"]) == (23, 23 * 60 + 59, 5, 2)  # 1970-01-03 was a Saturday
-    assert f["magnitude"] == 20.0 and f["excess"] == pytest.approx(0.2)
+    T = detectors.DEFAULT_THRESHOLD
+    assert f["magnitude"] == 20.0 and f["excess"] == pytest.approx((0.6 - T) / (1 - T), abs=1e-4) and f["fold"] == 0.25
 
 
 def test_no_labels_leaves_every_decision_unchanged():
@@ -63,6 +64,14 @@ def test_real_incident_still_alerts(value, t, why):
     nightly(m, prior)
     d = m.decide(alert(value, t), prior)
     assert d.alert, f"{why}: suppressed with {d.reason}"
+
+
+def test_incident_in_a_wide_band_still_alerts_when_its_fold_change_is_larger():
+    """The batch job widens the band at its hour: a 4x surge can look no bigger in band units."""
+    m, prior = FeedbackModel(), MetricPrior()
+    nightly(m, prior)  # 1.3x expected, 3 bands
+    d = m.decide(alert(400.0, 10 * DAY + 3 * HOUR, half=100.0), prior)  # 4x expected, still 3 bands
+    assert d.alert, d.reason
 
 
 def test_true_label_near_a_pattern_lifts_it():
@@ -124,7 +133,7 @@ def test_changes_name_the_label_and_are_kept_for_models_show():
     changes = nightly(m, prior, n=7)
     assert all(c is not None and c.label_id.startswith("lbl") for c in changes)
     first = changes[0].text
-    assert first.startswith("suppress up alerts <= 6.0x band at 02:00-04:00 (label lbl0000 false)"), first
+    assert first.startswith("suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:00 (label lbl0000 false)"), first
     kept = m.to_state()["changes"]
     assert len(kept) == 4 and kept[-1]["label"] == "lbl0006" and kept[-1]["verdict"] == "false"
     assert all("label" in c["change"] for c in kept)
