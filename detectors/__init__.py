@@ -13,13 +13,16 @@ Batch (many series, one window at a time)::
     res = b.update(values, t)         # arrays, identical to the one-point path
 """
 from .base import Detector, DetectorResult
+from .bocpd import BOCPDDetector
+from .calibration import TailCalibrator
 from .changepoint import CusumDetector
 from .ensemble import (DEFAULT_THRESHOLD, METRIC_KINDS, BatchEnsemble, BatchResult, Ensemble, Result,
                        default_ensemble)
 from .ratio import RatioDetector
 from .seasonal import SeasonalDetector
 from .spike import SpikeDetector
+from .stl import STLDetector
 
-__all__ = ["DEFAULT_THRESHOLD", "METRIC_KINDS", "BatchEnsemble", "BatchResult", "CusumDetector", "Detector",
-           "DetectorResult", "Ensemble", "RatioDetector", "Result", "SeasonalDetector", "SpikeDetector",
-           "default_ensemble"]
+__all__ = ["DEFAULT_THRESHOLD", "METRIC_KINDS", "BOCPDDetector", "BatchEnsemble", "BatchResult", "CusumDetector",
+           "Detector", "DetectorResult", "Ensemble", "RatioDetector", "Result", "STLDetector", "SeasonalDetector",
+           "SpikeDetector", "TailCalibrator", "default_ensemble"]

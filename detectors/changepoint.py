@@ -49,7 +49,7 @@ class CusumDetector(Detector):
 
     name = "cusum"
 
-    def __init__(self, alpha=0.01, beta=0.01, k=0.5, h=8.0, c=3.0, warmup=60,
+    def __init__(self, alpha=0.01, beta=0.01, k=0.5, h=6.0, c=3.0, warmup=60,
                  rel_floor=1e-3, abs_floor=1e-9, n_series=1):
         self.alpha, self.beta, self.k, self.h, self.c, self.warmup = alpha, beta, k, h, c, warmup
         self.rel_floor, self.abs_floor = rel_floor, abs_floor

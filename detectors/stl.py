@@ -97,6 +97,8 @@ class STLDetector:
             med = np.median(x)
             self.seasonal, self.trend, self.slope = None, med, 0.0
             self.scale = max(np.median(np.abs(x - med)) * 1.4826, 1e-9)
+            if self.err is None:
+                self.err = self.scale / MAD_TO_SIGMA
             return
         res = STL(x, period=per, robust=self.robust).fit()
         self.seasonal = np.asarray(res.seasonal[-per:])
