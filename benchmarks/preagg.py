@@ -80,11 +80,12 @@ def _peers_python() -> str:
     return str(py)
 
 
-def _peer(name: str, python: str, bootstrap: str, topic: str, n: int, window: int, timeout: float) -> dict:
+def _peer(name: str, python: str, bootstrap: str, topic: str, n: int, window: int, partitions: int,
+          timeout: float) -> dict:
     out = Path(tempfile.mkstemp(prefix=f"peer-{name}-", suffix=".json")[1])
     script = ROOT / "benchmarks" / "peers" / f"{name}_peer.py"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([python, str(script), bootstrap, topic, str(n), str(window), str(out)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([python, str(script), bootstrap, topic, str(n), str(window), str(out), str(partitions)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         _, err = proc.communicate(timeout=timeout)
@@ -204,8 +205,9 @@ def main(argv: list[str] | None = None) -> dict:
         res["stage_10s"] = _stage(b.bootstrap, topic, 10, tag)
         res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         if not a.no_peers:
-            res["quix"] = _peer("quix", _peers_python(), b.bootstrap, topic, min(a.peer_lines, n), 60, 900)
-            res["faust"] = _peer("faust", sys.executable, b.bootstrap, topic, min(a.peer_lines, n), 60, 900)
+            k = min(a.peer_lines, n)
+            res["quix"] = _peer("quix", _peers_python(), b.bootstrap, topic, k, 60, a.partitions, 600)
+            res["faust"] = _peer("faust", sys.executable, b.bootstrap, topic, k, 60, a.partitions, 600)
     res["core"] = _core(min(300_000, a.lines), a.rate)
     child = subprocess.run([sys.executable, "-m", "benchmarks.preagg", "--rss-child", str(a.rss_urls)], cwd=ROOT,
                            capture_output=True, text=True, timeout=1800)

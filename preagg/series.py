@@ -42,7 +42,7 @@ ROUTE = ("requests", "status_5xx", "error_ratio", "request_time_p99")
 #: Route series are emitted for the busiest routes of each service in each window only: with
 #: hundreds of routes per service, per-route points would outweigh the raw logs at low rates.
 ROUTE_TOP_K = 5
-TOP_N = 10
+TOP_N = 5
 
 # Accumulator slots shared with preagg.aggregate (a list per fine key, for speed).
 N, BOUT, BIN, RETRY, RT, URT, IPS, UAS, P404 = range(9)

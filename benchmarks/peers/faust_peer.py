@@ -1,4 +1,4 @@
-"""Faust peer: ``python faust_peer.py BOOTSTRAP TOPIC N WINDOW_S OUT.json``.
+"""Faust peer: ``python faust_peer.py BOOTSTRAP TOPIC N WINDOW_S OUT.json PARTITIONS``.
 
 Written plainly: an agent over the raw topic, parse with ``bytes.split``, a tumbling windowed
 table per service relative to the stream's (message) timestamp, updated per line (requests,
@@ -8,14 +8,17 @@ table per service relative to the stream's (message) timestamp, updated per line
 import json
 import os
 import sys
+import tempfile
 import time
 
 
-def main(bootstrap: str, topic: str, n: int, window_s: int, out: str) -> None:
+def main(bootstrap: str, topic: str, n: int, window_s: int, out: str, partitions: int) -> None:
     import faust
 
     app = faust.App(f"faust-{time.time_ns()}", broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
-                    consumer_auto_offset_reset="earliest", topic_replication_factor=1)
+                    consumer_auto_offset_reset="earliest", topic_replication_factor=1,
+                    topic_partitions=partitions,  # the table's changelog must match the source
+                    datadir=tempfile.mkdtemp(prefix="faust-"))
     src = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     table = app.Table("svc", default=lambda: [0, 0, 0, 0.0]).tumbling(window_s, expires=3600).relative_to_stream()
     state = {"seen": 0, "cpu0": None, "wall0": None}
@@ -43,4 +46,4 @@ def main(bootstrap: str, topic: str, n: int, window_s: int, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6]))

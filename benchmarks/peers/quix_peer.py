@@ -51,4 +51,4 @@ def main(bootstrap: str, topic: str, n: int, window_s: int, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])  # argv[6]: partitions (unused)
