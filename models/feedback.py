@@ -34,12 +34,15 @@ Examples
 >>> m.decide(alert(130, night), prior).alert                # no labels: unchanged
 True
 >>> print(m.learn(alert(130, night), "false", "a1b2c3d4e5", prior).text)
-suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:00 (label a1b2c3d4 false); P(real) of alerts like it 0.95 -> 0.77
->>> m.decide(alert(128, night + 86400), prior).alert       # same hour next day, same size
-False
->>> m.decide(alert(180, night + 86400), prior).alert       # much larger: a real incident
+suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:00 from day 2 (now 1) (label a1b2c3d4 false); P(real) like it 0.95 -> 0.77
+>>> print(m.learn(alert(126, night + 86400 + 600), "false", "f00dfeed42", prior).text)   # the next night
+suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:10 (label f00dfeed false); P(real) like it 0.77 -> 0.63
+>>> m.decide(alert(128, night + 2 * 86400), prior).reason  # a recurring pattern now: suppressed
+'labeled false alarm pattern: up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:10 (label f00dfeed)'
+>>> m.decide(alert(180, night + 2 * 86400), prior).alert   # much larger: a real incident
 True
->>> m.decide(alert(130, night + 12 * 3600), prior).reason  # other time of day: calibration only
+>>> m.decide(alert(130, night + 12 * 3600), prior).alert   # other time of day
+True
 >>> m.learn(alert(130, night), "false", "a1b2c3d4e5", prior) is None   # replayed label
 True
 """
@@ -65,6 +68,7 @@ MAX_CHANGES = 4     # explanations kept for `patrol models show`
 # Calibration suppresses only when P(real) is below this: the Bayes decision when a missed incident
 # costs about 4 false alarms (suppress iff P(real) < c_fa / (c_fa + c_miss) = 1 / 5).
 SUPPRESS_BELOW = 0.2
+MIN_PATTERN_DAYS = 2  # a pattern is recurring: false labels on 2 different days before it suppresses
 DAY_MIN = 1440
 
 
@@ -161,7 +165,8 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
         "rel_change": round(diff / abs(exp), 4) if exp and math.isfinite(diff) else None, "fold": fold,
         "magnitude": abs(diff) if math.isfinite(diff) else None,
         "excess": round(min(max((score - threshold) / (1.0 - threshold), 0.0), 1.0), 4),
-        "minute": minute, "hour": minute // 60, "dow": (int(ts // 86400) + 3) % 7,  # 1970-01-01 was a Thursday
+        "minute": minute, "hour": minute // 60, "day": int(ts // 86400),
+        "dow": (int(ts // 86400) + 3) % 7,  # 1970-01-01 was a Thursday
         "metric_kind": metric_kind,
     }
 
@@ -223,10 +228,19 @@ class Pattern:
     id of the label that last widened it.
     """
 
-    __slots__ = ("sign", "start", "width", "top", "n", "label")
+    __slots__ = ("sign", "start", "width", "top", "n", "label", "day")
 
-    def __init__(self, sign: int, start: int, width: int, top: list, n: int, label: str):
+    def __init__(self, sign: int, start: int, width: int, top: list, n: int, label: str, day: int = -1):
         self.sign, self.start, self.width, self.top, self.n, self.label = sign, start, width, list(top), n, label
+        self.day = day  # day of the last label counted in n (n counts distinct days)
+
+    @property
+    def active(self) -> bool:
+        return self.n >= MIN_PATTERN_DAYS
+
+    def count(self, day: int) -> None:
+        if day != self.day:
+            self.n, self.day = self.n + 1, day
 
     def offset(self, minute: int) -> int:
         return (minute - self.start) % DAY_MIN
@@ -235,8 +249,12 @@ class Pattern:
         d = self.offset(minute)
         return d <= self.width + SLACK_MIN or d >= DAY_MIN - SLACK_MIN
 
-    def covers(self, sign: int, minute: int, size: list) -> bool:
+    def reaches(self, sign: int, minute: int, size: list) -> bool:
         return sign == self.sign and self.near(minute) and _within(size, self.top)
+
+    def covers(self, sign: int, minute: int, size: list) -> bool:
+        """Would suppress: within reach, and seen on enough days to be a recurring pattern."""
+        return self.active and self.reaches(sign, minute, size)
 
     def widened(self, minute: int) -> tuple[int, int] | None:
         """(start, width) once ``minute`` is included, or None when that would exceed ``MAX_SPAN_MIN``."""
@@ -254,10 +272,11 @@ class Pattern:
         if self.top[1] is not None:
             f = 1.0 + MARGIN * self.top[1]
             size += f", {'<=' if self.sign > 0 else '>='} {f if self.sign > 0 else 1.0 / f:.2g}x expected"
-        return f"{word} alerts {size} at {_hhmm(lo)}-{_hhmm(hi)}"
+        what = f"{word} alerts {size} at {_hhmm(lo)}-{_hhmm(hi)}"
+        return what if self.active else f"{what} from day {MIN_PATTERN_DAYS} (now {self.n})"
 
     def to_state(self) -> list:
-        return [self.sign, self.start, self.width, self.top, self.n, self.label]
+        return [self.sign, self.start, self.width, self.top, self.n, self.label, self.day]
 
 
 class FeedbackModel:
@@ -345,13 +364,14 @@ class FeedbackModel:
                 span, top = pat.widened(minute) or (pat.start, pat.width), merge_size(pat.top, size)
                 if top == pat.top and span == (pat.start, pat.width):
                     return None
-                (pat.start, pat.width), pat.top, pat.n, pat.label = span, top, pat.n + 1, short
+                (pat.start, pat.width), pat.top, pat.label = span, top, short
+                pat.count(features.get("day", -1))
                 return self._log(Change(str(label_id), verdict, f"suppress {pat.describe()} (label {short} false)"))
         x = feature_vector(features)
         before = predict([prior.probit, self.layer], x)[1]
         prior.learn(label_id, x, real, self.layer)
         after = predict([prior.probit, self.layer], x)[1]
-        calib = f"P(real) of alerts like it {before:.2f} -> {after:.2f}"
+        calib = f"P(real) like it {before:.2f} -> {after:.2f}"
         if real:
             self.n_true += 1
             lifted = self._lift(sign, minute, size) if size is not None else []
@@ -363,29 +383,30 @@ class FeedbackModel:
             else:
                 self.max_false[sign] = merge_size(self.max_false[sign], size)
                 prior.note_false(sign, size)
-                text = f"{self._suppress(sign, minute, size, short)} (label {short} false); {calib}"
+                text = f"{self._suppress(sign, minute, size, short, features.get('day', -1))} (label {short} false); {calib}"
         return self._log(Change(str(label_id), verdict, text))
 
     def _log(self, change: Change) -> Change:
         self.changes = (self.changes + [change.as_dict()])[-MAX_CHANGES:]
         return change
 
-    def _suppress(self, sign: int, minute: int, size: list, short: str) -> str:
+    def _suppress(self, sign: int, minute: int, size: list, short: str, day: int) -> str:
         for pat in self.patterns:
             if pat.sign == sign and pat.near(minute):
                 span = pat.widened(minute)
                 if span is not None:
                     pat.start, pat.width = span
-                    pat.top, pat.n, pat.label = merge_size(pat.top, size), pat.n + 1, short
+                    pat.top, pat.label = merge_size(pat.top, size), short
+                    pat.count(day)
                     return f"suppress {pat.describe()}"
         if len(self.patterns) >= MAX_PATTERNS:  # drop the least supported (oldest on ties)
             self.patterns.remove(min(self.patterns, key=lambda p: p.n))
-        pat = Pattern(sign, minute, 0, size, 1, short)
+        pat = Pattern(sign, minute, 0, size, 1, short, day)
         self.patterns.append(pat)
         return f"suppress {pat.describe()}"
 
     def _lift(self, sign: int, minute: int, size: list) -> list[str]:
-        gone = [p for p in self.patterns if p.covers(sign, minute, size)]
+        gone = [p for p in self.patterns if p.reaches(sign, minute, size)]
         self.patterns = [p for p in self.patterns if p not in gone]
         return [f"lift suppression of {p.describe()} (set by label {p.label})" for p in gone]
 

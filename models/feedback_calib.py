@@ -125,7 +125,7 @@ class Seen:
 
     @staticmethod
     def key(label_id: str) -> str:
-        return str(label_id)[:12]
+        return str(label_id)[:10]  # label ids are hex hashes: 40 bits tell recent ones apart
 
     def __contains__(self, label_id: str) -> bool:
         return self.key(label_id) in self.ids

@@ -54,6 +54,16 @@ def test_labeled_false_nightly_pattern_stops_alerting():
     assert not d.alert and "pattern" in d.reason and "02:00-04:40" in d.reason, d.reason
 
 
+def test_one_false_label_is_not_yet_a_pattern():
+    """A one-off false alarm (or two in one episode) must not mute that hour: recurrence is two days."""
+    m, prior = FeedbackModel(), MetricPrior()
+    m.learn(alert(130, 3 * HOUR), "false", "one0000001", prior)
+    m.learn(alert(131, 3 * HOUR + 60), "false", "one0000002", prior)  # same night
+    assert m.decide(alert(129, DAY + 3 * HOUR), prior).alert
+    m.learn(alert(130, DAY + 3 * HOUR + 300), "false", "two0000001", prior)
+    assert not m.decide(alert(129, 2 * DAY + 3 * HOUR), prior).alert
+
+
 @pytest.mark.parametrize("value,t,why", [
     (220.0, 10 * DAY + 3 * HOUR, "much larger than any labeled false one"),
     (60.0, 10 * DAY + 3 * HOUR, "other direction (an outage at the batch hour)"),
@@ -133,7 +143,8 @@ def test_changes_name_the_label_and_are_kept_for_models_show():
     changes = nightly(m, prior, n=7)
     assert all(c is not None and c.label_id.startswith("lbl") for c in changes)
     first = changes[0].text
-    assert first.startswith("suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:00 (label lbl0000 false)"), first
+    assert first.startswith("suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:00 from day 2 (now 1) "
+                            "(label lbl0000 false)"), first
     kept = m.to_state()["changes"]
     assert len(kept) == 4 and kept[-1]["label"] == "lbl0006" and kept[-1]["verdict"] == "false"
     assert all("label" in c["change"] for c in kept)
