@@ -163,7 +163,8 @@ def ingress_series(n_services: int = 6, days: int = 35, seed: int = 0) -> tuple[
         s = s % n_services
         rows = np.flatnonzero(job[s, day * 1440:(day + 1) * 1440]) + day * 1440
         a, b = int(rows[0]), int(rows[-1]) + 1
-        base = req[s, a - 60:a].mean()  # the incident replaces the job's traffic, relative to normal
+        around = req[s, max(a - 60, 0):a] if a >= 10 else req[s, b:b + 60]
+        base = around.mean()  # the incident replaces the job's traffic, relative to normal
         req[s, a:b] = rng.poisson(base * factor, b - a)
         t_req[s, a:b + TRUTH_TAIL] = True
         checks[name] = (f"requests{{svc{s}}}", a, b)
@@ -265,11 +266,14 @@ def simulate(series: list[Series], k: int, split: float | None = 0.5) -> tuple[d
     horizon = [int(split * len(s.values)) if split is not None else len(s.values) for s in series]
     cut = [0 if k == 0 and split is None else h for h in horizon]
     after = [[] for _ in series]
+    shown = [[] for _ in series]  # every alert raised with feedback, labeling period included (checks)
     for _, si, i in events:
         s = series[si]
         feats = anomaly_features(result_at(s, i), s.values[i], s.times[i], s.kind)
         prior = priors.setdefault(s.metric, MetricPrior())
         d = models[si].decide(feats, prior)
+        if d.alert:
+            shown[si].append(i)
         if i < horizon[si] and labeled[si] < k:
             if d.alert:  # the operator only sees what the system raises
                 label_id = hashlib.blake2b(f"{s.name}@{i}".encode(), digest_size=12).hexdigest()  # like record_id
@@ -279,9 +283,8 @@ def simulate(series: list[Series], k: int, split: float | None = 0.5) -> tuple[d
                     cut[si] = i + 1
         elif d.alert and i >= cut[si]:
             after[si].append(i)
-    raised = {s.name: np.array(after[si], dtype=int) for si, s in enumerate(series)}
-    return ({s.name: tally(s, cut[si], raised[s.name], labeled[si], models[si]) for si, s in enumerate(series)},
-            raised)
+    return ({s.name: tally(s, cut[si], np.array(after[si], dtype=int), labeled[si], models[si])
+             for si, s in enumerate(series)}, {s.name: np.array(shown[si], dtype=int) for si, s in enumerate(series)})
 
 
 def tally(s: Series, cut: int, after: np.ndarray, labels: int, model: FeedbackModel) -> dict:

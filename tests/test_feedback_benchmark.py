@@ -1,4 +1,4 @@
-"""The feedback benchmark CLI end to end on a small configuration (one NAB file, 2 services x 3 days)."""
+"""The feedback benchmark CLI end to end on a small configuration (one NAB file, 2 services x 2 days)."""
 
 from __future__ import annotations
 
