@@ -55,8 +55,8 @@ from datetime import datetime
 
 import detectors
 
-from .feedback_calib import (FEATURES, SERIES_S2, MetricPrior, Probit, Seen, feature_vector, merge_size, predict,
-                             size_cutoff)
+from .feedback_calib import (FEATURES, SERIES_S2, MetricPrior, Probit, Seen, as_size, feature_vector, merge_size,
+                             predict, size_cutoff)
 
 __all__ = ["Change", "Decision", "FeedbackModel", "MetricPrior", "anomaly_features", "features_of"]
 
@@ -231,7 +231,7 @@ class Pattern:
     __slots__ = ("sign", "start", "width", "top", "n", "label", "day")
 
     def __init__(self, sign: int, start: int, width: int, top: list, n: int, label: str, day: int = -1):
-        self.sign, self.start, self.width, self.top, self.n, self.label = sign, start, width, list(top), n, label
+        self.sign, self.start, self.width, self.top, self.n, self.label = sign, start, width, as_size(top), n, label
         self.day = day  # day of the last label counted in n (n counts distinct days)
 
     @property
@@ -426,7 +426,7 @@ class FeedbackModel:
         m.layer = Probit.from_state(d.get("w"), m.layer)
         m.patterns = [Pattern(*p) for p in d.get("pat", [])]
         up, down = d.get("maxf", [None, None])
-        m.max_false = {1: up, -1: down}
+        m.max_false = {1: as_size(up), -1: as_size(down)}
         m.n_true, m.n_false = d.get("n", [0, 0])
         m.seen = Seen(d.get("seen", ()))
         m.changes = list(d.get("changes", []))

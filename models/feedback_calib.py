@@ -69,8 +69,8 @@ class Probit:
 
     @classmethod
     def from_state(cls, st, default: "Probit") -> "Probit":
-        if not st:
-            return cls(default.mu, default.s2)
+        if not st or len(st[0]) != len(default.mu) or len(st[1]) != len(default.s2):
+            return cls(default.mu, default.s2)  # none yet, or saved with other features: start over
         return cls(st[0], st[1])
 
 
@@ -135,6 +135,13 @@ class Seen:
         del self.ids[:-SEEN_IDS]
 
 
+def as_size(v) -> list | None:
+    """A stored size; a bare number (older states) is a band multiple without fold change."""
+    if v is None or isinstance(v, (list, tuple)):
+        return None if v is None else [float(v[0]), None if v[1] is None else float(v[1])]
+    return [float(v), None] if v else None
+
+
 def merge_size(a, b) -> list:
     """Largest of two alert sizes ``[band multiple, fold or None]``, measure by measure."""
     if a is None:
@@ -196,5 +203,5 @@ class MetricPrior:
         n_true, n_false = d.get("n", [0, 0])
         p = cls(Probit.from_state(d.get("w"), cls().probit), Seen(d.get("seen", ())), n_false, n_true)
         up, down = d.get("maxf", [None, None])
-        p.maxf = {1: up, -1: down}
+        p.maxf = {1: as_size(up), -1: as_size(down)}
         return p

@@ -169,3 +169,15 @@ def test_metric_prior_shares_what_one_series_learned():
     pb = b.decide(alert(126, 2 * HOUR), prior).score
     assert pb < pa  # the sibling's labels lowered P(real) for this series too
     assert b.decide(alert(400, 2 * HOUR), prior).alert
+
+
+def test_states_of_older_versions_still_load():
+    """Checkpoints written before fold change and recurrence existed: sizes were bare numbers."""
+    old = {"v": 1, "w": [[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]], "pat": [[1, 180, 40, 3.4, 5, "lbl0004"]],
+           "maxf": [3.4, 0.0], "n": [0, 5], "seen": ["lbl0000", "lbl0001"], "changes": []}
+    m = FeedbackModel.from_state(old)
+    assert m.layer.mu == FeedbackModel().layer.mu  # other features: the series' calibration starts over
+    assert m.patterns[0].top == [3.4, None] and m.max_false == {1: [3.4, None], -1: None}
+    prior = MetricPrior.from_state({"w": [[2.0, 1.0, 1.0, 0.5], [0.5] * 4], "n": [0, 5], "maxf": [3.4, 0.0]})
+    assert not m.decide(alert(130, 9 * DAY + 3 * HOUR), prior).alert  # the nightly pattern still holds
+    assert m.decide(alert(180, 9 * DAY + 3 * HOUR), prior).alert
