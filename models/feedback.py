@@ -330,8 +330,8 @@ class FeedbackModel:
     def learn(self, features: dict, verdict: str, label_id: str, prior: MetricPrior | None = None) -> Change | None:
         """Learn one label; returns what changed, or None when nothing did.
 
-        Nothing changes for ``ignore``, for a label id already learned, and for a false label that
-        an existing pattern already covers in time and size.
+        Nothing changes for ``ignore``, for a label id already learned, for a false label that an
+        existing pattern already covers in time and size, and for a label without features.
 
         Parameters
         ----------
@@ -349,6 +349,8 @@ class FeedbackModel:
             raise ValueError(f"verdict must be true, false or ignore, not {verdict!r}")
         if verdict == "ignore" or label_id in self.seen:
             return None
+        if not all(k in features for k in ("score", "direction", "minute")):
+            return None  # a label without the anomaly's features (older records): nothing to learn from
         prior = prior if prior is not None else MetricPrior()
         self.seen.add(label_id)
         real, short = verdict == "true", _short(label_id)

@@ -114,6 +114,7 @@ def test_learning_the_same_label_twice_changes_nothing():
 
 def test_ignore_changes_nothing_and_bad_verdicts_are_errors():
     m = FeedbackModel()
+    assert m.learn({}, "false", "nofeatures") is None and m.to_state() == FeedbackModel().to_state()
     assert m.learn(alert(130, 0), "ignore", "x1") is None and m.to_state() == FeedbackModel().to_state()
     with pytest.raises(ValueError):
         m.learn(alert(130, 0), "maybe", "x2")
