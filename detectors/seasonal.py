@@ -191,7 +191,7 @@ class SeasonalDetector(Detector):
         first = s["n"] == 0
         upd = ok & ~first
         in_first = (t - s["t0"]) < self.period
-        dt = np.minimum(np.where(first, 0.0, t - s["last_t"]), 3.0 * np.maximum(s["dt"], 1e-9))
+        dt = np.minimum(np.where(first, 0.0, np.maximum(t - s["last_t"], 0.0)), 3.0 * np.maximum(s["dt"], 1e-9))
         dt = np.where(s["dt"] > 0, dt, np.minimum(dt, self.period / self.n_slots))
         zr = (yy - exp) / sig
         rc = np.where(warm, clip(zr, -self.c, self.c), zr) * sig

@@ -311,3 +311,14 @@ def test_bad_config_and_mismatched_state_rejected():
         default_ensemble(metric_kind="bogus")
     with pytest.raises(ValueError):
         BatchEnsemble(2).load_state(0, default_ensemble(metric_kind="count").to_state())
+
+
+def test_out_of_order_and_duplicate_timestamps_are_harmless():
+    t, x = _seasonal(2 * 144 + 20, seed=23)
+    t = t.copy()
+    t[200], t[201] = t[201], t[200]  # swapped
+    t[250] = t[249]  # duplicate
+    det = default_ensemble()
+    res = [det.update(float(v), float(ti)) for v, ti in zip(x, t)]
+    assert all(np.isfinite(r.score) and 0 <= r.score <= 1 for r in res)
+    assert sum(r.score >= detectors.DEFAULT_THRESHOLD for r in res[160:]) <= 2
