@@ -100,7 +100,8 @@ class Change:
     text: str
 
     def as_dict(self) -> dict:
-        return {"label": self.label_id, "verdict": self.verdict, "change": self.text}
+        # a 12-character prefix names the label for `patrol label show` and keeps the state small
+        return {"label": self.label_id[:12], "verdict": self.verdict, "change": self.text}
 
 
 def _epoch(t) -> float:

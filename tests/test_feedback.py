@@ -125,7 +125,7 @@ def test_state_round_trips_and_stays_bounded():
     rng = np.random.default_rng(3)
     for i in range(2000):
         v = 100 + rng.choice([-1, 1]) * rng.uniform(15, 80)
-        m.learn(alert(v, rng.uniform(0, 60 * DAY)), rng.choice(["true", "false"]), f"{i:08x}deadbeef", prior)
+        m.learn(alert(v, rng.uniform(0, 60 * DAY)), rng.choice(["true", "false"]), f"{i:08x}deadbeef{i:08x}", prior)  # 24 hex like record_id
     st = m.to_state()
     blob = json.dumps(st)
     assert len(blob) < 1600, len(blob)
