@@ -65,7 +65,7 @@ class TailCalibrator(Detector):
 
     name = "calibration"
 
-    def __init__(self, u=2.5, n0=200.0, k0=5.0, min_rate=1.0 / 3000, beta_rate=0.02, cap=10.0, decay=0.9,
+    def __init__(self, u=2.5, n0=200.0, k0=5.0, min_rate=1.0 / 3000, beta_rate=0.02, cap=4.0, decay=0.9,
                  n_series=1):
         self.u, self.n0, self.k0, self.min_rate, self.beta_rate, self.cap = u, n0, k0, min_rate, beta_rate, cap
         self.decay = decay
