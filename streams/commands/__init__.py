@@ -1,7 +1,7 @@
 """CLI commands, one module per concern; ``register`` wires them into ``patrol``."""
 
 # Stage commands the demo can run as child processes; grows as the stages land.
-STAGE_COMMANDS: tuple[str, ...] = ("generate", "detect")
+STAGE_COMMANDS: tuple[str, ...] = ("generate", "preagg", "detect")
 
 
 def available() -> set[str]:
@@ -16,9 +16,11 @@ def register(app, run_app) -> None:
     from .generate import generate
     from .label import label_app
     from .models import models_app
+    from .preagg import preagg
 
     app.command("demo")(demo)
     app.command("generate")(generate)
+    run_app.command("preagg")(preagg)
     run_app.command("detect")(detect)
     app.add_typer(label_app, name="label")
     app.add_typer(models_app, name="models")
