@@ -169,20 +169,20 @@ def test_requests_down_is_bad_direction_down():
 
 
 def test_counts_with_zeros_do_not_alert_but_bursts_do():
-    x = np.random.default_rng(10).poisson(0.3, 1500).astype(float)  # mostly zeros, some 1s and 2s
+    x = np.random.default_rng(10).poisson(0.3, 900).astype(float)  # mostly zeros, some 1s and 2s
     det = default_ensemble(metric_kind="count")
     s = _scores(det, x)
     assert (s[200:] >= detectors.DEFAULT_THRESHOLD).sum() <= 2
-    assert det.update(25.0, 1500 * STEP).score >= detectors.DEFAULT_THRESHOLD
+    assert det.update(25.0, 900 * STEP).score >= detectors.DEFAULT_THRESHOLD
 
 
 def test_latency_heavy_tail_log_scale():
     rng = np.random.default_rng(12)
-    x = np.exp(rng.normal(np.log(0.2), 0.3, 1500))  # lognormal latencies (seconds)
+    x = np.exp(rng.normal(np.log(0.2), 0.3, 900))  # lognormal latencies (seconds)
     det = default_ensemble(metric_kind="latency", direction="up")
     s = _scores(det, x)
-    assert (s[200:] >= detectors.DEFAULT_THRESHOLD).mean() < 0.003
-    r = det.update(5.0, 1500 * STEP)
+    assert (s[200:] >= detectors.DEFAULT_THRESHOLD).sum() <= 2
+    r = det.update(5.0, 900 * STEP)
     assert r.score >= detectors.DEFAULT_THRESHOLD and r.expected == pytest.approx(0.2, rel=0.2)
 
 
@@ -209,15 +209,15 @@ def test_strictly_online_future_points_do_not_change_past_scores():
 
 def test_gaps_and_irregular_timestamps():
     rng = np.random.default_rng(15)
-    t = np.cumsum(rng.uniform(60, 1200, 1500))  # irregular spacing
-    t[1000:] += 3 * DAY  # a three-day gap
+    t = np.cumsum(rng.uniform(120, 1800, 800))  # irregular spacing
+    t[500:] += 3 * DAY  # a three-day gap
     x = 100 + 20 * np.sin(2 * np.pi * t / DAY) + rng.normal(0, 1, len(t))
-    x[600:650] = np.nan  # missing values
+    x[300:340] = np.nan  # missing values
     det = default_ensemble()
     res = [det.update(float(v), float(ti)) for v, ti in zip(x, t)]
     s = np.array([r.score for r in res])
-    assert np.all(np.isfinite(s)) and np.all(s[600:650] == 0)
-    assert (s[300:] >= detectors.DEFAULT_THRESHOLD).sum() <= 3
+    assert np.all(np.isfinite(s)) and np.all(s[300:340] == 0)
+    assert (s[150:] >= detectors.DEFAULT_THRESHOLD).sum() <= 3
 
 
 def test_timestamp_types_agree():
