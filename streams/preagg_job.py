@@ -186,9 +186,11 @@ class PreaggJob:
                 now = time.time()
                 if msgs:
                     last_input = now_m
+                    ex = self.result.extra
+                    if "first_msg_wall" not in ex:  # busy-period timing, for benchmarks
+                        ex["first_msg_wall"], ex["first_msg_cpu"] = now_m - wall0, time.process_time() - cpu0
                     self._process(msgs, now)
-                    self.result.extra.setdefault("first_msg_wall", now_m - wall0)
-                    self.result.extra["last_msg_wall"] = time.monotonic() - wall0
+                    ex["last_msg_wall"], ex["last_msg_cpu"] = time.monotonic() - wall0, time.process_time() - cpu0
                 else:
                     self.agg.tick(now)
                     if self.max_idle is not None and now_m - last_input >= self.max_idle and self.agg.parts:
