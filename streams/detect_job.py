@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from models.incidents import Incident as OpenIncident
 from models.incidents import IncidentTracker, service_of
 from models.feedback import anomaly_features
+from models.partials import PartialMerger, is_partial
 from models.pool import Outcome, SeriesPool
 from models.store import SeriesState, StateStore
 
@@ -88,6 +89,7 @@ class DetectWorker:
         url = settings.redis.url.get_secret_value() if settings.redis.url else None
         self.store = store or StateStore(url, settings.redis.key_prefix)
         self.pool = SeriesPool(self.store)
+        self.partials = PartialMerger()
         self.incidents = IncidentTracker(window_s=settings.preagg.window_s)
         self._incidents_loaded: set[str] = set()
         self.stats = DetectStats()
@@ -125,6 +127,7 @@ class DetectWorker:
                     last_msg = time.monotonic()
                     self._handle(msgs)
                 elif max_idle is not None and time.monotonic() - last_msg > max_idle:
+                    self._score([(None, p) for p in self.partials.release(force=True)])  # input ended
                     break
                 if time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
                     self.checkpoint()
@@ -182,6 +185,7 @@ class DetectWorker:
         self.checkpoint(commit=True)
         keys = {k for k, part in self.partition_of.items() if part in gone}
         self.pool.drop(keys)
+        self.partials.drop_partitions(gone)
         for k in keys:
             self.partition_of.pop(k, None)
         for tp in list(self.pending):
@@ -213,10 +217,19 @@ class DetectWorker:
             except RecordError as exc:
                 self._dead_letter(msg, exc.reason, exc.code)
                 continue
+            if is_partial(p):  # one pre-aggregation partition's share: merged before scoring
+                self.partials.add(p, msg.partition(), msg.offset())
+                self.partition_of[p.series] = msg.partition()
+                POINTS_IN.inc()
+                self.stats.points += 1
+                continue
             points.append((msg, p))
             self.partition_of[p.series] = msg.partition()
         POINTS_IN.inc(len(points))
         self.stats.points += len(points)
+        self._score([(msg, p) for msg, p in points] + [(None, p) for p in self.partials.release()])
+
+    def _score(self, points: list) -> None:
         if not points:
             return
         source = {id(p): msg for msg, p in points}
@@ -224,7 +237,15 @@ class DetectWorker:
         self._apply_labels()  # labels of series just loaded apply before their next point is scored
         outcomes, dups, rejected = self.pool.process([p for _, p in points])
         for r in rejected:
-            self._dead_letter(source[id(r.point)], r.reason, r.code)
+            msg = source.get(id(r.point))
+            if msg is None:  # a merged point has no single source message
+                dl = DeadLetter.of(r.point.to_bytes(), r.reason, r.code, self.s.topics.metrics)
+                self.producer.produce(self.s.topics.dlq, dl.to_bytes(), key=r.point.series.encode(),
+                                      on_delivery=self._delivered)
+                DEAD_LETTERS.labels(r.code).inc()
+                self.stats.dead_letters += 1
+            else:
+                self._dead_letter(msg, r.reason, r.code)
         DUPLICATES.inc(len(dups))
         self.stats.duplicates += len(dups)
         self._ensure_incidents({service_of(o.point.dims) for o in outcomes})
@@ -312,7 +333,8 @@ class DetectWorker:
             CHECKPOINTS.labels("redis_down").inc()
             return False  # keep offsets uncommitted: a crash now replays onto the last durable state
         if commit and self.pending:
-            offsets = [TopicPartition(t, p, o) for (t, p), o in self.pending.items()]
+            held = self.partials.min_offsets()  # partial points not yet merged must be replayed after a crash
+            offsets = [TopicPartition(t, p, min(o, held.get(p, o))) for (t, p), o in self.pending.items()]
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
                 self.pending.clear()

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
+from models.incidents import service_of
 from preagg.aggregate import Aggregator
 from streams.config import Settings
 from streams.records import DeadLetter
@@ -53,6 +54,13 @@ def encode_state(closed_before: float, max_t: float) -> int:
 def decode_state(value: int) -> tuple[float, float]:
     cb, d = value >> 32, value & 0xFFFFFFFF
     return (-math.inf if cb == 0 else float(cb)), float(cb + d - _BIAS) if cb else -math.inf
+
+
+
+def service_key(dims: dict[str, str]) -> bytes:
+    """Metric points are keyed by service (``namespace/service``, or ``global``): all series of a
+    service, and so its incidents, land on one metrics partition and one detect worker."""
+    return service_of(dims).encode()
 
 
 class JobMetrics:
@@ -259,7 +267,7 @@ class PreaggJob:
                 self.result.bytes_out += len(raw)
                 while True:
                     try:
-                        self.producer.produce(topic, raw, key=pt.series.encode(), on_delivery=self._delivered)
+                        self.producer.produce(topic, raw, key=service_key(pt.dims), on_delivery=self._delivered)
                         break
                     except BufferError:  # local queue full: let librdkafka send, then retry
                         self.producer.poll(0.05)

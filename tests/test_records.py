@@ -67,3 +67,10 @@ def test_schemas_cover_every_kind():
     s = json_schemas()
     assert set(s) == {"access_log", "metric_point", "anomaly", "incident", "label", "dead_letter"}
     assert "observed" in s["anomaly"]["properties"] and "expected" in s["anomaly"]["properties"]
+
+
+def test_service_threshold_defaults_to_the_detector_librarys():
+    import detectors
+    from streams.config import Settings
+
+    assert Settings().detect.threshold == detectors.DEFAULT_THRESHOLD
