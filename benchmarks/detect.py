@@ -30,7 +30,7 @@ import numpy as np
 from confluent_kafka import Consumer, Producer
 
 from models.incidents import service_of
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, free_port
 from streams.config import load_settings
 from streams.records import MetricPoint
 from streams.redis_server import LocalRedis
@@ -50,7 +50,7 @@ def make_window(n_series: int, w: int, rng, spike_frac: float = 0.0) -> list[byt
     req = rng.poisson(200.0, n_svc).astype(float)
     err = rng.binomial(req.astype(int), 0.01) / np.maximum(req, 1)
     spike = rng.random(n_svc) < spike_frac
-    req = np.where(spike, req * 8, req)
+    req = np.where(spike, req * 20, req)
     out = []
     for i in range(n_svc):
         dims = {"namespace": f"ns{i % 20}", "service": f"svc{i}"}
@@ -131,8 +131,9 @@ def latency(settings, n_series: int, rate: float, seconds: float, warm_windows: 
            "PATROL_TOPICS__METRICS": settings.topics.metrics, "PATROL_TOPICS__ANOMALIES": settings.topics.anomalies,
            "PATROL_REDIS__URL": settings.redis.url.get_secret_value(), "PATROL_KAFKA__SESSION_TIMEOUT_MS": "6000"}
     exe = os.path.join(os.path.dirname(sys.executable), "patrol")
-    worker = subprocess.Popen([exe, "run", "detect", "--group", "bench-latency", "--checkpoint", "5"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    worker = subprocess.Popen([exe, "run", "detect", "--group", "bench-latency", "--checkpoint", "5",
+                               "--metrics-port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     p = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5})
     c = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "bench-latency-reader",
                   "auto.offset.reset": "latest", "session.timeout.ms": 6000})
@@ -154,11 +155,15 @@ def latency(settings, n_series: int, rate: float, seconds: float, warm_windows: 
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    # warm-up windows so the detectors are past warm-up, sent fast (not timed)
+    # warm-up windows so the detectors are past warm-up, sent fast (not timed); wait until the
+    # worker has caught up with them so the timed phase starts with no backlog
     for w in range(warm_windows):
         produce(p, settings.topics.metrics, make_window(n_series, w, rng))
     p.flush(60)
-    time.sleep(8)  # group joins on Tansu take half the session timeout
+    target = warm_windows * n_series
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and _worker_points(port) < target:
+        time.sleep(1)
     w, t_start, n = warm_windows, time.monotonic(), 0
     while time.monotonic() - t_start < seconds:
         batch = make_window(n_series, w, rng, spike_frac=0.01)
@@ -187,6 +192,17 @@ def latency(settings, n_series: int, rate: float, seconds: float, warm_windows: 
             "latency_p50_s": float(np.percentile(arr, 50)), "latency_p99_s": float(np.percentile(arr, 99))}
 
 
+def _worker_points(port: int) -> float:
+    """Points the latency-phase worker has consumed (its Prometheus counter)."""
+    import urllib.request
+
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return 0.0
+    return next((float(x.split()[-1]) for x in body.splitlines() if x.startswith("patrol_detect_points_total ")), 0.0)
+
+
 def state_bytes(url: str, prefix: str) -> dict:
     import redis
 
@@ -205,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--windows", type=int, default=30)
     ap.add_argument("--rate", type=float, default=10000.0, help="points/s offered in the latency phase")
     ap.add_argument("--latency-s", type=float, default=30.0)
+    ap.add_argument("--warm-windows", type=int, default=80, help="windows learned before the timed latency phase")
     args = ap.parse_args(argv)
     with EmbeddedBroker() as broker, LocalRedis() as rds:
         base = {"kafka.bootstrap_servers": broker.bootstrap, "redis.url": rds.url, "kafka.session_timeout_ms": 6000}
@@ -219,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
                                       "redis.key_prefix": "lat:"})
         create_topics(s2)
         log(f"latency phase: {args.rate:.0f} points/s for {args.latency_s:.0f}s ...")
-        lt = latency(s2, args.series, args.rate, args.latency_s, warm_windows=25)
+        lt = latency(s2, args.series, args.rate, args.latency_s, warm_windows=args.warm_windows)
     pps_core = tp["points"] / tp["cpu_s"]
     peer_pps = peer["points"] / peer["cpu_s"]
     result = {
