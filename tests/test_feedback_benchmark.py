@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     if not (DEFAULT_NAB / "data").is_dir():
-        pytest.skip(f"NAB data not found at {DEFAULT_NAB}")
+        pytest.fail(f"NAB data not found at {DEFAULT_NAB} (CI lays shared/ beside the repo)")
     out = tmp_path_factory.mktemp("fb") / "feedback.json"
     p = subprocess.run([sys.executable, "-m", "benchmarks.feedback", "--quick", "--ks", "0", "5", "--json", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=170)

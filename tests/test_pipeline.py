@@ -1,6 +1,7 @@
 """generator -> preagg -> detect through the real CLI: keys, partial-series merging, no loss."""
 
 import json
+import os
 import time
 from datetime import datetime
 
@@ -59,3 +60,46 @@ def test_generated_logs_flow_to_detection_with_global_series_merged(fresh_kafka,
     assert float(state[b"last_window"]) == datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp()
     dlq = read_all(fresh_kafka.bootstrap, s.topics.dlq)
     assert not [d for d in dlq if d[2]["code"] != "late"], dlq[:3]
+
+
+def test_preagg_worker_serves_prometheus_metrics(fresh_kafka):
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from confluent_kafka import Producer
+
+    from streams.broker import free_port
+
+    s = load_settings(overrides={"kafka.bootstrap_servers": fresh_kafka.bootstrap})
+    create_topics(s)
+    lines = [line.encode() for line in (Path(__file__).resolve().parents[2] / "shared" / "data" / "logs" /
+                                        "ingress_nginx_beats_sample.log").read_text().splitlines()]
+    p = Producer({"bootstrap.servers": fresh_kafka.bootstrap})
+    for line in lines + [b"garbage that is no log line"]:
+        p.produce(s.topics.logs, line, key=b"k")
+    p.flush(10)
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PATROL_")},
+           "PATROL_KAFKA__BOOTSTRAP_SERVERS": fresh_kafka.bootstrap, "PATROL_KAFKA__SESSION_TIMEOUT_MS": "6000"}
+    w = subprocess.Popen([str(Path(sys.executable).with_name("patrol")), "run", "preagg", "--metrics-port", str(port),
+                          "--max-idle", "15"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        values, deadline = {}, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+                values = {ln.split()[0]: float(ln.split()[1]) for ln in body.splitlines()
+                          if ln.startswith("patrol_preagg_") and " " in ln}
+                if values.get("patrol_preagg_lines_total", 0) >= len(lines) + 1:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert values.get("patrol_preagg_lines_total") == len(lines) + 1
+        assert values.get("patrol_preagg_parse_errors_total") == 1
+        assert "patrol_preagg_consumer_lag" in values and "patrol_preagg_late_total" in values
+    finally:
+        w.terminate()
+        w.wait(30)
