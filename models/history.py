@@ -8,6 +8,7 @@ Keeping raw weeks of minute points would cost ~80 KB per series; a ring of hourl
 from __future__ import annotations
 
 import base64
+import math
 import struct
 
 import numpy as np
@@ -29,20 +30,21 @@ class HourlyHistory:
     """
 
     def __init__(self) -> None:
-        self.means = np.zeros(SLOTS, dtype=np.float32)
-        self.counts = np.zeros(SLOTS, dtype=np.uint16)
+        # plain lists: this is updated once per point, where numpy scalar access costs ~1 us a touch
+        self.means = [0.0] * SLOTS
+        self.counts = [0] * SLOTS
         self.newest = -1  # newest absolute hour seen
 
     def _advance(self, h: int) -> None:
         if self.newest < 0 or h - self.newest >= SLOTS:
-            self.counts[:] = 0
+            self.counts = [0] * SLOTS
         else:
             for hh in range(self.newest + 1, h + 1):  # clear the slots the ring wraps onto
                 self.counts[hh % SLOTS] = 0
         self.newest = h
 
     def add(self, t: float, value: float) -> None:
-        if not np.isfinite(value):
+        if not math.isfinite(value):
             return
         h = int(t // HOUR)
         if h > self.newest:
@@ -50,7 +52,7 @@ class HourlyHistory:
         elif self.newest - h >= SLOTS:
             return  # older than the ring
         i = h % SLOTS
-        n = int(self.counts[i])
+        n = self.counts[i]
         if n < 65535:
             self.means[i] += (value - self.means[i]) / (n + 1)
             self.counts[i] = n + 1
@@ -60,13 +62,14 @@ class HourlyHistory:
         if h > self.newest or self.newest - h >= SLOTS:
             return None
         i = h % SLOTS
-        return float(self.means[i]) if self.counts[i] else None
+        return float(np.float32(self.means[i])) if self.counts[i] else None  # the stored precision
 
     def context(self, t: float) -> dict[str, float | None]:
         return {"yesterday": self.mean_at(t - 24 * HOUR), "last_week": self.mean_at(t - 7 * 24 * HOUR)}
 
     def to_state(self) -> str:
-        raw = struct.pack("<q", self.newest) + self.means.astype("<f4").tobytes() + self.counts.astype("<u2").tobytes()
+        raw = (struct.pack("<q", self.newest) + np.asarray(self.means, dtype="<f4").tobytes()
+               + np.asarray(self.counts, dtype="<u2").tobytes())
         return base64.b64encode(raw).decode()
 
     @classmethod
@@ -75,6 +78,6 @@ class HourlyHistory:
         if state:
             raw = base64.b64decode(state)
             h.newest = struct.unpack("<q", raw[:8])[0]
-            h.means = np.frombuffer(raw[8:8 + 4 * SLOTS], dtype="<f4").astype(np.float32)
-            h.counts = np.frombuffer(raw[8 + 4 * SLOTS:8 + 6 * SLOTS], dtype="<u2").astype(np.uint16)
+            h.means = np.frombuffer(raw[8:8 + 4 * SLOTS], dtype="<f4").astype(float).tolist()
+            h.counts = np.frombuffer(raw[8 + 4 * SLOTS:8 + 6 * SLOTS], dtype="<u2").astype(int).tolist()
         return h

@@ -192,18 +192,18 @@ class SeriesPool:
                     log.warning("state of %s not loadable (%s): starting a new model", key, exc)
             self.series[key] = s
 
-    def _admit(self, points: list[MetricPoint]) -> tuple[dict[str, list[MetricPoint]], list[MetricPoint], list[Rejected]]:
-        """Split into per-series queues in window order, duplicates, and rejected points."""
-        queues: dict[str, list[MetricPoint]] = {}
+    def _admit(self, points: list[MetricPoint]) -> tuple[dict[str, list[tuple[float, MetricPoint]]], list[MetricPoint], list[Rejected]]:
+        """Split into per-series queues of (window start, point) in window order, duplicates, and rejects."""
+        queues: dict[str, list[tuple[float, MetricPoint]]] = {}
         for p in points:
-            queues.setdefault(p.series, []).append(p)
+            queues.setdefault(p.series, []).append((p.window_start.timestamp(), p))
         dups, rejected = [], []
         for key, q in queues.items():
             s = self.series[key]
-            q.sort(key=lambda p: p.window_start)
-            last, seen, keep = s.last_window, set(s.recent), []
-            for p in q:
-                t = p.window_start.timestamp()
+            if len(q) > 1:
+                q.sort(key=lambda e: e[0])
+            last, seen, keep = s.last_window, s.recent, []
+            for t, p in q:
                 if t in seen:
                     dups.append(p)
                 elif t <= last:
@@ -213,8 +213,9 @@ class SeriesPool:
                 elif not math.isfinite(p.value):
                     rejected.append(Rejected(p, f"value {p.value} is not a finite number", "bad_value"))
                 else:
-                    keep.append(p)
-                    seen.add(t)
+                    keep.append((t, p))
+                    if len(q) > 1:
+                        seen = [*seen, t]
                     last = t
             queues[key] = keep
         return queues, dups, rejected
@@ -227,47 +228,42 @@ class SeriesPool:
         self.ensure(points)
         queues, dups, rejected = self._admit(points)
         outcomes: list[Outcome] = []
+        series = self.series
         while queues:
-            by_group: dict[int, tuple[Group, list[MetricPoint]]] = {}
+            by_group: dict[int, tuple[Group, list]] = {}
             for key in list(queues):
                 q = queues[key]
                 if not q:
                     del queues[key]
                     continue
-                g = self.series[key].group
-                by_group.setdefault(id(g), (g, []))[1].append(q.pop(0))
+                s = series[key]
+                by_group.setdefault(id(s.group), (s.group, []))[1].append((s, *q.pop(0)))
             for g, heads in by_group.values():
                 outcomes.extend(self._score_group(g, heads))
         return outcomes, dups, rejected
 
-    def _score_group(self, g: Group, heads: list[MetricPoint]) -> list[Outcome]:
+    def _score_group(self, g: Group, heads: list[tuple[Series, float, MetricPoint]]) -> list[Outcome]:
         n = g.ens.n_series
         values = np.full(n, np.nan)
-        times = np.zeros(n)
-        dens = np.full(n, np.nan) if g.kind.kind == "ratio" else None
-        rows = []
-        for p in heads:
-            s = self.series[p.series]
-            values[s.row] = p.value
-            times[s.row] = p.window_start.timestamp()
-            if dens is not None:
-                dens[s.row] = p.count if p.count is not None else p.stats.get("denominator", np.nan)
-            rows.append(s.row)
-        # Absent rows are skipped by the ensemble; giving them a recent time (not 0) keeps the
-        # skipped arithmetic finite instead of overflowing on a 56-year gap.
-        times[np.isnan(values)] = max(times[r] for r in rows)
+        times = np.full(n, max(t for _, t, _ in heads))  # absent rows are skipped; a recent time keeps
+        dens = np.full(n, np.nan) if g.kind.kind == "ratio" else None  # their skipped arithmetic finite
+        rows = [s.row for s, _, _ in heads]
+        values[rows] = [p.value for _, _, p in heads]
+        times[rows] = [t for _, t, _ in heads]
+        if dens is not None:
+            dens[rows] = [p.count if p.count is not None else p.stats.get("denominator", np.nan) for _, _, p in heads]
         res = g.ens.update(values, times, dens)
+        scores = res.score[rows].tolist()
         out = []
-        for p, row in zip(heads, rows):
-            s = self.series[p.series]
-            t = times[row]
-            out.append(Outcome(p, float(res.score[row]), s.model_version, s, res, row))
+        dirty = self.dirty
+        for (s, t, p), row, score in zip(heads, rows, scores):
+            out.append(Outcome(p, score, s.model_version, s, res, row))
             s.history.add(t, p.value)
-            s.last_window = float(t)
-            s.recent.append(float(t))
+            s.last_window = t
+            s.recent.append(t)
             if len(s.recent) > RECENT_WINDOWS:
                 del s.recent[0]
-            self.dirty.add(p.series)
+            dirty.add(s.key)
         return out
 
     def prior(self, metric: str) -> MetricPrior:

@@ -14,6 +14,7 @@ recognised per series and neither learned nor published twice; anomaly ids are d
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from dataclasses import dataclass, field
@@ -66,13 +67,20 @@ def severity_of(result, score: float, threshold: float) -> str:
     return result.severity if result.severity in ("warning", "critical") else "info"
 
 
+def _finite(x: float, default: float) -> float:
+    x = float(x)
+    return x if math.isfinite(x) else default
+
+
 def anomaly_record(o: Outcome, severity: str, incident_id: str | None, event: str | None,
                    features: dict | None = None) -> Anomaly:
     p, r = o.point, o.result
+    # Before a detector has a band (warm-up) expected/lower/upper can be NaN, which JSON cannot carry.
+    exp = _finite(r.expected, p.value)
     return Anomaly(
         id=record_id(p.series, p.window_start.isoformat(), o.model_version), series=p.series, metric=p.metric,
         dims=p.dims, window_start=p.window_start, window_end=p.window_end, observed=p.value,
-        expected=float(r.expected), lower=float(r.lower), upper=float(r.upper), score=min(max(o.score, 0.0), 1.0),
+        expected=exp, lower=_finite(r.lower, min(exp, p.value)), upper=_finite(r.upper, max(exp, p.value)), score=min(max(o.score, 0.0), 1.0),
         severity=severity, direction=r.direction or ("up" if p.value >= r.expected else "down"), detectors=list(r.fired), model_version=o.model_version,
         incident_id=incident_id, incident_event=event, context=o.context, features=features or {})
 
