@@ -130,7 +130,7 @@ class DetectWorker:
         try:
             while not self._stop and (deadline is None or time.monotonic() < deadline):
                 self._poll_labels()
-                msgs = self.consumer.consume(self.batch, 0.5)
+                msgs = self.consumer.consume(self.batch, 0.1)  # short wait: latency, not batch size, rules here
                 if msgs:
                     last_msg = time.monotonic()
                     self._handle(msgs)
