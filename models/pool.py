@@ -81,6 +81,33 @@ class Group:
         self.ens.load_state(row, self.fresh)
         self.free.append(row)
 
+    def update_rows(self, rows: list[int], values, times, dens):
+        """Score then learn the given rows only.
+
+        The ensemble's cost is per row, present or not; when a batch touches few of a group's
+        rows (small batches at low latency, or one service's points), their state is gathered into a
+        small ensemble, updated there, and scattered back. Returns (result, index of each row in it).
+        """
+        n, m = self.ens.n_series, len(rows)
+        if m * 4 >= n:
+            vals, ts = np.full(n, np.nan), np.full(n, float(np.max(times)))
+            vals[rows], ts[rows] = values, times
+            ds = None
+            if dens is not None:
+                ds = np.full(n, np.nan)
+                ds[rows] = dens
+            return self.ens.update(vals, ts, ds), rows
+        sub = BatchEnsemble(n_series=m, **self.ens.config())  # < 1 ms to build: not worth a cache
+        idx = np.asarray(rows)
+        full, small = _state_arrays(self.ens), _state_arrays(sub)
+        for a, b in zip(full, small):
+            b[:] = a[idx]
+        res = sub.update(np.asarray(values, dtype=float), np.asarray(times, dtype=float),
+                         None if dens is None else np.asarray(dens, dtype=float))
+        for a, b in zip(full, small):
+            a[idx] = b
+        return res, list(range(m))
+
     def _grow(self) -> None:
         old, n = self.ens, self.ens.n_series
         self.ens = BatchEnsemble(n_series=2 * n, **old.config())
@@ -243,20 +270,17 @@ class SeriesPool:
         return outcomes, dups, rejected
 
     def _score_group(self, g: Group, heads: list[tuple[Series, float, MetricPoint]]) -> list[Outcome]:
-        n = g.ens.n_series
-        values = np.full(n, np.nan)
-        times = np.full(n, max(t for _, t, _ in heads))  # absent rows are skipped; a recent time keeps
-        dens = np.full(n, np.nan) if g.kind.kind == "ratio" else None  # their skipped arithmetic finite
         rows = [s.row for s, _, _ in heads]
-        values[rows] = [p.value for _, _, p in heads]
-        times[rows] = [t for _, t, _ in heads]
-        if dens is not None:
-            dens[rows] = [p.count if p.count is not None else p.stats.get("denominator", np.nan) for _, _, p in heads]
-        res = g.ens.update(values, times, dens)
-        scores = res.score[rows].tolist()
+        values = [p.value for _, _, p in heads]
+        times = [t for _, t, _ in heads]
+        dens = None
+        if g.kind.kind == "ratio":
+            dens = [p.count if p.count is not None else p.stats.get("denominator", np.nan) for _, _, p in heads]
+        res, at = g.update_rows(rows, values, times, dens)
+        scores = res.score[at].tolist()
         out = []
         dirty = self.dirty
-        for (s, t, p), row, score in zip(heads, rows, scores):
+        for (s, t, p), row, score in zip(heads, at, scores):
             out.append(Outcome(p, score, s.model_version, s, res, row))
             s.history.add(t, p.value)
             s.last_window = t

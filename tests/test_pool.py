@@ -107,3 +107,17 @@ def test_growing_a_group_keeps_every_row_exactly(kind):
     rows = [g.alloc() for _ in range(9)]  # 8 used + 1 more forces a grow
     assert g.ens.n_series == 16 and len(set(rows)) == 9
     assert [g.ens.state_of(i) for i in range(8)] == before
+
+
+def test_small_batches_use_a_gathered_ensemble_with_the_same_results():
+    windows = metric_windows(40, 60, seed=9, metrics=("requests",))
+    big, small = SeriesPool(StateStore(None)), SeriesPool(StateStore(None))
+    a = big.process(flat(windows))[0]                      # whole windows: the full-width path
+    b = []
+    for w in windows:                                      # a few series at a time: the gathered path
+        for i in range(0, len(w), 3):
+            b += small.process(w[i:i + 3])[0]
+    key = lambda o: (o.point.series, o.point.window_start)
+    assert [key(o) for o in sorted(a, key=key)] == [key(o) for o in sorted(b, key=key)]
+    for x, y in zip(sorted(a, key=key), sorted(b, key=key)):
+        assert x.score == pytest.approx(y.score, abs=1e-12)
