@@ -21,7 +21,10 @@ class MetricKind:
 RULES: tuple[tuple[tuple[str, ...], MetricKind], ...] = (
     (("ratio", "rate"), MetricKind("ratio", "up")),
     (("latency", "_time", "_p50", "_p90", "_p99", "duration"), MetricKind("latency", "up")),
-    (("5xx", "4xx", "401", "403", "404", "error", "retries", "retry", "scan", "brute"), MetricKind("count", "up")),
+    (("5xx", "4xx", "401", "403", "404", "error", "fail", "retries", "retry", "scan", "brute"), MetricKind("count", "up")),
+    # security signals: more distinct countries or one client's share surging matter, fewer do not
+    (("country", "top_clients"), MetricKind("count", "up")),
+    (("device_class",), MetricKind("gauge", "up")),  # bot share of requests
     (("requests", "unique_clients", "clients"), MetricKind("count", "both")),
     (("bytes",), MetricKind("count", "both")),
     (("2xx", "3xx"), MetricKind("count", "both")),
@@ -40,6 +43,8 @@ def kind_of(metric: str) -> MetricKind:
     'both'
     >>> kind_of("request_time_p99").kind
     'latency'
+    >>> kind_of("auth_failures")
+    MetricKind(kind='count', direction='up')
     """
     m = metric.lower()
     for needles, kind in RULES:
