@@ -35,6 +35,8 @@ bench: install
 	$(PY) -m benchmarks.detectors --json out/detectors.json
 	$(PY) -m benchmarks.nab --json out/nab.json
 	$(PY) -m benchmarks.preagg --json out/preagg.json
+	$(PY) -m benchmarks.detect --json out/detect.json
+	$(PY) -m benchmarks.feedback --json out/feedback.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -53,9 +53,10 @@ def produce_points(bootstrap: str, topic: str, points, raw: list[bytes] = ()) ->
     assert p.flush(30) == 0
 
 
-def read_topic(bootstrap: str, topic: str) -> list[dict]:
+def read_topic(bootstrap: str, topic: str, with_meta: bool = False) -> list:
     """Every record of ``topic`` right now: assign every partition from the start and read each to
-    its end-of-partition event (not to the ListOffsets end, which Tansu under-reports)."""
+    its end-of-partition event (not to the ListOffsets end, which Tansu under-reports).
+    ``with_meta`` returns ``(partition, key, record)`` tuples."""
     from confluent_kafka import OFFSET_BEGINNING, KafkaError
 
     md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
@@ -68,7 +69,8 @@ def read_topic(bootstrap: str, topic: str) -> list[dict]:
     while pending and time.monotonic() < deadline:
         for m in c.consume(1000, 0.5):
             if m.error() is None:
-                out.append(json.loads(m.value()))
+                rec = json.loads(m.value())
+                out.append((m.partition(), m.key(), rec) if with_meta else rec)
             elif m.error().code() == KafkaError._PARTITION_EOF:
                 pending.discard(m.partition())
     c.close()

@@ -1,32 +1,18 @@
 """generator -> preagg -> detect through the real CLI: keys, partial-series merging, no loss."""
 
-import json
 import os
 import time
 from datetime import datetime
 
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient
-
 from conftest import run_patrol
+from detect_helpers import read_topic
 from streams.config import load_settings
 from streams.topics import create_topics
 
 
 def read_all(bootstrap, topic):
-    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "t", "enable.partition.eof": True})
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions])
-    out, pending, deadline = [], set(md.topics[topic].partitions), time.monotonic() + 60
-    while pending and time.monotonic() < deadline:
-        for m in c.consume(5000, 0.5):
-            if m.error() is None:
-                out.append((m.partition(), m.key(), json.loads(m.value())))
-            elif m.error().code() == KafkaError._PARTITION_EOF:
-                pending.discard(m.partition())
-    c.close()
-    return out
+    return read_topic(bootstrap, topic, with_meta=True)
 
 
 def test_generated_logs_flow_to_detection_with_global_series_merged(fresh_kafka, redis_server):
