@@ -125,7 +125,7 @@ class StateStore:
             pipe = self._redis.pipeline(transaction=False)
             for s, fields in self._memory.items():
                 pipe.hset(self._key(s), mapping=fields)
-                pipe.sadd(self._index, s)
+            pipe.sadd(self._index, *self._memory)  # one command for the index, not one per series
             pipe.execute()
             self._memory.clear()
             self._mark(True)
