@@ -289,6 +289,23 @@ class BatchEnsemble:
         return {"v": 1, "config": self.config(),
                 "data": base64.b64encode(self._pack(i)).decode()}
 
+    def states_of(self, rows) -> list[dict]:
+        """:meth:`state_of` for many rows at once (one gather per field instead of one per row and
+        field: checkpointing 10k series this way takes milliseconds, not most of a second)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        m = len(rows)
+        if m == 0:
+            return []
+        blocks = []
+        for d in self._parts():
+            for k in d._shapes():
+                a = d.s[k][rows]
+                a = np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"), copy=False))
+                blocks.append(a.reshape(m, -1).view(np.uint8))
+        packed = np.concatenate(blocks, axis=1)
+        cfg = self.config()
+        return [{"v": 1, "config": cfg, "data": base64.b64encode(packed[j].tobytes()).decode()} for j in range(m)]
+
     def load_state(self, i: int, state: dict) -> None:
         """Load one series' state (from :meth:`state_of` / :meth:`Ensemble.to_state`) into row ``i``."""
         if state.get("config") != self.config():

@@ -164,11 +164,13 @@ class Series:
             self._feedback = FeedbackModel.from_state(self.calibration or None)
         return self._feedback
 
-    def snapshot(self) -> SeriesState:
+    def snapshot(self, state: dict | None = None) -> SeriesState:
+        """Checkpoint record; ``state`` is this row's detector state when already extracted in bulk."""
         if self._feedback is not None:
             self.calibration = self._feedback.to_state()
         k = self.group.kind
-        return SeriesState(self.key, self.group.ens.state_of(self.row), self.last_window, self.model_version,
+        state = self.group.ens.state_of(self.row) if state is None else state
+        return SeriesState(self.key, state, self.last_window, self.model_version,
                            {"recent": self.recent, "history": self.history.to_state(), "kind": k.kind,
                             "direction": k.direction, "calibration": self.calibration})
 
@@ -307,7 +309,15 @@ class SeriesPool:
         return change
 
     def take_dirty(self) -> list[SeriesState]:
-        states = [self.series[k].snapshot() for k in self.dirty if k in self.series]
+        by_group: dict[int, tuple[Group, list[Series]]] = {}
+        for k in self.dirty:
+            s = self.series.get(k)
+            if s is not None:
+                by_group.setdefault(id(s.group), (s.group, []))[1].append(s)
+        states = []
+        for g, members in by_group.values():  # one bulk state extraction per group
+            for s, st in zip(members, g.ens.states_of([m.row for m in members])):
+                states.append(s.snapshot(st))
         states += [SeriesState(PRIOR_KEY + m, self.priors[m].to_state()) for m in self.dirty_priors]
         self.dirty.clear()
         self.dirty_priors.clear()
