@@ -30,6 +30,7 @@ from models.store import SeriesState, StateStore
 
 from .config import Settings
 from .observability import Counter, Gauge, log_event
+from .topics import consumer_lag
 from .records import Anomaly, DeadLetter, Incident, Label, MetricPoint, RecordError, decode, record_id
 
 log = logging.getLogger("patrol.detect")
@@ -358,11 +359,7 @@ class DetectWorker:
     def _update_lag(self) -> None:
         """Consumer lag over owned partitions (high watermark - position), for the metrics endpoint."""
         try:
-            lag = 0
-            for tp in self.consumer.position(self.consumer.assignment()):
-                _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)  # from fetches: Tansu's ListOffsets under-reports
-                lag += max(0, hi - tp.offset) if tp.offset >= 0 else 0
-            LAG.set(lag)
+            LAG.set(consumer_lag(self.consumer))
         except Exception as exc:  # lag is informative only; never let it stop a checkpoint
             log_event(log, "could not read consumer lag", logging.DEBUG, error=str(exc))
 

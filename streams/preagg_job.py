@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from models.incidents import service_of
 from preagg.aggregate import Aggregator
 from streams.config import Settings
+from streams.topics import consumer_lag
 from streams.records import DeadLetter
 from streams.topics import ensure_topic
 
@@ -306,14 +307,9 @@ class PreaggJob:
         self._update_lag()
 
     def _update_lag(self) -> None:
-        """Lag from fetch-response watermarks (Tansu's ListOffsets under-reports the end)."""
+        """Consumer lag for the metrics endpoint."""
         try:
-            lag = 0
-            for tp in self.consumer.position(self.consumer.assignment()):
-                hi = self.consumer.get_watermark_offsets(tp, cached=True)[1]
-                if tp.offset >= 0 and hi >= 0:
-                    lag += max(0, hi - tp.offset)
-            self.metrics.lag.set(lag)
+            self.metrics.lag.set(consumer_lag(self.consumer))
         except KafkaException as exc:  # informative only: never fail a commit over it
             log.debug("could not read consumer lag: %s", exc)
 

@@ -140,3 +140,16 @@ def describe_topics(settings: Settings, timeout: float = 10.0) -> list[TopicRow]
         total = sum(max(0, hi - lo) for (t, _p), (lo, hi) in marks.items() if t == name)
         rows.append(TopicRow(role, name, len(meta.partitions), total))
     return rows
+
+
+def consumer_lag(consumer) -> int:
+    """Messages behind the end, summed over the consumer's assigned partitions.
+
+    The ends come from fetch responses (``cached=True``): Tansu's ListOffsets under-reports them.
+    """
+    lag = 0
+    for tp in consumer.position(consumer.assignment()):
+        hi = consumer.get_watermark_offsets(tp, cached=True)[1]
+        if tp.offset >= 0 and hi >= 0:
+            lag += max(0, hi - tp.offset)
+    return lag
