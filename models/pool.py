@@ -13,8 +13,10 @@ was never seen is out of order and rejected with a reason.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -26,7 +28,7 @@ from streams.records import MetricPoint
 from .feedback import FeedbackModel, MetricPrior
 from .history import HourlyHistory
 from .metric_kinds import MetricKind, kind_of
-from .store import SeriesState, StateStore
+from .store import STATE_FORMAT, SeriesState, StateStore
 
 log = logging.getLogger("patrol.models.pool")
 
@@ -323,6 +325,36 @@ class SeriesPool:
         self.dirty_priors.clear()
         return states
 
+    def snapshot_dirty(self) -> "Snapshot":
+        """Copy the dirty series' state and clear the dirty set, cheaply enough for the consume loop.
+
+        Per group, one fancy-index copy of each state array for the dirty rows, plus a shallow
+        copy of each series' small Python state (recent windows, hourly ring); packing, base64 and
+        JSON happen later in :meth:`Snapshot.records`, off the loop. The copy is the state as of
+        this call: points learned afterwards make their series dirty for the next checkpoint."""
+        by_group: dict[int, tuple[Group, list[Series]]] = {}
+        for k in self.dirty:
+            s = self.series.get(k)
+            if s is not None:
+                by_group.setdefault(id(s.group), (s.group, []))[1].append(s)
+        groups = []
+        for g, members in by_group.values():
+            idx = np.fromiter((m.row for m in members), dtype=np.int64, count=len(members))
+            arrays = [a[idx] for a in _state_arrays(g.ens)]  # fancy indexing copies
+            rows = []
+            for m in members:
+                if m._feedback is not None:
+                    m.calibration = m._feedback.to_state()
+                # feedback state is small and may share lists with the live model: JSON it now
+                cal = json.dumps(m.calibration, separators=(",", ":")) if m.calibration else "{}"
+                rows.append((m.key, m.last_window, m.model_version, m.recent.copy(), m.history.copy_raw(), cal))
+            groups.append((g.ens.config(), g.kind, arrays, rows))
+        others = [(PRIOR_KEY + m, SeriesState(PRIOR_KEY + m, self.priors[m].to_state()).to_fields())
+                  for m in self.dirty_priors]
+        self.dirty.clear()
+        self.dirty_priors.clear()
+        return Snapshot(groups, others)
+
     def drop(self, keys: set[str]) -> None:
         """Forget series (after their partitions were revoked and checkpointed)."""
         for k in keys:
@@ -330,3 +362,43 @@ class SeriesPool:
             if s is not None:
                 s.group.release(s.row)
             self.dirty.discard(k)
+
+
+class Snapshot:
+    """Dirty series' state copied by :meth:`SeriesPool.snapshot_dirty`, turned into Redis hash
+    fields by :meth:`records` (on any thread: it touches only the copies)."""
+
+    def __init__(self, groups: list, others: list[tuple[str, dict[str, str]]]):
+        self.groups = groups
+        self.others = others
+        self.n_series = sum(len(rows) for _, _, _, rows in groups)
+
+    def add(self, series: str, fields: dict[str, str]) -> None:
+        """Another record (incident state, ...) serialised by the caller, written with this snapshot."""
+        self.others.append((series, fields))
+
+    def __len__(self) -> int:
+        return self.n_series + len(self.others)
+
+    def records(self) -> list[tuple[str, dict[str, str]]]:
+        """``(series, fields)`` equal to ``Series.snapshot(...).to_fields()`` at snapshot time.
+
+        The detector bytes come from the library's own ``states_of`` on a scratch ensemble the
+        copied rows are scattered into, so the packing format stays the detectors' business."""
+        out = list(self.others)
+        now = repr(time.time())
+        fmt = str(STATE_FORMAT)
+        for cfg, kind, arrays, rows in self.groups:
+            sub = BatchEnsemble(n_series=len(rows), **cfg)
+            for dst, src in zip(_state_arrays(sub), arrays):
+                dst[:] = src
+            states = sub.states_of(range(len(rows)))
+            # the JSON of {"v", "config", "data"} with the shared part encoded once per group
+            head = json.dumps({"v": states[0]["v"], "config": states[0]["config"]}, separators=(",", ":"))[:-1] + ',"data":"'
+            tail = ',"kind":' + json.dumps(kind.kind) + ',"direction":' + json.dumps(kind.direction) + ',"calibration":'
+            for (key, last, version, recent, hist, cal), st in zip(rows, states):
+                extra = ('{"recent":' + json.dumps(recent, separators=(",", ":")) + ',"history":"'
+                         + HourlyHistory.encode(hist) + '"' + tail + cal + "}")
+                out.append((key, {"format": fmt, "state": head + st["data"] + '"}', "last_window": repr(float(last)),
+                                  "model_version": str(version), "extra": extra, "updated": now}))
+        return out

@@ -7,22 +7,28 @@ Layout: one Redis hash per series, ``{prefix}series:{series_key}``, with fields
 - ``model_version``: bumps when labels retrain the series,
 - ``updated``: wall time of the checkpoint.
 
-plus a set ``{prefix}series`` of all keys for ``patrol models list``. Writes are batched in one
-pipeline per checkpoint. If Redis is down, ``checkpoint`` keeps the dirty states in memory, reports
-the outage through ``healthy`` / the returned error, and writes them when Redis answers again.
+plus a set ``{prefix}series`` of all keys for ``patrol models list``. Writes are pipelined in
+chunks. If Redis is down, ``checkpoint`` keeps the dirty states in memory, reports the outage
+through ``healthy`` / the returned error, and writes them when Redis answers again.
+
+Threads: the detect worker writes checkpoints from one background thread while its consume loop
+may load new series, so the in-memory backlog is guarded by a lock; the Redis I/O itself happens
+outside the lock (redis-py's connection pool gives each thread its own connection).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 log = logging.getLogger("patrol.models.store")
 
 STATE_FORMAT = 1
+WRITE_CHUNK = 1000  # series per pipeline round trip: bounds memory and how long one call holds the GIL
 
 
 @dataclass
@@ -63,6 +69,7 @@ class StateStore:
         self.url = url
         self._redis = None
         self._memory: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()  # guards _memory (checkpoint writer thread vs consume loop)
         self.healthy = url is not None
         self.last_error: str | None = None
         if url is None:
@@ -104,30 +111,45 @@ class StateStore:
                 self._mark(True)
             except redis.RedisError as exc:
                 self._mark(False, exc)
-        for s in series:  # memory holds checkpoints Redis missed during an outage: newer wins
-            if s in self._memory:
-                mem = SeriesState.from_fields(s, self._memory[s])
-                if s not in out or mem.last_window >= out[s].last_window:
-                    out[s] = mem
+        with self._lock:
+            backlog = {s: self._memory[s] for s in series if s in self._memory}
+        for s, fields in backlog.items():  # memory holds checkpoints Redis missed during an outage: newer wins
+            mem = SeriesState.from_fields(s, fields)
+            if s not in out or mem.last_window >= out[s].last_window:
+                out[s] = mem
         return out
 
     def checkpoint(self, states: Iterable[SeriesState]) -> bool:
         """Write ``states``; returns True when they (and any backlog) reached Redis."""
-        for st in states:
-            self._memory[st.series] = st.to_fields()
-        if self._redis is None:
-            return False
-        if not self._memory:
+        return self.checkpoint_fields((st.series, st.to_fields()) for st in states)
+
+    def checkpoint_fields(self, records: Iterable[tuple[str, dict[str, str]]]) -> bool:
+        """Write ``(series, hash fields)`` pairs (what :meth:`SeriesState.to_fields` gives, or an
+        equivalent built in bulk); returns True when they (and any backlog) reached Redis.
+
+        Every record goes to the backlog first; a record leaves it only once Redis acknowledged it
+        and no newer record of the same series arrived meanwhile."""
+        with self._lock:
+            for s, fields in records:
+                self._memory[s] = fields
+            if self._redis is None:
+                return False
+            todo = list(self._memory.items())
+        if not todo:
             return True
         import redis
 
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for s, fields in self._memory.items():
-                pipe.hset(self._key(s), mapping=fields)
-            pipe.sadd(self._index, *self._memory)  # one command for the index, not one per series
-            pipe.execute()
-            self._memory.clear()
+            for chunk in _chunks(todo, WRITE_CHUNK):
+                pipe = self._redis.pipeline(transaction=False)
+                for s, fields in chunk:
+                    pipe.hset(self._key(s), mapping=fields)
+                pipe.sadd(self._index, *(s for s, _ in chunk))  # one command for the index, not one per series
+                pipe.execute()
+                with self._lock:
+                    for s, fields in chunk:
+                        if self._memory.get(s) is fields:
+                            del self._memory[s]
             self._mark(True)
             return True
         except redis.RedisError as exc:
@@ -138,7 +160,8 @@ class StateStore:
     def list_series(self, pattern: str = "*") -> list[str]:
         import fnmatch
 
-        keys = set(self._memory)
+        with self._lock:
+            keys = set(self._memory)
         if self._redis is not None:
             keys |= {k.decode() for k in self._redis.sscan_iter(self._index)}
         return sorted(k for k in keys if fnmatch.fnmatchcase(k, pattern))
@@ -148,14 +171,21 @@ class StateStore:
 
     def raw_size(self, series: str) -> int:
         """Bytes the series' state takes in Redis (field names + values)."""
-        fields = self._memory.get(series)
+        with self._lock:
+            fields = self._memory.get(series)
         if fields is None and self._redis is not None:
             fields = {k.decode(): v.decode() for k, v in self._redis.hgetall(self._key(series)).items()}
         return sum(len(k) + len(v) for k, v in (fields or {}).items())
 
     def reset(self, series: str) -> bool:
-        existed = self._memory.pop(series, None) is not None
+        with self._lock:
+            existed = self._memory.pop(series, None) is not None
         if self._redis is not None:
             existed = bool(self._redis.delete(self._key(series))) or existed
             self._redis.srem(self._index, series)
         return existed
+
+
+def _chunks(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
