@@ -71,7 +71,8 @@ def _stage(bootstrap: str, topic: str, window: int, tag: str) -> dict:
             "bytes_out": r.bytes_out, "reduction": round(r.bytes_in / max(1, r.bytes_out), 1),
             "cpu_s_total": round(r.cpu_s, 3), "lines_per_cpu_s_total": round(r.lines / r.cpu_s),
             "cpu_s": round(busy_cpu, 3), "lines_per_cpu_s": round(r.lines / busy_cpu), "busy_wall_s": round(busy, 3),
-            "lines_per_wall_s": round(r.lines / busy) if busy > 0 else None, "dead_letters": r.dead_letters}
+            "lines_per_wall_s": round(r.lines / busy) if busy > 0 else None, "dead_letters": r.dead_letters,
+            "compiled_loop": r.extra.get("compiled_loop")}
 
 
 def _peers_python() -> str:
@@ -221,6 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
         "error": child.stderr[-800:]}
     ours = res["stage_60s"]["lines_per_cpu_s"]
     res["lines_per_s_per_core"] = ours
+    # which hot loop ran: preagg._fastloop (Cython) or the pure-Python fallback
+    res["compiled_loop"] = bool(res["stage_60s"]["compiled_loop"] and res["stage_10s"]["compiled_loop"])
     for peer in ("quix", "faust"):
         rate = (res.get(peer) or {}).get("lines_per_cpu_s")
         res[f"{peer}_ratio"] = round(ours / rate, 2) if rate else None

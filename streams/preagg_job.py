@@ -127,10 +127,15 @@ class PreaggJob:
         self.agg = Aggregator(window_s=p.window_s, lateness_s=p.allowed_lateness_s, max_future_s=p.max_future_s,
                               idle_close_s=p.idle_close_s, fmt=p.log_format,
                               max_templates_per_host=p.max_templates_per_host)
+        if self.agg.fast and not self.agg.compiled:
+            log.warning("preagg._fastloop is not built: running the pure-Python hot loop (~5x slower); "
+                        "reinstall with a C compiler (pip install -e .)")
+        else:
+            log.info("hot loop: %s", "compiled (preagg._fastloop)" if self.agg.compiled else f"careful parser ({p.log_format})")
         self.topic = settings.topics.logs
         self.stop_requested = False
         self.delivery_errors: list[str] = []
-        self.result = JobResult()
+        self.result = JobResult(extra={"compiled_loop": self.agg.compiled})
 
     # -- setup -----------------------------------------------------------------------------------
     def _clients(self) -> None:
