@@ -5,16 +5,26 @@ decides, for each would-be alert (``score >= detectors.DEFAULT_THRESHOLD``), whe
 Two mechanisms, both learned from labels:
 
 1. **Calibration** (:mod:`models.feedback_calib`): a Bayesian probit estimate of P(real) from the
-   alert's size (band multiple), score and number of detectors that fired, with a per-metric layer
-   (:class:`MetricPrior`) shared by the series of one metric and a per-series layer. Its prior says
-   "alert", so with no labels nothing changes; false labels raise the bar, true labels lower it.
+   alert's size (band multiple, fold change), score and number of detectors that fired, with a
+   per-metric layer (:class:`MetricPrior`, learned from the labels of all the metric's series) and
+   a per-series layer (what the metric layer does not explain). Its prior says "alert", so with no
+   labels nothing changes; false labels raise the bar, true labels lower it. It mutes an alert
+   only below P(real) ``SUPPRESS_BELOW`` *and* when two false alarms labeled on the series were at
+   least half its size (``GUARD_SUPPORT``, ``MARGIN``).
 2. **Suppression of a labeled-false pattern**: false labels of the same direction at the same time
-   of day (within 1 h) form a pattern (e.g. a nightly batch job); later alerts of that direction, at
-   that time, no larger than ``MARGIN`` times the largest labeled one are suppressed.
+   of day (within 1 h), on two different days, form a pattern (e.g. a nightly batch job); later
+   alerts of that direction, at that time, no larger than ``MARGIN`` times the largest labeled one
+   are suppressed. When all its labeled days fall on one weekday (a Sunday backup) the pattern is
+   weekly and covers that weekday only.
 
-Neither may mute a real incident: alerts more than ``MARGIN`` x the largest false-labeled deviation
-in their direction always alert, as do alerts in the other direction or at another time of day
-(for patterns). A true label inside a pattern's reach removes the pattern.
+Neither may mute a real incident: alerts more than ``MARGIN`` x the false-labeled sizes around them
+always alert, as do alerts in the other direction or at another time of day or weekday (for
+patterns). A true label inside a pattern's reach removes the pattern.
+
+The model is a function of its label log, one verdict per anomaly (the latest wins): a label that
+changes an anomaly's verdict, or the ``ignore`` that ``patrol label undo`` publishes to retract a
+first label, rebuilds the series model and its metric's prior by replaying their logs without the
+old verdict, so an undone label is unlearned, not merely ignored.
 
 Caller's protocol (detect worker): keep ``FeedbackModel.from_state(series.calibration)`` per series
 and one :class:`MetricPrior` per metric; on a would-be alert call :meth:`FeedbackModel.decide`; on a
@@ -34,9 +44,9 @@ Examples
 >>> m.decide(alert(130, night), prior).alert                # no labels: unchanged
 True
 >>> print(m.learn(alert(130, night), "false", "a1b2c3d4e5", prior).text)
-suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:00 from day 2 (now 1) (label a1b2c3d4 false); P(real) like it 0.95 -> 0.77
+suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:00 from day 2 (now 1) (label a1b2c3d4 false); P(real) like it 0.95 -> 0.74
 >>> print(m.learn(alert(126, night + 86400 + 600), "false", "f00dfeed42", prior).text)   # the next night
-suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:10 (label f00dfeed false); P(real) like it 0.77 -> 0.63
+suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:10 (label f00dfeed false); P(real) like it 0.74 -> 0.56
 >>> m.decide(alert(128, night + 2 * 86400), prior).reason  # a recurring pattern now: suppressed
 'labeled false alarm pattern: up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:10 (label f00dfeed)'
 >>> m.decide(alert(180, night + 2 * 86400), prior).alert   # much larger: a real incident
@@ -45,18 +55,24 @@ True
 True
 >>> m.learn(alert(130, night), "false", "a1b2c3d4e5", prior) is None   # replayed label
 True
+>>> print(m.learn(alert(126, night + 86400 + 600), "ignore", "0dd0dd0dd0", prior).text)  # undo the 2nd label
+unlearned label f00dfeed (false; replayed 1 labels) (label 0dd0dd0d ignore)
+>>> m.decide(alert(128, night + 2 * 86400), prior).alert   # one night again: no longer a recurring pattern
+True
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
 
 import detectors
 
-from .feedback_calib import (FEATURES, SERIES_S2, MetricPrior, Probit, Seen, as_size, feature_vector, merge_size,
-                             predict, size_cutoff)
+from .feedback_calib import (FEATURES, SERIES_S2, MetricPrior, Probit, Seen, as_size, compact, feature_vector,
+                             merge_size, predict, size_cutoff, update, vector)
 
 __all__ = ["Change", "Decision", "FeedbackModel", "MetricPrior", "anomaly_features", "features_of"]
 
@@ -70,6 +86,8 @@ MAX_CHANGES = 4     # explanations kept for `patrol models show`
 SUPPRESS_BELOW = 0.2
 MIN_PATTERN_DAYS = 2  # a pattern is recurring: false labels on 2 different days before it suppresses
 DAY_MIN = 1440
+GUARD_SUPPORT = 2  # labeled false alarms of an alert's size needed before calibration may mute it
+SERIES_LOG = 32     # labels a series keeps to unlearn one by replay (bounded state)
 
 
 @dataclass(frozen=True)
@@ -134,8 +152,8 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
         ``/ (expected - lower)`` below; None without a band), ``rel_change`` (vs expected; None at 0),
         ``fold`` (fold change in the alert's direction, minus 1: ``value / expected - 1`` up,
         ``expected / value - 1`` down; None without a positive expected value),
-        ``magnitude`` (``|value - expected|``), ``excess``, ``minute`` (of the UTC day), ``hour``,
-        ``dow`` (0 = Monday), ``metric_kind``.
+        ``magnitude`` (``|value - expected|``), ``excess``, ``t`` (window start, epoch seconds),
+        ``minute`` (of the UTC day), ``hour``, ``day`` (since the epoch), ``dow`` (0 = Monday), ``metric_kind``.
 
     Examples
     --------
@@ -166,7 +184,7 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
         "rel_change": round(diff / abs(exp), 4) if exp and math.isfinite(diff) else None, "fold": fold,
         "magnitude": abs(diff) if math.isfinite(diff) else None,
         "excess": round(min(max((score - threshold) / (1.0 - threshold), 0.0), 1.0), 4),
-        "minute": minute, "hour": minute // 60, "day": int(ts // 86400),
+        "t": int(ts), "minute": minute, "hour": minute // 60, "day": int(ts // 86400),
         "dow": (int(ts // 86400) + 3) % 7,  # 1970-01-01 was a Thursday
         "metric_kind": metric_kind,
     }
@@ -221,27 +239,51 @@ def _within(size: list, top: list | None) -> bool:
     return size[1] is None or top[1] is None or size[1] <= MARGIN * top[1]
 
 
+def anomaly_key(features: dict) -> str:
+    """Identity of the labeled anomaly within its series, from its features.
+
+    Every label on one anomaly (a mark, a later change of mind, an undo) carries the same copied
+    features, so this key tells "the same anomaly again" from a new one without its id: the window
+    (``t``, or day and minute in records older than ``t``), direction, size and score.
+    """
+    when = features.get("t", (features.get("day", 0), features.get("minute")))
+    ident = [when, features.get("direction"), features.get("deviation"), features.get("fold"), features.get("score"),
+             features.get("metric_kind")]
+    return hashlib.blake2b(json.dumps(ident, default=str).encode(), digest_size=6).hexdigest()
+
+
+_DOW = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
 class Pattern:
-    """Labeled-false alerts of one direction around one time of day.
+    """Labeled-false alerts of one direction around one time of day (every day, or weekly).
 
     Covers minutes ``start .. start + width`` of the UTC day (+- ``SLACK_MIN``), sizes up to
     ``MARGIN`` x ``top`` (the largest labeled band multiple and fold change). ``label`` is the short
-    id of the label that last widened it.
+    id of the label that last widened it. ``mask`` holds the weekdays its false labels fell on: when
+    they fell on one weekday only, on different days (so at least a week apart), the cause is weekly
+    (a Sunday backup) and the pattern covers that weekday only.
     """
 
-    __slots__ = ("sign", "start", "width", "top", "n", "label", "day")
+    __slots__ = ("sign", "start", "width", "top", "n", "label", "day", "mask")
 
-    def __init__(self, sign: int, start: int, width: int, top: list, n: int, label: str, day: int = -1):
+    def __init__(self, sign: int, start: int, width: int, top: list, n: int, label: str, day: int = -1, mask: int = 0):
         self.sign, self.start, self.width, self.top, self.n, self.label = sign, start, width, as_size(top), n, label
-        self.day = day  # day of the last label counted in n (n counts distinct days)
+        self.day = day    # anchor day of the last label counted in n (n counts distinct days)
+        self.mask = mask  # weekdays (bit 0 = Monday) of the days counted; 0 in states older than this field
 
     @property
     def active(self) -> bool:
         return self.n >= MIN_PATTERN_DAYS
 
+    @property
+    def weekly(self) -> bool:
+        return self.active and self.mask != 0 and self.mask & (self.mask - 1) == 0  # one weekday only
+
     def count(self, day: int) -> None:
         if day != self.day:
             self.n, self.day = self.n + 1, day
+            self.mask |= 1 << ((day + 3) % 7)  # 1970-01-01 was a Thursday
 
     def offset(self, minute: int) -> int:
         return (minute - self.start) % DAY_MIN
@@ -250,12 +292,22 @@ class Pattern:
         d = self.offset(minute)
         return d <= self.width + SLACK_MIN or d >= DAY_MIN - SLACK_MIN
 
-    def reaches(self, sign: int, minute: int, size: list) -> bool:
-        return sign == self.sign and self.near(minute) and _within(size, self.top)
+    def anchor(self, day: int, minute: int) -> int:
+        """The day whose occurrence of the pattern's hours holds ``minute`` of ``day`` (for a
+        pattern around midnight, 00:20 belongs to the previous evening's occurrence)."""
+        d = self.offset(minute)
+        if d > self.width + SLACK_MIN:   # before the start: part of that day's occurrence, unless it wrapped
+            return day if minute >= self.start - SLACK_MIN else day + 1
+        return day if minute >= self.start else day - 1
 
-    def covers(self, sign: int, minute: int, size: list) -> bool:
-        """Would suppress: within reach, and seen on enough days to be a recurring pattern."""
-        return self.active and self.reaches(sign, minute, size)
+    def reaches(self, sign: int, minute: int, size: list, day: int | None = None) -> bool:
+        if sign != self.sign or not self.near(minute) or not _within(size, self.top):
+            return False
+        return not self.weekly or day is None or self.mask >> ((self.anchor(day, minute) + 3) % 7) & 1 == 1
+
+    def covers(self, sign: int, minute: int, size: list, day: int | None = None) -> bool:
+        """Would suppress: within reach (weekday included), and seen on enough days to be a recurring pattern."""
+        return self.active and self.reaches(sign, minute, size, day)
 
     def widened(self, minute: int) -> tuple[int, int] | None:
         """(start, width) once ``minute`` is included, or None when that would exceed ``MAX_SPAN_MIN``."""
@@ -274,26 +326,61 @@ class Pattern:
             f = 1.0 + MARGIN * self.top[1]
             size += f", {'<=' if self.sign > 0 else '>='} {f if self.sign > 0 else 1.0 / f:.2g}x expected"
         what = f"{word} alerts {size} at {_hhmm(lo)}-{_hhmm(hi)}"
+        if self.weekly:
+            what += " on " + "/".join(d for i, d in enumerate(_DOW) if self.mask >> i & 1) + "s"
         return what if self.active else f"{what} from day {MIN_PATTERN_DAYS} (now {self.n})"
 
     def to_state(self) -> list:
-        return [self.sign, self.start, self.width, self.top, self.n, self.label, self.day]
+        return [self.sign, self.start, self.width, self.top, self.n, self.label, self.day, self.mask]
+
+
+@dataclass
+class _Obs:
+    """One logged label: what learning needs of it, compact enough to keep ``SERIES_LOG`` of them."""
+
+    key: str
+    real: bool
+    sign: int
+    minute: int
+    day: int
+    calib: list        # :func:`models.feedback_calib.compact`
+    short: str
+
+    @property
+    def size(self) -> list | None:
+        return _size({"deviation": self.calib[0], "fold": self.calib[1]})
+
+    def to_state(self) -> list:
+        return [self.key, int(self.real), self.sign, self.minute, self.day, *self.calib, self.short]
+
+    @classmethod
+    def from_state(cls, e) -> "_Obs":
+        return cls(e[0], bool(e[1]), e[2], e[3], e[4], list(e[5:9]), e[9])
 
 
 class FeedbackModel:
     """One series' label feedback (calibration offsets, false-alarm patterns, explanations).
 
-    State is small and bounded (``to_state()`` is JSON, about a kilobyte at most, whatever the
-    number of labels). See the module docstring for the protocol and an example.
+    The model is a function of its label log: the last ``SERIES_LOG`` labels, one per anomaly
+    (the latest verdict wins). A label that changes an anomaly's verdict, or an undo that retracts
+    it (``ignore`` on an anomaly already labeled), rebuilds the model by replaying the log without
+    the old verdict, so it is truly unlearned (labels older than the log stay learned until then and
+    are forgotten by a rebuild). State is small and bounded (``to_state()`` is JSON, a few kB at
+    most, whatever the number of labels). See the module docstring for the protocol and an example.
     """
 
     def __init__(self):
+        self.seen = Seen()
+        self.changes: list[dict] = []
+        self.log: list[_Obs] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        """Everything learned from labels, as before any label (``seen``, ``changes`` and ``log`` stay)."""
         self.layer = Probit([0.0] * len(FEATURES), [SERIES_S2] * len(FEATURES))
         self.patterns: list[Pattern] = []
         self.max_false: dict[int, list | None] = {1: None, -1: None}  # largest labeled-false size per direction
         self.n_true = self.n_false = 0
-        self.seen = Seen()
-        self.changes: list[dict] = []
 
     # -- decisions -------------------------------------------------------------------------
     def decide(self, features: dict, prior: MetricPrior | None = None) -> Decision:
@@ -315,24 +402,36 @@ class FeedbackModel:
         size = _size(features)
         if size is None:  # no band yet: nothing to compare sizes with
             return Decision(True, p)
+        day = features.get("day")
         for pat in self.patterns:
-            if pat.covers(sign, features["minute"], size):
+            if pat.covers(sign, features["minute"], size, day):
                 return Decision(False, p, f"labeled false alarm pattern: {pat.describe()} (label {pat.label})")
-        worst_false = self.max_false[sign]
-        if prior.max_false(sign) is not None:
-            worst_false = merge_size(worst_false, prior.max_false(sign))
-        if p < SUPPRESS_BELOW and _within(size, worst_false):
+        if p < SUPPRESS_BELOW and self._vouched(sign, size):
             cut = size_cutoff([prior.probit, self.layer], x)
             need = f"; alerts like it need >= {cut:.1f}x band" if cut else ""
             return Decision(False, p, f"calibrated on labels: P(real) {p:.2f} < {SUPPRESS_BELOW}{need}")
         return Decision(True, p)
 
+    def _vouched(self, sign: int, size: list) -> bool:
+        """Calibration may mute only what false alarms on this series were seen to be: at least
+        ``GUARD_SUPPORT`` of its logged false labels in this direction are each at least 1 / ``MARGIN``
+        of ``size`` (on both measures). Two, not one: a single outsized false alarm (a detector still
+        warming up) must not vouch for muting everything below twice its size."""
+        if not self.log:  # a state from before the label log: only the largest false size is known
+            return _within(size, self.max_false[sign])
+        n = sum(1 for o in self.log if not o.real and o.sign == sign and o.size is not None and _within(size, o.size))
+        return n >= GUARD_SUPPORT
+
     # -- learning --------------------------------------------------------------------------
     def learn(self, features: dict, verdict: str, label_id: str, prior: MetricPrior | None = None) -> Change | None:
         """Learn one label; returns what changed, or None when nothing did.
 
-        Nothing changes for ``ignore``, for a label id already learned, for a false label that an
-        existing pattern already covers in time and size, and for a label without features.
+        The latest label on an anomaly is the one in effect: another verdict on an anomaly already
+        labeled replaces the earlier one, and ``ignore`` on it (what ``patrol label undo`` publishes
+        when it retracts a first label) unlearns it; both rebuild the model by replaying its label
+        log. Nothing changes for ``ignore`` on an unlabeled anomaly, for a label id already learned,
+        for the same verdict on the same anomaly again, for a false label that an existing pattern
+        already covers in time and size, and for a label without features.
 
         Parameters
         ----------
@@ -348,46 +447,83 @@ class FeedbackModel:
         verdict = getattr(verdict, "value", verdict)
         if verdict not in ("true", "false", "ignore"):
             raise ValueError(f"verdict must be true, false or ignore, not {verdict!r}")
-        if verdict == "ignore" or label_id in self.seen:
+        if label_id in self.seen:
             return None
         if not all(k in features for k in ("score", "direction", "minute")):
             return None  # a label without the anomaly's features (older records): nothing to learn from
         prior = prior if prior is not None else MetricPrior()
+        key, short = anomaly_key(features), _short(label_id)
+        old = next((o for o in self.log if o.key == key), None)
+        if verdict == "ignore" and old is None:
+            return None
         self.seen.add(label_id)
-        real, short = verdict == "true", _short(label_id)
-        sign = 1 if features.get("direction") == "up" else -1
-        size = _size(features)
-        minute = features["minute"]
-        if not real and size is not None:
-            pat = next((p for p in self.patterns if p.covers(sign, minute, size)), None)
+        real = verdict == "true"
+        if old is not None and (verdict == "ignore" or old.real != real):
+            self.log.remove(old)
+            prior.retract(key)
+            self._replay(prior)
+            undone = f"unlearned label {old.short} ({'true' if old.real else 'false'}; replayed {len(self.log)} labels)"
+            if verdict == "ignore":
+                return self._log(Change(str(label_id), verdict, f"{undone} (label {short} ignore)"))
+            text = self._apply(self._obs(features, key, real, short), prior)
+            return self._log(Change(str(label_id), verdict, f"{undone}; {text}"))
+        if old is not None:  # same verdict on the same anomaly again
+            return None
+        text = self._apply(self._obs(features, key, real, short), prior)
+        return None if text is None else self._log(Change(str(label_id), verdict, text))
+
+    @staticmethod
+    def _obs(features: dict, key: str, real: bool, short: str) -> _Obs:
+        return _Obs(key, real, 1 if features.get("direction") == "up" else -1, int(features["minute"]),
+                    int(features.get("day", -1)), compact(features), short)
+
+    def _apply(self, o: _Obs, prior: MetricPrior, fixed: Probit | None = None) -> str | None:
+        """Learn ``o``; the explanation, or None when nothing changed.
+
+        Online (``fixed`` None) ``o`` is logged and the metric's prior learns it too; in a replay
+        ``fixed`` is the prior's weights as they were right after ``o`` (the prior has its own log).
+        """
+        replay = fixed is not None
+        if not replay:
+            self.log = (self.log + [o])[-SERIES_LOG:]
+        size, short = o.size, o.short
+        if not o.real and size is not None:
+            pat = next((p for p in self.patterns if p.covers(o.sign, o.minute, size, o.day)), None)
             if pat is not None:
                 # Explained away: one recurring cause, already suppressed. Training calibration on
                 # every repeat would teach it that *all* alerts of this size are false.
                 self.n_false += 1
-                span, top = pat.widened(minute) or (pat.start, pat.width), merge_size(pat.top, size)
-                if top == pat.top and span == (pat.start, pat.width):
+                span, top = pat.widened(o.minute) or (pat.start, pat.width), merge_size(pat.top, size)
+                day = pat.anchor(o.day, o.minute)
+                if top == pat.top and span == (pat.start, pat.width) and day == pat.day:
                     return None
                 (pat.start, pat.width), pat.top, pat.label = span, top, short
-                pat.count(features.get("day", -1))
-                return self._log(Change(str(label_id), verdict, f"suppress {pat.describe()} (label {short} false)"))
-        x = feature_vector(features)
+                pat.count(day)
+                return f"suppress {pat.describe()} (label {short} false)"
+        x = vector(o.calib)
         before = predict([prior.probit, self.layer], x)[1]
-        prior.learn(label_id, x, real, self.layer)
+        if not replay:
+            prior.learn(o.key, o.sign, o.calib, o.real)
+        # the series learns what its metric does not explain
+        update([self.layer], x, o.real, fixed=fixed if replay else prior.probit)
         after = predict([prior.probit, self.layer], x)[1]
         calib = f"P(real) like it {before:.2f} -> {after:.2f}"
-        if real:
+        if o.real:
             self.n_true += 1
-            lifted = self._lift(sign, minute, size) if size is not None else []
-            text = "; ".join([f"true incident (label {short} true)"] + lifted + [calib])
-        else:
-            self.n_false += 1
-            if size is None:
-                text = f"false alarm (label {short} false); {calib}"
-            else:
-                self.max_false[sign] = merge_size(self.max_false[sign], size)
-                prior.note_false(sign, size)
-                text = f"{self._suppress(sign, minute, size, short, features.get('day', -1))} (label {short} false); {calib}"
-        return self._log(Change(str(label_id), verdict, text))
+            lifted = self._lift(o.sign, o.minute, size, o.day) if size is not None else []
+            return "; ".join([f"true incident (label {short} true)"] + lifted + [calib])
+        self.n_false += 1
+        if size is None:
+            return f"false alarm (label {short} false); {calib}"
+        self.max_false[o.sign] = merge_size(self.max_false[o.sign], size)
+        return f"{self._suppress(o.sign, o.minute, size, short, o.day)} (label {short} false); {calib}"
+
+    def _replay(self, prior: MetricPrior) -> None:
+        """Rebuild everything learned from the log (the metric's prior is already rebuilt by its own log)."""
+        self._reset()
+        snaps = prior.snapshots()
+        for o in self.log:
+            self._apply(o, prior, fixed=snaps.get(o.key, prior.probit))  # older than the prior's log: today's
 
     def _log(self, change: Change) -> Change:
         self.changes = (self.changes + [change.as_dict()])[-MAX_CHANGES:]
@@ -400,25 +536,27 @@ class FeedbackModel:
                 if span is not None:
                     pat.start, pat.width = span
                     pat.top, pat.label = merge_size(pat.top, size), short
-                    pat.count(day)
+                    pat.count(pat.anchor(day, minute))
                     return f"suppress {pat.describe()}"
         if len(self.patterns) >= MAX_PATTERNS:  # drop the least supported (oldest on ties)
             self.patterns.remove(min(self.patterns, key=lambda p: p.n))
-        pat = Pattern(sign, minute, 0, size, 1, short, day)
+        pat = Pattern(sign, minute, 0, size, 0, short)
+        pat.count(day)
         self.patterns.append(pat)
         return f"suppress {pat.describe()}"
 
-    def _lift(self, sign: int, minute: int, size: list) -> list[str]:
-        gone = [p for p in self.patterns if p.reaches(sign, minute, size)]
+    def _lift(self, sign: int, minute: int, size: list, day: int) -> list[str]:
+        gone = [p for p in self.patterns if p.reaches(sign, minute, size, day)]
         self.patterns = [p for p in self.patterns if p not in gone]
         return [f"lift suppression of {p.describe()} (set by label {p.label})" for p in gone]
 
     # -- state -----------------------------------------------------------------------------
     def to_state(self) -> dict:
         """JSON-able, bounded state (store it in ``Series.calibration``)."""
-        return {"v": 1, "w": self.layer.to_state(), "pat": [p.to_state() for p in self.patterns],
+        return {"v": 2, "w": self.layer.to_state(), "pat": [p.to_state() for p in self.patterns],
                 "maxf": [self.max_false[1], self.max_false[-1]],
-                "n": [self.n_true, self.n_false], "seen": self.seen.ids, "changes": self.changes}
+                "n": [self.n_true, self.n_false], "seen": self.seen.ids, "changes": self.changes,
+                "log": [o.to_state() for o in self.log]}
 
     @classmethod
     def from_state(cls, d: dict | None) -> "FeedbackModel":
@@ -433,4 +571,5 @@ class FeedbackModel:
         m.n_true, m.n_false = d.get("n", [0, 0])
         m.seen = Seen(d.get("seen", ()))
         m.changes = list(d.get("changes", []))
+        m.log = [_Obs.from_state(e) for e in d.get("log", [])]  # none in version 1: nothing to unlearn by replay
         return m

@@ -6,10 +6,12 @@ all of them in closed form by assumed-density filtering, so there is no learning
 a weight that has seen many labels moves less. ``P(real | x) = Phi(mu . x / sqrt(beta^2 + sum x^2 s2))``.
 
 Weights are split in two layers, summed: a :class:`MetricPrior` shared by every series of one
-metric (it learns from all of their labels, slowly) and a per-series offset (fast, starts at 0).
-This is the "shared + specific copy of each feature" trick of hierarchical models: a metric whose
-alerts are mostly labeled false gets a higher bar on all its series, and one series can still
-differ from its siblings.
+metric, a probit regression on all of their labels, and a per-series offset (starts at 0) that
+learns only what the shared weights do not already explain (the shared layer is held fixed in
+its updates). This is the "shared + specific copy of each feature" trick of hierarchical models:
+a metric whose alerts are mostly labeled false gets a higher bar on all its series, and one series
+can still differ from its siblings. Because the shared layer learns from labels alone, it can be
+rebuilt from its label log: a retracted label is unlearned exactly by replaying the others.
 
 The prior is centred on "alert": with no labels every would-be alert has ``P(real) > 0.5``, so
 decisions are unchanged. Slopes on the size of the alert have floors: a larger departure is never
@@ -32,6 +34,7 @@ SERIES_S2 = 1.0   # prior variance of a series' own offsets
 BETA = 1.0        # label noise of the probit link (operators disagree, alerts are ambiguous)
 MIN_S2 = 1e-3     # keep some plasticity: a series can change behaviour after many labels
 SEEN_IDS = 32     # label ids remembered for idempotence (labels replay after a crash)
+PRIOR_LOG = 128   # labels a MetricPrior keeps to unlearn one by replay (older ones stay learned)
 
 
 def feature_vector(f: dict) -> tuple[float, ...]:
@@ -81,11 +84,16 @@ def predict(layers: Sequence[Probit], x: Sequence[float]) -> tuple[float, float]
     return m, _cdf(m / math.sqrt(var))
 
 
-def update(layers: Sequence[Probit], x: Sequence[float], real: bool) -> None:
-    """One assumed-density-filtering step on every layer, then the slope floors."""
+def update(layers: Sequence[Probit], x: Sequence[float], real: bool, fixed: Probit | None = None) -> None:
+    """One assumed-density-filtering step on every layer in ``layers``, then the slope floors.
+
+    ``fixed`` (optional) is a layer summed into the prediction but left unchanged: a series'
+    offsets learn the residual of its metric's shared weights without moving them.
+    """
     y = 1.0 if real else -1.0
-    m = sum(sum(w * xi for w, xi in zip(layer.mu, x)) for layer in layers)
-    var = BETA ** 2 + sum(sum(s * xi * xi for s, xi in zip(layer.s2, x)) for layer in layers)
+    every = ([fixed] if fixed is not None else []) + list(layers)
+    m = sum(sum(w * xi for w, xi in zip(layer.mu, x)) for layer in every)
+    var = BETA ** 2 + sum(sum(s * xi * xi for s, xi in zip(layer.s2, x)) for layer in every)
     sd = math.sqrt(var)
     t = y * m / sd
     v = _v(t)
@@ -95,12 +103,12 @@ def update(layers: Sequence[Probit], x: Sequence[float], real: bool) -> None:
             s = layer.s2[i]
             layer.mu[i] += y * xi * s / sd * v
             layer.s2[i] = max(s * (1.0 - xi * xi * s / var * w), MIN_S2)
-    # floors on the summed slopes: the shared layer alone, then each series offset on top of it
-    base = layers[0]
+    # floors on the summed slopes: the first layer alone, then each later one on top of it
+    base = every[0]
     for i, floor in enumerate(FLOORS):
-        if base.mu[i] < floor:
+        if base.mu[i] < floor and base is not fixed:
             base.mu[i] = floor
-        for layer in layers[1:]:
+        for layer in every[1:]:
             if base.mu[i] + layer.mu[i] < floor:
                 layer.mu[i] = floor - base.mu[i]
     for layer in layers:  # keep in memory exactly what a checkpoint keeps: same decisions after a restart
@@ -150,8 +158,26 @@ def merge_size(a, b) -> list:
     return [max(a[0], b[0]), max(fold) if fold else None]
 
 
+def vector(obs) -> tuple[float, ...]:
+    """:func:`feature_vector` of a logged label ``[dev, fold, excess, n_fired]`` (see :func:`compact`)."""
+    dev, fold, excess, n_fired = obs
+    return feature_vector({"deviation": dev, "fold": fold, "excess": excess, "n_fired": n_fired})
+
+
+def compact(f: dict) -> list:
+    """What calibration keeps of a labeled alert's features: ``[deviation, fold, excess, n_fired]``."""
+    dev, fold = f.get("deviation"), f.get("fold")
+    return [None if dev is None else round(dev, 3), None if fold is None else round(fold, 3),
+            round(float(f.get("excess", 0.0)), 3), int(f.get("n_fired", 0))]
+
+
 class MetricPrior:
     """Calibration shared by the series of one metric (e.g. every ``error_ratio`` series).
+
+    A probit regression of P(real) on the labels of all of the metric's series (each series adds
+    its own offsets on top, see :class:`models.feedback.FeedbackModel`). It keeps its last
+    ``PRIOR_LOG`` labels, keyed by anomaly, so a label that changes verdict or is retracted is
+    unlearned exactly: the weights are rebuilt by replaying the log without it.
 
     Keep one per metric name, checkpoint ``to_state()`` next to the series states, and pass it to
     :meth:`models.feedback.FeedbackModel.decide` / ``learn`` of each of that metric's series.
@@ -161,47 +187,94 @@ class MetricPrior:
     >>> p = MetricPrior()
     >>> MetricPrior.from_state(p.to_state()).to_state() == p.to_state()
     True
-    >>> p.n_labels
-    0
+    >>> p.learn("k1", 1, [3.0, 0.5, 0.4, 1], False)
+    True
+    >>> p.n_labels, p.max_false(1)
+    (1, [3.0, 0.5])
+    >>> p.retract("k1"), p.n_labels, p.probit.mu == MetricPrior().probit.mu
+    (True, 0, True)
     """
 
-    def __init__(self, probit: Probit | None = None, seen: Seen | None = None, n_false: int = 0, n_true: int = 0):
-        self.probit = probit or Probit(PRIOR_MU, [METRIC_S2] * len(FEATURES))
-        self.seen = seen or Seen()
-        self.n_false, self.n_true = n_false, n_true
+    def __init__(self, probit: Probit | None = None, log=()):
+        self.probit = probit or self.fresh()
+        self.log = [list(e) for e in log][-PRIOR_LOG:]  # [key, real, sign, dev, fold, excess, n_fired]
+        self._count()
+
+    @staticmethod
+    def fresh() -> Probit:
+        return Probit(PRIOR_MU, [METRIC_S2] * len(FEATURES))
+
+    def _count(self) -> None:
+        self.n_true = sum(1 for e in self.log if e[1])
+        self.n_false = len(self.log) - self.n_true
         self.maxf = {1: None, -1: None}  # largest labeled-false size per direction, any series
+        for e in self.log:
+            if not e[1] and e[3] is not None:
+                self.maxf[e[2]] = merge_size(self.maxf[e[2]], [round(abs(e[3]), 3), None if e[4] is None else round(e[4], 3)])
 
     def max_false(self, sign: int) -> list | None:
         return self.maxf[sign]
-
-    def note_false(self, sign: int, size) -> None:
-        self.maxf[sign] = merge_size(self.maxf[sign], size)
 
     @property
     def n_labels(self) -> int:
         return self.n_false + self.n_true
 
-    def learn(self, label_id: str, x: Sequence[float], real: bool, series_layer: Probit) -> None:
-        """Update the shared and the series layer together (the shared one at most once per label id)."""
-        layers = [self.probit, series_layer]
-        if label_id in self.seen:  # replayed into another series model? learn the series part only
-            shared = Probit(self.probit.mu, self.probit.s2)
-            update([shared, series_layer], x, real)
-            return
-        self.seen.add(label_id)
-        self.n_true, self.n_false = self.n_true + real, self.n_false + (not real)
-        update(layers, x, real)
+    def learn(self, key: str, sign: int, obs: list, real: bool) -> bool:
+        """Learn one label on anomaly ``key`` (``obs`` from :func:`compact`); False when nothing changed.
+
+        The same verdict on the same anomaly again changes nothing; another verdict replaces the
+        earlier one (unlearned by replay).
+        """
+        old = next((e for e in self.log if e[0] == key), None)
+        if old is not None and bool(old[1]) == bool(real):
+            return False
+        entry = [key, int(bool(real)), sign, *obs]
+        if old is not None:
+            self.log.remove(old)
+            self.log.append(entry)
+            self._replay()
+            return True
+        self.log.append(entry)
+        del self.log[:-PRIOR_LOG]  # older labels stay in the weights, but can no longer be unlearned
+        update([self.probit], vector(obs), bool(real))
+        self._count()
+        return True
+
+    def retract(self, key: str) -> bool:
+        """Unlearn the label on anomaly ``key`` (replay the log without it); False when not logged."""
+        old = next((e for e in self.log if e[0] == key), None)
+        if old is None:
+            return False
+        self.log.remove(old)
+        self._replay()
+        return True
+
+    def _replay(self) -> None:
+        self.probit = self.fresh()
+        for e in self.log:
+            update([self.probit], vector(e[3:]), bool(e[1]))
+        self._count()
+
+    def snapshots(self) -> dict[str, Probit]:
+        """Anomaly key -> the shared weights right after its label, replayed from the log: what a
+        series replaying its own labels held fixed when it first learned each of them."""
+        probit, out = self.fresh(), {}
+        for e in self.log:
+            update([probit], vector(e[3:]), bool(e[1]))
+            out[e[0]] = Probit(probit.mu, probit.s2)
+        return out
 
     def to_state(self) -> dict:
-        return {"v": 1, "w": self.probit.to_state(), "seen": self.seen.ids, "n": [self.n_true, self.n_false],
-                "maxf": [self.maxf[1], self.maxf[-1]]}
+        return {"v": 2, "w": self.probit.to_state(), "log": self.log}
 
     @classmethod
     def from_state(cls, d: dict | None) -> "MetricPrior":
+        """Inverse of :meth:`to_state`; states of version 1 (no log) keep their largest false sizes."""
         if not d:
             return cls()
-        n_true, n_false = d.get("n", [0, 0])
-        p = cls(Probit.from_state(d.get("w"), cls().probit), Seen(d.get("seen", ())), n_false, n_true)
-        up, down = d.get("maxf", [None, None])
-        p.maxf = {1: as_size(up), -1: as_size(down)}
+        p = cls(Probit.from_state(d.get("w"), cls.fresh()), d.get("log", ()))
+        if "log" not in d:  # version 1: no log to rebuild from, keep what it knew
+            up, down = d.get("maxf", [None, None])
+            p.maxf = {1: as_size(up), -1: as_size(down)}
+            p.n_true, p.n_false = d.get("n", [0, 0])
         return p

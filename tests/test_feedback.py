@@ -128,8 +128,8 @@ def test_state_round_trips_and_stays_bounded():
         m.learn(alert(v, rng.uniform(0, 60 * DAY)), rng.choice(["true", "false"]), f"{i:08x}deadbeef{i:08x}", prior)  # 24 hex like record_id
     st = m.to_state()
     blob = json.dumps(st)
-    assert len(blob) < 1600, len(blob)
-    assert len(json.dumps(prior.to_state())) < 800
+    assert len(blob) < 4200, len(blob)  # 32 logged labels (to unlearn by replay) + weights + patterns
+    assert len(json.dumps(prior.to_state())) < 10000, len(json.dumps(prior.to_state()))  # 128 logged labels
     back = FeedbackModel.from_state(json.loads(blob))
     assert back.to_state() == st
     pb = MetricPrior.from_state(json.loads(json.dumps(prior.to_state())))
@@ -182,3 +182,125 @@ def test_states_of_older_versions_still_load():
     prior = MetricPrior.from_state({"w": [[2.0, 1.0, 1.0, 0.5], [0.5] * 4], "n": [0, 5], "maxf": [3.4, 0.0]})
     assert not m.decide(alert(130, 9 * DAY + 3 * HOUR), prior).alert  # the nightly pattern still holds
     assert m.decide(alert(180, 9 * DAY + 3 * HOUR), prior).alert
+
+
+def probes():
+    """Would-be alerts of many sizes, both directions, at the batch hour and elsewhere, weekdays and Sundays."""
+    return [alert(100 + d, t) for d in (-60, -25, 22, 30, 45, 80, 300)
+            for t in (40 * DAY + 3 * HOUR + 600, 41 * DAY + 13 * HOUR, 45 * DAY + 3 * HOUR)]
+
+
+def decisions(m, prior):
+    return [(d.alert, round(d.score, 4)) for d in (m.decide(f, prior) for f in probes())]
+
+
+def test_undo_of_a_false_label_unlearns_it():
+    """A retraction (verdict ignore on a labeled anomaly, what `patrol label undo` publishes) rebuilds
+    the series and its metric's prior as if the label had never been given."""
+    m, prior = FeedbackModel(), MetricPrior()
+    ref, ref_prior = FeedbackModel(), MetricPrior()
+    first, second = alert(130, 3 * HOUR), alert(128, DAY + 3 * HOUR + 600)
+    m.learn(first, "false", "aaaa000001", prior)
+    ref.learn(first, "false", "aaaa000001", ref_prior)
+    m.learn(second, "false", "bbbb000001", prior)
+    assert not m.decide(alert(129, 5 * DAY + 3 * HOUR), prior).alert  # two nights: a recurring pattern
+    ch = m.learn(second, "ignore", "cccc000001", prior)  # the undo carries the anomaly's features
+    assert ch is not None and "unlearned label bbbb0000" in ch.text
+    assert m.decide(alert(129, 5 * DAY + 3 * HOUR), prior).alert
+    assert decisions(m, prior) == decisions(ref, ref_prior)
+    assert prior.to_state() == ref_prior.to_state()
+    assert m.to_state()["pat"] == ref.to_state()["pat"] and m.to_state()["w"] == ref.to_state()["w"]
+    # retracting an anomaly that was never labeled changes nothing
+    assert m.learn(alert(150, 9 * DAY), "ignore", "dddd000001", prior) is None
+
+
+def test_undo_of_many_false_labels_restores_the_detectors_decisions():
+    m, prior = FeedbackModel(), MetricPrior()
+    fresh = decisions(FeedbackModel(), MetricPrior())
+    feats = [alert(125 + (i % 3), i * HOUR + 7 * DAY * (i % 2)) for i in range(24)]
+    for i, f in enumerate(feats):
+        m.learn(f, "false", f"f{i:09d}", prior)
+    assert decisions(m, prior) != fresh
+    for i, f in enumerate(feats):
+        m.learn(f, "ignore", f"u{i:09d}", prior)
+    assert [a for a, _ in decisions(m, prior)] == [a for a, _ in fresh]
+    assert prior.probit.mu == MetricPrior().probit.mu and prior.n_labels == 0
+    assert m.layer.mu == FeedbackModel().layer.mu and not m.patterns
+
+
+def test_changing_a_verdict_replaces_the_earlier_one():
+    """false -> true on one anomaly: the false verdict is unlearned, the true one learned (same as
+    having labeled it true in the first place)."""
+    m, prior = FeedbackModel(), MetricPrior()
+    ref, ref_prior = FeedbackModel(), MetricPrior()
+    nightly(m, prior, n=3)
+    nightly(ref, ref_prior, n=2)
+    last = alert(132, 2 * DAY + 3 * HOUR + 1200)  # what nightly() labeled third
+    ch = m.learn(last, "true", "relabel001", prior)
+    ref.learn(last, "true", "relabel001", ref_prior)
+    assert ch is not None and ch.text.startswith("unlearned label lbl0002 (false")
+    assert decisions(m, prior) == decisions(ref, ref_prior)
+    assert m.learn(last, "true", "relabel002", prior) is None  # the same verdict again
+
+
+def test_weekly_pattern_covers_its_weekday_only():
+    """A Sunday backup labeled false on two Sundays mutes Sundays at that hour, not Mondays."""
+    sunday = 3  # day 3 after the epoch (1970-01-04) was a Sunday
+    m, prior = FeedbackModel(), MetricPrior()
+    m.learn(alert(160, sunday * DAY + 1.5 * HOUR), "false", "sun0000001", prior)
+    ch = m.learn(alert(158, (sunday + 7) * DAY + 1.5 * HOUR + 300), "false", "sun0000002", prior)
+    assert "on Suns" in ch.text, ch.text
+    assert not m.decide(alert(161, (sunday + 21) * DAY + 1.5 * HOUR), prior).alert
+    assert m.decide(alert(161, (sunday + 22) * DAY + 1.5 * HOUR), prior).alert     # a Monday
+    assert m.decide(alert(161, (sunday + 20) * DAY + 1.5 * HOUR), prior).alert     # a Saturday
+
+
+def test_daily_pattern_labeled_on_two_weekdays_covers_every_day():
+    m, prior = FeedbackModel(), MetricPrior()
+    nightly(m, prior, n=2)  # days 0 and 1: Thursday and Friday
+    assert not m.decide(alert(131, 12 * DAY + 3 * HOUR), prior).alert  # a Tuesday
+
+
+def test_weekly_pattern_around_midnight_uses_the_evening_weekday():
+    """A Sunday 23:30 job that runs past midnight: 00:20 on Monday belongs to Sunday's occurrence."""
+    sunday = 3
+    m, prior = FeedbackModel(), MetricPrior()
+    for w in (0, 7):
+        m.learn(alert(160, (sunday + w) * DAY + 23.5 * HOUR), "false", f"late{w:06d}", prior)
+    assert not m.decide(alert(159, (sunday + 14) * DAY + 24 * HOUR + 20 * 60), prior).alert  # Monday 00:20
+    assert m.decide(alert(159, (sunday + 15) * DAY + 24 * HOUR + 20 * 60), prior).alert       # Tuesday 00:20
+
+
+def test_a_larger_incident_at_a_false_patterns_time_alerts_whatever_the_labels():
+    """Strengthened check: after a nightly pattern *and* calibration trained on many false labels
+    (P(real) low everywhere), every alert at the pattern's hour more than MARGIN x the largest
+    false-labeled size, in band multiples or in fold change, still alerts; and so does an outage."""
+    m, prior = FeedbackModel(), MetricPrior()
+    nightly(m, prior, n=10)                       # 1.3x expected, 3 bands
+    for i in range(30):                           # false alarms of that size at every hour
+        m.learn(alert(128 + (i % 4), 20 * DAY + i * 2.3 * HOUR), "false", f"many{i:06d}", prior)
+    t = 40 * DAY + 3 * HOUR + 300
+    assert m.decide(alert(131, t), prior).score < 0.2 and not m.decide(alert(131, t), prior).alert
+    top_band, top_fold = 3.9, 0.39                # nightly(): values 130..139 at +-10 around 100
+    for band in (5.0, 10.0, 20.0, 40.0):          # same fold as the labels, band widened by the incident hour
+        value = 100 * (1 + 2 * top_fold + 0.1)
+        d = m.decide(alert(value, t, half=(value - 100) / band), prior)
+        if band > 2 * top_band or (value / 100 - 1) > 2 * top_fold:
+            assert d.alert, (band, d.reason)
+    for value in (180, 200, 400, 1000):           # larger in both measures (> 7.8 bands, > 1.78x)
+        d = m.decide(alert(value, t), prior)
+        assert d.alert, (value, d.reason)
+    assert m.decide(alert(40, t), prior).alert     # an outage at the batch hour (other direction)
+
+
+def test_one_outsized_false_label_does_not_let_calibration_mute_larger_alerts():
+    """Warm-up false alarms can be huge in band units; one of them alone must not vouch for
+    muting anything up to twice its size: calibration needs two false alarms of an alert's size."""
+    m, prior = FeedbackModel(), MetricPrior()
+    m.learn(alert(300, 2 * HOUR), "false", "warmup0001", prior)  # 20 bands, a detector warming up
+    for i in range(20):
+        m.learn(alert(125, DAY + i * 3.1 * HOUR), "false", f"small{i:05d}", prior)
+    t = 30 * DAY + 11 * HOUR
+    assert not m.decide(alert(124, t), prior).alert               # small ones: muted by calibration
+    d = m.decide(alert(190, t), prior)                           # 9 bands: > 2x every false alarm but one
+    assert d.alert, d.reason
