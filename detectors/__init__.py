@@ -16,13 +16,14 @@ from .base import Detector, DetectorResult
 from .bocpd import BOCPDDetector
 from .calibration import TailCalibrator
 from .changepoint import CusumDetector
-from .ensemble import (DEFAULT_THRESHOLD, METRIC_KINDS, BatchEnsemble, BatchResult, Ensemble, Result,
+from .ensemble import (DEFAULT_THRESHOLD, METRIC_KINDS, STATE_VERSION, BatchEnsemble, BatchResult, Ensemble, Result,
                        default_ensemble)
+from .likelihood import ResidualLikelihood
 from .ratio import RatioDetector
 from .seasonal import SeasonalDetector
 from .spike import SpikeDetector
 from .stl import STLDetector
 
-__all__ = ["DEFAULT_THRESHOLD", "METRIC_KINDS", "BOCPDDetector", "BatchEnsemble", "BatchResult", "CusumDetector",
-           "Detector", "DetectorResult", "Ensemble", "RatioDetector", "Result", "STLDetector", "SeasonalDetector",
+__all__ = ["DEFAULT_THRESHOLD", "METRIC_KINDS", "STATE_VERSION", "BOCPDDetector", "BatchEnsemble", "BatchResult", "CusumDetector",
+           "Detector", "DetectorResult", "Ensemble", "RatioDetector", "ResidualLikelihood", "Result", "STLDetector", "SeasonalDetector",
            "SpikeDetector", "TailCalibrator", "default_ensemble"]

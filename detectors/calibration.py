@@ -17,11 +17,17 @@ surprise. Priors (``n0`` points, ``k0`` exceedances at the ideal values) make
 the first points behave sensibly; excesses are capped when learning so one
 incident does not blind the series to the next.
 
-Episode damping: an ongoing incident should alert at its onset, not on every
-point. ``novelty`` subtracts the decayed peak of recent calibrated surprises
-(``peak * decay`` per point), so a point scores high only when it brings
-evidence beyond what the episode already showed (a constant excursion alerts
-once; a worsening one alerts again).
+Episode damping (alert suppression): an ongoing incident should alert at its
+onset, not on every point. ``novelty`` subtracts the decayed peak of the
+calibrated surprises *that were alerted* (``peak * decay`` per point; a point
+is alerted when its damped surprise reaches ``alert``), so after an alert a
+point scores high again only when it brings evidence beyond what was already
+reported (a constant excursion alerts once; a worsening one alerts again).
+Surprises below the alert level do not damp what follows: an incident that
+builds up over a few points (each a little more surprising) reaches its full
+score instead of being charged for its own early, unreported points. NAB
+rewards the earliest detection in a window and charges every further alert
+outside it, which is the same trade-off an operator has.
 
 Examples
 --------
@@ -61,19 +67,22 @@ class TailCalibrator(Detector):
         Excesses are capped at ``cap * beta`` when learning.
     decay : float
         Per-point decay of the episode peak (episode damping; 0 disables).
+    alert : float
+        Damped surprise at or above which a point counts as alerted (the
+        ensemble passes ``10 * threshold``); only alerted points raise the peak.
     """
 
     name = "calibration"
 
-    def __init__(self, u=2.5, n0=200.0, k0=5.0, min_rate=1.0 / 3000, beta_rate=0.02, cap=4.0, decay=0.9,
-                 n_series=1):
+    def __init__(self, u=2.5, n0=200.0, k0=5.0, min_rate=1.0 / 3000, beta_rate=0.02, cap=4.0, decay=0.95,
+                 alert=3.5, n_series=1):
         self.u, self.n0, self.k0, self.min_rate, self.beta_rate, self.cap = u, n0, k0, min_rate, beta_rate, cap
-        self.decay = decay
+        self.decay, self.alert = decay, alert
         super().__init__(n_series)
 
     def config(self):
         return dict(u=self.u, n0=self.n0, k0=self.k0, min_rate=self.min_rate, beta_rate=self.beta_rate, cap=self.cap,
-                    decay=self.decay)
+                    decay=self.decay, alert=self.alert)
 
     def _shapes(self):
         return {"n": (), "k": (), "r": (), "beta": (), "peak": ()}
@@ -91,16 +100,15 @@ class TailCalibrator(Detector):
         return np.where(S > self.u, above, below)
 
     def novelty(self, cal, ok):
-        """Bursts: many moderately surprising points close together are themselves an
-anomaly (Numenta's likelihood averages raw scores over a short window for the
-same reason). ``ks``, an exponentially weighted count of recent exceedances of
-``u`` (``burst_decay`` per point, ~10 points), is compared with the long-run
-rate: ``P(K >= ks)`` for ``K ~ Poisson(r / (1 - burst_decay))``.
+        """Episode damping: calibrated surprise beyond the decayed peak of alerted points.
 
-Episode damping: calibrated surprise beyond the decayed recent peak (then update the peak)."""
+        The peak is raised only by points whose damped surprise reaches ``alert``
+        (what was reported); otherwise it just decays.
+        """
         prev = self.s["peak"] * self.decay
         eff = np.maximum(cal - prev, 0.0)
-        self.s["peak"][:] = np.where(ok, np.maximum(cal, prev), self.s["peak"])
+        alerted = eff >= self.alert
+        self.s["peak"][:] = np.where(ok, np.where(alerted, np.maximum(cal, prev), prev), self.s["peak"])
         return eff
 
     def learn(self, S, ok=None):

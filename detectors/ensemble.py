@@ -36,12 +36,19 @@ import numpy as np
 from .base import Clock, to_seconds, z_to_surprise, clip
 from .calibration import TailCalibrator
 from .changepoint import CusumDetector
+from .likelihood import ResidualLikelihood
 from .ratio import RatioDetector
 from .seasonal import SeasonalDetector
 from .spike import SpikeDetector
 
-DEFAULT_THRESHOLD = 0.25
-"""Score at/above which the service alerts (calibrated, episode-damped surprise of 2.5 decades)."""
+DEFAULT_THRESHOLD = 0.35
+"""Score at/above which the service alerts (calibrated, episode-damped surprise of 3.5 decades).
+
+Chosen with the likelihood detector and alert-relative damping by leave-one-category-out
+cross-validation on NAB (docs/nab.md); it also sets the calibrator's alert level."""
+
+STATE_VERSION = 2
+"""Version of the packed state (v2 added the residual likelihood; v1 states still load)."""
 
 METRIC_KINDS = ("gauge", "count", "ratio", "latency")
 DIRECTIONS = ("both", "up", "down")
@@ -180,8 +187,13 @@ class BatchEnsemble:
             if period:
                 self.detectors.append(SeasonalDetector(n_series=n, period=period, n_slots=n_slots, weekly=weekly,
                                                        tz_offset=tz_offset, rel_floor=rel, abs_floor=floor))
-        self.names = tuple(d.name for d in self.detectors)
-        self.calibrator = TailCalibrator(n_series=n)
+        # EWMA of the fast models' residuals against its own long-run distribution (drifts, spike
+        # density): ~20 points for the spike / ratio residual; ~50 for the seasonal one, whose model
+        # (level time constant one period) leaves residuals correlated over longer stretches
+        self.likelihood = ResidualLikelihood(n_series=n, n_channels=2, short_rate=(0.05, 0.02))
+        self.names = tuple(d.name for d in self.detectors) + (self.likelihood.name,)
+        # damping counts only what was alerted, at the service's alert level
+        self.calibrator = TailCalibrator(n_series=n, alert=10.0 * threshold)
 
     def config(self) -> dict:
         return dict(metric_kind=self.metric_kind, direction=self.direction, threshold=self.threshold,
@@ -248,6 +260,10 @@ class BatchEnsemble:
             exp_v = _inv(self.metric_kind, exp_y)
             lo = _inv(self.metric_kind, exp_y - half)
             hi = _inv(self.metric_kind, exp_y + half)
+        # residual likelihood on the fast model's residual (spike / ratio) and the seasonal one
+        zseas = zs[-1] if (self.metric_kind != "ratio" and self.period) else np.zeros(N)
+        lk_s, lk_z, lk_fired = self.likelihood.update_many(np.stack([zs[0], zseas], axis=1), tt, ok, self.direction)
+        fired_mask |= lk_fired.astype(np.int64) << len(self.detectors)
         # fuse: largest surprise in the direction that matters
         Z = np.stack(zs)
         self.last_z = Z  # per-detector signed z of the last call (diagnostics)
@@ -259,6 +275,11 @@ class BatchEnsemble:
         surprise = np.where(ok, np.minimum(surprise, 30.0), 0.0)
         cal = np.maximum(np.where(ok, self.calibrator.calibrate(surprise), 0.0), 0.0)
         self.calibrator.learn(surprise, ok)
+        # the likelihood is calibrated against the series' own history already: take the larger
+        lk_wins = lk_s > cal
+        cal = np.maximum(cal, lk_s)
+        zbest = np.where(lk_wins, lk_z, zbest)
+        surprise = np.where(lk_wins, lk_s, surprise)
         cal = self.calibrator.novelty(cal, ok)
         pval = 10.0 ** (-cal)
         score = np.minimum(cal / 10.0, 1.0)
@@ -267,18 +288,21 @@ class BatchEnsemble:
         return BatchResult(score, pval, exp_v, lo, hi, direction, np.where(ok, fired_mask, 0), sev, self.names)
 
     # -- state ---------------------------------------------------------
-    def _parts(self):
-        return [self.calibrator] + self.detectors
+    def _parts(self, version=STATE_VERSION):
+        return [self.calibrator] + self.detectors + ([self.likelihood] if version >= 2 else [])
 
     def _pack(self, i) -> bytes:
         return b"".join(d._pack(i) for d in self._parts())
 
-    def _unpack(self, i, buf: bytes) -> None:
+    def _unpack(self, i, buf: bytes, version=STATE_VERSION) -> None:
         pos = 0
-        for d in self._parts():
+        for d in self._parts(version):
             pos = d._unpack(i, buf, pos)
         if pos != len(buf):
             raise ValueError("state does not match this ensemble's configuration")
+        if version < 2:  # v1 had no likelihood: it starts afresh (warm-up) for this series
+            for k, v in self.likelihood.s.items():
+                v[i] = 0
 
     def state_bytes(self) -> int:
         """Bytes of packed state per series (before base64)."""
@@ -286,7 +310,7 @@ class BatchEnsemble:
 
     def state_of(self, i: int) -> dict:
         """JSON-able state of series ``i`` (config + base64 of the packed state)."""
-        return {"v": 1, "config": self.config(),
+        return {"v": STATE_VERSION, "config": self.config(),
                 "data": base64.b64encode(self._pack(i)).decode()}
 
     def states_of(self, rows) -> list[dict]:
@@ -304,13 +328,16 @@ class BatchEnsemble:
                 blocks.append(a.reshape(m, -1).view(np.uint8))
         packed = np.concatenate(blocks, axis=1)
         cfg = self.config()
-        return [{"v": 1, "config": cfg, "data": base64.b64encode(packed[j].tobytes()).decode()} for j in range(m)]
+        return [{"v": STATE_VERSION, "config": cfg, "data": base64.b64encode(packed[j].tobytes()).decode()} for j in range(m)]
 
     def load_state(self, i: int, state: dict) -> None:
         """Load one series' state (from :meth:`state_of` / :meth:`Ensemble.to_state`) into row ``i``."""
+        v = int(state.get("v", 1))
+        if v > STATE_VERSION:
+            raise ValueError(f"state version {v} is newer than this library's ({STATE_VERSION})")
         if state.get("config") != self.config():
             raise ValueError("state was saved with a different configuration")
-        self._unpack(i, base64.b64decode(state["data"]))
+        self._unpack(i, base64.b64decode(state["data"]), v)
 
 
 class Ensemble:
