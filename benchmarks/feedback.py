@@ -248,12 +248,16 @@ def result_at(s: Series, i: int) -> detectors.Result:
 
 
 # -- the simulated operator ------------------------------------------------------------------------
-def simulate(series: list[Series], k: int, split: float | None = 0.5) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
+def simulate(series: list[Series], k: int, split: float | None = 0.5):
     """Replay all series in time order with feedback; the first ``k`` raised alerts per series get labels.
 
     With ``split`` (default), labels come only from the first ``split`` share of each series and
     the rest is evaluated, the same rows for every K. With ``split=None`` evaluation starts right
     after a series' k-th label (so never, on a series that raised fewer than k alerts).
+
+    Returns per-series tallies (:func:`tally`), the rows alerted with feedback (labeling period
+    included, for the checks) and, per series, the suppressed rows with the model's reason. Ground
+    truth enters only through the labels: ``decide`` sees the alert's features alone.
     """
     events = []
     for si, s in enumerate(series):
@@ -267,6 +271,7 @@ def simulate(series: list[Series], k: int, split: float | None = 0.5) -> tuple[d
     cut = [0 if k == 0 and split is None else h for h in horizon]
     after = [[] for _ in series]
     shown = [[] for _ in series]  # every alert raised with feedback, labeling period included (checks)
+    muted: list[dict[int, str]] = [{} for _ in series]
     for _, si, i in events:
         s = series[si]
         feats = anomaly_features(result_at(s, i), s.values[i], s.times[i], s.kind)
@@ -274,6 +279,8 @@ def simulate(series: list[Series], k: int, split: float | None = 0.5) -> tuple[d
         d = models[si].decide(feats, prior)
         if d.alert:
             shown[si].append(i)
+        else:
+            muted[si][i] = d.reason
         if i < horizon[si] and labeled[si] < k:
             if d.alert:  # the operator only sees what the system raises
                 label_id = hashlib.blake2b(f"{s.name}@{i}".encode(), digest_size=12).hexdigest()  # like record_id
@@ -284,7 +291,39 @@ def simulate(series: list[Series], k: int, split: float | None = 0.5) -> tuple[d
         elif d.alert and i >= cut[si]:
             after[si].append(i)
     return ({s.name: tally(s, cut[si], np.array(after[si], dtype=int), labeled[si], models[si])
-             for si, s in enumerate(series)}, {s.name: np.array(shown[si], dtype=int) for si, s in enumerate(series)})
+             for si, s in enumerate(series)}, {s.name: np.array(shown[si], dtype=int) for si, s in enumerate(series)},
+            {s.name: {i: r for i, r in muted[si].items() if i >= cut[si]} for si, s in enumerate(series)})
+
+
+def mechanism(reason: str) -> str:
+    return "pattern" if reason.startswith("labeled false alarm pattern") else "calibration"
+
+
+def losses(series: list[Series], cuts: dict[str, int], after: dict[str, np.ndarray], muted: dict[str, dict]) -> dict:
+    """Why recall dropped and what the false alarms removed were: truth windows that alerted before
+    feedback and not after (with the reasons their alerts were suppressed), and suppressed rows
+    outside truth windows, per mechanism."""
+    lost, fp_by = [], {"pattern": 0, "calibration": 0}
+    for s in series:
+        cut, mu = cuts[s.name], muted[s.name]
+        for i, r in mu.items():
+            if not s.truth[i]:
+                fp_by[mechanism(r)] += 1
+        before = np.flatnonzero(s.out["score"] >= T)
+        for a, b in s.windows():
+            if b < cut:
+                continue
+            rows = before[(before >= max(a, cut)) & (before <= b)]
+            kept = after[s.name]
+            if len(rows) and not ((kept >= max(a, cut)) & (kept <= b)).any():
+                lost.append({"series": s.name, "source": s.source, "window": [int(a), int(b)],
+                             "suppressed": [{"row": int(i), "by": mechanism(mu[int(i)]), "reason": mu[int(i)]}
+                                            for i in rows if int(i) in mu]})
+    by = {"pattern": 0, "calibration": 0}
+    for w in lost:
+        for m in {x["by"] for x in w["suppressed"]}:
+            by[m] += 1
+    return {"windows_lost": lost, "windows_lost_by": by, "fp_suppressed_by": fp_by}
 
 
 def tally(s: Series, cut: int, after: np.ndarray, labels: int, model: FeedbackModel) -> dict:
@@ -324,7 +363,7 @@ def run(series: list[Series], ks, checks: dict, split: float | None = 0.5) -> di
     per_series = {}
     for k in ks:
         t0 = time.perf_counter()
-        rows, alerts = simulate(series, k, split)
+        rows, alerts, muted = simulate(series, k, split)
         log(f"K={k}: simulated {len(series)} series in {time.perf_counter() - t0:.1f}s")
         allsum = summarise(list(rows.values()))
         report["fp_reduction"][str(k)] = allsum["fp_reduction"]
@@ -337,6 +376,8 @@ def run(series: list[Series], ks, checks: dict, split: float | None = 0.5) -> di
         for name, (sname, a, b) in checks.items():
             s = next(x for x in series if x.name == sname)
             report.setdefault("checks", {}).setdefault(name, {})[str(k)] = _check(s, alerts[sname], a, b)
+        cuts = {s.name: len(s.values) - rows[s.name]["rows"] for s in series}
+        report.setdefault("losses", {})[str(k)] = losses(series, cuts, alerts, muted)
         per_series[str(k)] = rows
     report["series"] = per_series
     return report
@@ -387,6 +428,8 @@ def main(argv=None) -> dict:
                         "seconds": round(time.perf_counter() - t0, 1)}
     Path(a.json).write_text(json.dumps(report, indent=1))
     brief = {k: report[k] for k in ("fp_reduction", "recall_change", "fp_per_1000", "recall")}
+    brief["windows_lost_by"] = {k: v["windows_lost_by"] for k, v in report["losses"].items()}
+    brief["fp_suppressed_by"] = {k: v["fp_suppressed_by"] for k, v in report["losses"].items()}
     print(json.dumps(brief, indent=1))
     return report
 

@@ -61,3 +61,15 @@ def test_same_hour_incidents_are_reported(report):
     for c in checks.values():
         assert isinstance(c["5"]["alerted_after"], bool)
         assert not c["5"]["alerted_after"] or c["5"]["alerted_before"]
+
+
+def test_losses_account_for_every_removed_alert_and_lost_window(report):
+    """The recall-loss analysis adds up: every false alarm removed was suppressed by a named
+    mechanism, and every window lost had its alerts suppressed (not merely unlabeled)."""
+    for k in ("0", "5"):
+        raw, lo = report["raw"][k], report["losses"][k]
+        assert sum(lo["fp_suppressed_by"].values()) == raw["fp_before"] - raw["fp_after"]
+        assert len(lo["windows_lost"]) == raw["detected_before"] - raw["detected_after"]
+        for w in lo["windows_lost"]:
+            assert w["suppressed"] and all(x["by"] in ("pattern", "calibration") for x in w["suppressed"])
+    assert report["losses"]["0"]["windows_lost"] == [] and sum(report["losses"]["0"]["fp_suppressed_by"].values()) == 0
