@@ -274,7 +274,7 @@ def simulate(series: list[Series], k: int, split: float | None = 0.5):
     muted: list[dict[int, str]] = [{} for _ in series]
     for _, si, i in events:
         s = series[si]
-        feats = anomaly_features(result_at(s, i), s.values[i], s.times[i], s.kind)
+        feats = anomaly_features(result_at(s, i), s.values[i], s.times[i], s.kind, age_s=s.times[i] - s.times[0])
         prior = priors.setdefault(s.metric, MetricPrior())
         d = models[si].decide(feats, prior)
         if d.alert:

@@ -86,6 +86,9 @@ MAX_CHANGES = 4     # explanations kept for `patrol models show`
 SUPPRESS_BELOW = 0.2
 MIN_PATTERN_DAYS = 2  # a pattern is recurring: false labels on 2 different days before it suppresses
 DAY_MIN = 1440
+# The detectors' longest warm-up is the seasonal model's one period (a day): alerts raised before
+# it describe a detector still learning the series, not the series, so their labels do not retrain.
+WARMUP_S = 86400.0
 GUARD_SUPPORT = 2  # labeled false alarms of an alert's size needed before calibration may mute it
 SERIES_LOG = 32     # labels a series keeps to unlearn one by replay (bounded state)
 
@@ -128,7 +131,8 @@ def _epoch(t) -> float:
     return float(t)
 
 
-def anomaly_features(result, value: float, t, metric_kind: str, threshold: float = detectors.DEFAULT_THRESHOLD) -> dict:
+def anomaly_features(result, value: float, t, metric_kind: str, threshold: float = detectors.DEFAULT_THRESHOLD,
+                     age_s: float | None = None) -> dict:
     """JSON-able description of a would-be alert, the input of :class:`FeedbackModel`.
 
     Parameters
@@ -143,6 +147,10 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
         ``count``, ``ratio``, ``latency`` or ``gauge``.
     threshold : float
         Alert threshold on the score (``excess`` is the score's position above it, in [0, 1]).
+    age_s : float, optional
+        Seconds since the series' first point, when the caller knows it: a label on an alert raised
+        before the detectors saw one full day (``WARMUP_S``) is not learned from (see
+        :meth:`FeedbackModel.learn`). Omitted: ``age_h`` is None and the label counts.
 
     Returns
     -------
@@ -153,7 +161,8 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
         ``fold`` (fold change in the alert's direction, minus 1: ``value / expected - 1`` up,
         ``expected / value - 1`` down; None without a positive expected value),
         ``magnitude`` (``|value - expected|``), ``excess``, ``t`` (window start, epoch seconds),
-        ``minute`` (of the UTC day), ``hour``, ``day`` (since the epoch), ``dow`` (0 = Monday), ``metric_kind``.
+        ``minute`` (of the UTC day), ``hour``, ``day`` (since the epoch), ``dow`` (0 = Monday), ``metric_kind``,
+        ``age_h`` (hours since the series' first point, None when unknown).
 
     Examples
     --------
@@ -186,7 +195,7 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
         "excess": round(min(max((score - threshold) / (1.0 - threshold), 0.0), 1.0), 4),
         "t": int(ts), "minute": minute, "hour": minute // 60, "day": int(ts // 86400),
         "dow": (int(ts // 86400) + 3) % 7,  # 1970-01-01 was a Thursday
-        "metric_kind": metric_kind,
+        "metric_kind": metric_kind, "age_h": None if age_s is None else round(float(age_s) / 3600.0, 2),
     }
 
 
@@ -431,7 +440,8 @@ class FeedbackModel:
         when it retracts a first label) unlearns it; both rebuild the model by replaying its label
         log. Nothing changes for ``ignore`` on an unlabeled anomaly, for a label id already learned,
         for the same verdict on the same anomaly again, for a false label that an existing pattern
-        already covers in time and size, and for a label without features.
+        already covers in time and size, for a label on an alert raised while the detectors were
+        still warming up (``age_h`` under ``WARMUP_S``), and for a label without features.
 
         Parameters
         ----------
@@ -469,6 +479,9 @@ class FeedbackModel:
             return self._log(Change(str(label_id), verdict, f"{undone}; {text}"))
         if old is not None:  # same verdict on the same anomaly again
             return None
+        age = features.get("age_h")
+        if age is not None and age * 3600.0 < WARMUP_S:
+            return None  # raised while the detectors were still warming up: says nothing about later alerts
         text = self._apply(self._obs(features, key, real, short), prior)
         return None if text is None else self._log(Change(str(label_id), verdict, text))
 

@@ -304,3 +304,26 @@ def test_one_outsized_false_label_does_not_let_calibration_mute_larger_alerts():
     assert not m.decide(alert(124, t), prior).alert               # small ones: muted by calibration
     d = m.decide(alert(190, t), prior)                           # 9 bands: > 2x every false alarm but one
     assert d.alert, d.reason
+
+
+def test_labels_on_alerts_raised_while_the_detectors_warm_up_do_not_retrain():
+    """A new series alerts while its detectors learn it (first day); those false alarms say nothing
+    about alerts a week later, so learning them would mute real incidents of their size."""
+    def young(value, t, age_h):
+        f = alert(value, t)
+        f["age_h"] = age_h
+        return f
+    m, prior = FeedbackModel(), MetricPrior()
+    for i in range(12):
+        assert m.learn(young(180, i * 1.9 * HOUR, i * 1.9), "false", f"warm{i:06d}", prior) is None
+    assert m.to_state()["log"] == [] and prior.n_labels == 0
+    assert [d.alert for d in (m.decide(f, prior) for f in probes())] == [True] * len(probes())
+    # the same alerts after the first day do retrain, and so do labels whose age is unknown
+    assert m.learn(young(180, 2 * DAY, 48.0), "false", "mature0001", prior) is not None
+    assert m.learn(alert(181, 3 * DAY), "false", "noage00001", prior) is not None
+
+
+def test_anomaly_features_carry_the_series_age_when_given():
+    r = detectors.Result(0.6, 1e-6, 100.0, 90.0, 110.0, "up", ("spike",), "warning")
+    assert anomaly_features(r, 125.0, 0, "count")["age_h"] is None
+    assert anomaly_features(r, 125.0, 0, "count", age_s=5400)["age_h"] == 1.5
