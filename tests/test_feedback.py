@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import detectors
-from models.feedback import FeedbackModel, MetricPrior, anomaly_features
+from models.feedback import FeedbackModel, MetricPrior, anomaly_features, features_of
 
 DAY, HOUR = 86400.0, 3600.0
 
@@ -327,3 +327,40 @@ def test_anomaly_features_carry_the_series_age_when_given():
     r = detectors.Result(0.6, 1e-6, 100.0, 90.0, 110.0, "up", ("spike",), "warning")
     assert anomaly_features(r, 125.0, 0, "count")["age_h"] is None
     assert anomaly_features(r, 125.0, 0, "count", age_s=5400)["age_h"] == 1.5
+
+
+def test_the_label_patrol_undo_publishes_unlearns_through_the_model():
+    """End to end without a broker: labels made by models.labels (what `patrol label mark` and
+    `undo` publish) go through FeedbackModel.learn as the detect worker applies them."""
+    from datetime import datetime, timezone
+
+    from models.labels import LabelBook, label_for
+    from streams.records import Anomaly
+
+    def anomaly(day, value, minute=180):
+        ws = datetime.fromtimestamp(day * DAY + minute * 60, timezone.utc)
+        a = Anomaly(id=f"an{day:04d}", series="requests{service=web}", metric="requests", window_start=ws,
+                    window_end=datetime.fromtimestamp(ws.timestamp() + 60, timezone.utc), observed=value,
+                    expected=100.0, lower=90.0, upper=110.0, score=0.7, severity="warning", direction="up",
+                    detectors=["spike"])
+        return a.model_copy(update={"features": features_of(a)})
+
+    def apply(m, prior, label):  # what the detect worker does with a label record
+        return m.learn(label.features, label.verdict.value, label.id, prior)
+
+    m, prior = FeedbackModel(), MetricPrior()
+    book = LabelBook()
+    stamp = iter(range(100))
+    for day, value in ((0, 130.0), (1, 128.0)):
+        lb = label_for(anomaly(day, value), "false", datetime(2026, 1, 1, 0, next(stamp), tzinfo=timezone.utc),
+                       author="ann")
+        book.apply(lb)
+        assert apply(m, prior, lb) is not None
+    later = features_of(anomaly(9, 129.0))
+    assert not m.decide(later, prior).alert
+    [plan] = book.plan_undo("ann", datetime(2026, 1, 1, 1, tzinfo=timezone.utc))  # undo the second night
+    assert plan.publish.verdict.value == "ignore"
+    change = apply(m, prior, plan.publish)
+    assert change is not None and "unlearned" in change.text
+    assert m.decide(later, prior).alert  # one labeled night left: no recurring pattern any more
+    assert apply(m, prior, plan.publish) is None  # the undo label replayed: nothing more to do
