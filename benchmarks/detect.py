@@ -10,7 +10,11 @@ Phases:
    scored by the one-point path (one ``Ensemble.update`` per point, as a per-event framework would).
 2. latency: points are produced at ``--rate`` points/s for ``--latency-s`` seconds with a spike in 1% of
    them while a ``patrol run detect`` worker runs; latency = time the benchmark's consumer sees the
-   anomaly minus the produce time of the point that caused it (so it includes broker round trips).
+   anomaly minus the produce time of the point that caused it (so it includes both broker hops and
+   the reader's own fetch; the reader asks the broker not to hold fetches, ``fetch.wait.max.ms``
+   10, so its polling adds little). Reports p50/p90/p99/max, the rate actually offered, the
+   worker's checkpoint stalls (how long its consume loop was blocked, from its metrics endpoint)
+   and the machine's load average.
 3. state: Redis ``MEMORY USAGE`` of the series' hashes after the run.
 """
 
@@ -96,9 +100,11 @@ def throughput(settings, n_series: int, n_windows: int) -> dict:
     worker.run()
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     # the join wait (half the session timeout on Tansu) is not detection work: measure from first point
-    log(f"detect worker: {worker.stats.points:,} points in {wall:.1f}s wall, {cpu:.1f}s CPU")
+    log(f"detect worker: {worker.stats.points:,} points in {wall:.1f}s wall, {cpu:.1f}s CPU, "
+        f"{worker.stats.checkpoints} checkpoints, loop blocked at most {worker.stats.checkpoint_stall_max_s:.3f}s")
     done["n"] = worker.stats.points
-    return {"points": worker.stats.points, "wall_s": wall, "cpu_s": cpu, "anomalies": worker.stats.anomalies}
+    return {"points": worker.stats.points, "wall_s": wall, "cpu_s": cpu, "anomalies": worker.stats.anomalies,
+            "checkpoints": worker.stats.checkpoints, "checkpoint_stall_max_s": worker.stats.checkpoint_stall_max_s}
 
 
 def one_point_peer(n_series: int, n_windows: int, limit_s: float = 20.0) -> dict:
@@ -135,8 +141,10 @@ def latency(settings, n_series: int, rate: float, seconds: float, warm_windows: 
     worker = subprocess.Popen([exe, "run", "detect", "--group", "bench-latency",
                                "--metrics-port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     p = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5})
+    # the reader is the measuring instrument: Tansu holds a fetch for fetch.wait.max.ms (500 ms by
+    # default) when no data is there, which would add up to half a second that is not the worker's
     c = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "bench-latency-reader",
-                  "auto.offset.reset": "latest", "session.timeout.ms": 6000})
+                  "auto.offset.reset": "latest", "session.timeout.ms": 6000, "fetch.wait.max.ms": 10})
     c.subscribe([settings.topics.anomalies])
     sent: dict[tuple[str, str], float] = {}
     lat: list[float] = []
@@ -185,17 +193,22 @@ def latency(settings, n_series: int, rate: float, seconds: float, warm_windows: 
             ahead = n / rate - (time.monotonic() - t_start)
             if ahead > 0:
                 time.sleep(ahead)
+    achieved = n / (time.monotonic() - t_start)  # offered rate, before waiting for the stragglers
     p.flush(30)
     time.sleep(3)
     stop.set()
     reader.join()
     c.close()
+    stalls = _worker_checkpoint_stats(port)  # before SIGTERM: the shutdown checkpoint is not steady state
+    load = os.getloadavg()
     worker.terminate()
-    worker.wait(30)
-    achieved = n / (time.monotonic() - t_start - 3)
+    worker.wait(60)
     arr = np.array(lat) if lat else np.array([np.nan])
     return {"points": n, "rate_target": rate, "rate_achieved": achieved, "anomalies_timed": len(lat),
-            "latency_p50_s": float(np.percentile(arr, 50)), "latency_p99_s": float(np.percentile(arr, 99))}
+            "anomalies_expected_approx": int(n * 0.01 / 2),
+            "latency_p50_s": float(np.percentile(arr, 50)), "latency_p90_s": float(np.percentile(arr, 90)),
+            "latency_p99_s": float(np.percentile(arr, 99)), "latency_max_s": float(np.max(arr)),
+            "checkpoints": stalls, "loadavg_1_5_15": [round(x, 2) for x in load]}
 
 
 def _worker_points(port: int) -> float:
@@ -209,12 +222,36 @@ def _worker_points(port: int) -> float:
     return next((float(x.split()[-1]) for x in body.splitlines() if x.startswith("patrol_detect_points_total ")), 0.0)
 
 
+def _worker_checkpoint_stats(port: int) -> dict:
+    """The latency-phase worker's checkpoint histogram: how long its loop was blocked, and how long
+    a checkpoint took from the state copy to the offset commit."""
+    import urllib.request
+
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return {}
+    vals = {}
+    for line in body.splitlines():
+        if line.startswith("patrol_detect_checkpoint"):
+            name, _, v = line.rpartition(" ")
+            vals[name] = float(v)
+    out = {"stall_max_s": vals.get("patrol_detect_checkpoint_stall_max_seconds")}
+    for part in ("loop", "write"):
+        n = vals.get(f'patrol_detect_checkpoint_seconds_count{{part="{part}"}}', 0.0)
+        total = vals.get(f'patrol_detect_checkpoint_seconds_sum{{part="{part}"}}', 0.0)
+        out[f"{part}_count"] = int(n)
+        out[f"{part}_mean_s"] = total / n if n else None
+    return out
+
+
 def state_bytes(url: str, prefix: str) -> dict:
     import redis
 
     r = redis.Redis.from_url(url)
     keys = [k for k in r.sscan_iter(f"{prefix}series") if not k.startswith(b"__")]
-    sizes = [r.memory_usage(f"{prefix}series:".encode() + k) or 0 for k in keys[:2000]]
+    # samples=0: count every field; the default (5 sampled fields, extrapolated) was off by up to 2x here
+    sizes = [r.memory_usage(f"{prefix}series:".encode() + k, samples=0) or 0 for k in keys[:2000]]
     raw = [sum(len(f) + len(v) for f, v in r.hgetall(f"{prefix}series:".encode() + k).items()) for k in keys[:200]]
     return {"series": len(keys), "redis_bytes_per_series": float(np.mean(sizes)) if sizes else None,
             "payload_bytes_per_series": float(np.mean(raw)) if raw else None}
@@ -251,7 +288,8 @@ def main(argv: list[str] | None = None) -> dict:
         "points_per_s_wall": tp["points"] / tp["wall_s"],
         "one_point_peer_points_per_s_per_core": peer_pps,
         "peer_ratio": pps_core / peer_pps,
-        "latency_p50_s": lt["latency_p50_s"], "latency_p99_s": lt["latency_p99_s"],
+        "latency_p50_s": lt["latency_p50_s"], "latency_p90_s": lt["latency_p90_s"],
+        "latency_p99_s": lt["latency_p99_s"], "latency_max_s": lt["latency_max_s"],
         "latency": lt,
         "state_bytes_per_series": st["redis_bytes_per_series"],
         "state": st,

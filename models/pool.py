@@ -71,7 +71,9 @@ class Group:
     def __init__(self, kind: MetricKind, capacity: int = 256):
         self.kind = kind
         self.ens = BatchEnsemble(n_series=capacity, metric_kind=kind.kind, direction=kind.direction)
-        self.fresh = BatchEnsemble(n_series=1, metric_kind=kind.kind, direction=kind.direction).state_of(0)
+        one = BatchEnsemble(n_series=1, metric_kind=kind.kind, direction=kind.direction)
+        self.fresh = one.state_of(0)
+        self._fresh_rows = [a[0].copy() for a in _state_arrays(one)]  # a new series' row, per state array
         self.free = list(range(capacity - 1, -1, -1))
 
     def alloc(self) -> int:
@@ -80,8 +82,17 @@ class Group:
         return self.free.pop()
 
     def release(self, row: int) -> None:
-        self.ens.load_state(row, self.fresh)
-        self.free.append(row)
+        self.release_many([row])
+
+    def release_many(self, rows: list[int]) -> None:
+        """Reset rows to a new series' state (one assignment per state array, not a state round
+        trip per row: dropping 10k series on a revoke took 1.3 s the slow way) and recycle them."""
+        if not rows:
+            return
+        idx = np.asarray(rows, dtype=np.int64)
+        for a, fresh in zip(_state_arrays(self.ens), self._fresh_rows):
+            a[idx] = fresh
+        self.free.extend(rows)
 
     def update_rows(self, rows: list[int], values, times, dens):
         """Score then learn the given rows only.
@@ -357,11 +368,14 @@ class SeriesPool:
 
     def drop(self, keys: set[str]) -> None:
         """Forget series (after their partitions were revoked and checkpointed)."""
+        rows: dict[int, tuple[Group, list[int]]] = {}
         for k in keys:
             s = self.series.pop(k, None)
             if s is not None:
-                s.group.release(s.row)
+                rows.setdefault(id(s.group), (s.group, []))[1].append(s.row)
             self.dirty.discard(k)
+        for g, rs in rows.values():
+            g.release_many(rs)
 
 
 class Snapshot:

@@ -9,6 +9,14 @@ Delivery: at-least-once. Offsets are committed only after (1) every anomaly prod
 points before them is acknowledged by the broker and (2) the detector states that learned those
 points are checkpointed to Redis. A crash replays from the last commit; replayed windows are
 recognised per series and neither learned nor published twice; anomaly ids are deterministic.
+
+Checkpoints without stalling the loop: at checkpoint time T the loop flushes the producer (all
+anomalies so far acknowledged), copies the dirty states in bulk (``SeriesPool.snapshot_dirty``),
+notes the offsets consumed so far, and hands the copy to one writer thread, which serialises it
+and writes it to Redis. Only when the writer reports every record of that copy in Redis does the
+loop commit the offsets noted at T. Points consumed after T are in neither the copy nor the
+commit: their series are dirty again and go with the next checkpoint. One checkpoint is in flight
+at a time; revoke and shutdown wait for it and then checkpoint synchronously before committing.
 """
 
 from __future__ import annotations
@@ -17,15 +25,17 @@ import logging
 import math
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from prometheus_client import Histogram
 
 from models.incidents import Incident as OpenIncident
 from models.incidents import IncidentTracker, service_of
 from models.feedback import anomaly_features
 from models.partials import PartialMerger, is_partial
-from models.pool import Outcome, SeriesPool
+from models.pool import Outcome, SeriesPool, Snapshot
 from models.store import SeriesState, StateStore
 
 from .config import Settings
@@ -47,7 +57,23 @@ SUPPRESSED = Counter("patrol_detect_suppressed_total", "Would-be anomalies suppr
 LABELS = Counter("patrol_detect_labels_total", "Labels applied", ["result"])
 LAG = Gauge("patrol_detect_consumer_lag", "Messages behind the high watermark, summed over owned partitions")
 
+CHECKPOINT_SECONDS = Histogram("patrol_detect_checkpoint_seconds",
+                               "Checkpoint time: 'loop' = consume loop blocked (flush + copy), 'write' = copy to commit",
+                               ["part"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+CHECKPOINT_STALL_MAX = Gauge("patrol_detect_checkpoint_stall_max_seconds",
+                             "Longest time the consume loop was blocked by a checkpoint")
+
 INCIDENT_KEY = "__incidents__"
+
+
+@dataclass
+class _InFlight:
+    """A checkpoint whose state copy the writer thread is putting into Redis."""
+
+    future: Future            # -> True when every record reached Redis
+    offsets: dict[tuple[str, int], int]   # next offsets consumed before the copy: committable after it
+    commit: bool
+    started: float
 
 
 @dataclass
@@ -57,6 +83,7 @@ class DetectStats:
     duplicates: int = 0
     dead_letters: int = 0
     checkpoints: int = 0
+    checkpoint_stall_max_s: float = 0.0   # longest the consume loop was blocked by a checkpoint
     suppressed: int = 0
     labels_applied: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -101,12 +128,16 @@ class DetectWorker:
         self.partials = PartialMerger()
         self.incidents = IncidentTracker(window_s=settings.preagg.window_s)
         self._incidents_loaded: set[str] = set()
+        self._incidents_dirty: set[str] = set()  # services whose incident state changed since the last copy
         self.stats = DetectStats()
         self.partition_of: dict[str, int] = {}
         self.pending: dict[tuple[str, int], int] = {}   # next offset to commit per partition
         self.delivery_errors: list[str] = []
         conf = settings.kafka.client_config()
-        self.consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False,
+        # fetch.wait.max.ms: how long a broker may hold a fetch with no new data. Kafka answers as
+        # soon as fetch.min.bytes (1) is there, but Tansu waits out the whole 500 ms default, which
+        # made up most of the median arrival-to-anomaly latency; kafka.extra can still override it.
+        self.consumer = Consumer({"fetch.wait.max.ms": 50, **conf, "group.id": group, "enable.auto.commit": False,
                                   "auto.offset.reset": "earliest", "session.timeout.ms": settings.kafka.session_timeout_ms,
                                   "partition.assignment.strategy": "cooperative-sticky"})
         self.producer = Producer({**conf, "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": False,
@@ -117,6 +148,8 @@ class DetectWorker:
         self.pending_labels: dict[str, list[Label]] = {}
         self._stop = False
         self._last_checkpoint = time.monotonic()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._inflight: _InFlight | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def request_stop(self, *_args) -> None:
@@ -138,12 +171,14 @@ class DetectWorker:
                 elif max_idle is not None and time.monotonic() - last_msg > max_idle:
                     self._score([(None, p) for p in self.partials.release(force=True)])  # input ended
                     break
-                if time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
-                    self.checkpoint()
+                self._finish_checkpoint(wait=False)
+                if self._inflight is None and time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
+                    self.checkpoint(wait=False)
         finally:
             self.checkpoint()
             self.consumer.close()
             self.labels_consumer.close()
+            self._writer.shutdown(wait=True)
         return self.stats
 
     # -- labels ---------------------------------------------------------------------------
@@ -292,6 +327,7 @@ class DetectWorker:
         if alert:
             sev = severity_of(out.result, out.score, threshold)
             ev = self.incidents.on_anomaly(svc, p.series, t, sev)
+            self._incidents_dirty.add(svc)
             inc = self.incidents.current(svc)
             rec = anomaly_record(out, sev, inc.id if inc else None, ev.event if ev else None, features)
             self.producer.produce(self.s.topics.anomalies, rec.to_bytes(), key=p.series.encode(), on_delivery=self._delivered)
@@ -302,6 +338,7 @@ class DetectWorker:
         else:
             ev = self.incidents.tick(svc, t)
             if ev is not None:
+                self._incidents_dirty.add(svc)
                 self._publish_incident(ev)
 
     def _publish_incident(self, ev) -> None:
@@ -319,15 +356,25 @@ class DetectWorker:
 
     # -- checkpoint -----------------------------------------------------------------------
     def _incident_states(self) -> list[SeriesState]:
+        """States of the services whose incident changed since the last copy (one per service
+        with an anomaly or a resolution, not one per service seen)."""
         states = []
-        for svc in self._incidents_loaded:
+        for svc in self._incidents_dirty:
             inc = self.incidents.open.get(svc)
             states.append(SeriesState(f"{INCIDENT_KEY}{svc}", {"open": inc.__dict__ if inc else None}))
+        self._incidents_dirty.clear()
         return states
 
-    def checkpoint(self, commit: bool = True) -> bool:
-        """Flush anomalies, write dirty states, then commit offsets (only if both succeeded)."""
-        self._last_checkpoint = time.monotonic()
+    def checkpoint(self, commit: bool = True, wait: bool = True) -> bool:
+        """Flush anomalies, copy dirty states, write them to Redis, then commit the offsets consumed
+        before the copy (only if both the flush and the write succeeded).
+
+        ``wait=False`` (the periodic checkpoint) leaves the write to the writer thread and returns
+        at once; the commit happens in a later loop turn (:meth:`_finish_checkpoint`). ``wait=True``
+        (revoke, shutdown) first completes any checkpoint in flight, then does a whole one."""
+        self._finish_checkpoint(wait=True)  # one at a time; a failed one's states wait in the store's backlog
+        t0 = time.monotonic()
+        self._last_checkpoint = t0
         remaining = self.producer.flush(30)
         if remaining or self.delivery_errors:
             log_event(log, "anomalies not acknowledged: offsets not committed", logging.ERROR,
@@ -335,23 +382,71 @@ class DetectWorker:
             self.delivery_errors.clear()
             CHECKPOINTS.labels("produce_failed").inc()
             return False
-        states = self.pool.take_dirty() + self._incident_states()
-        stored = self.store.checkpoint(states)
+        t1 = time.monotonic()
+        snap = self.pool.snapshot_dirty()
+        for st in self._incident_states():
+            snap.add(st.series, st.to_fields())  # small: serialised here, where the tracker lives
+        held = self.partials.min_offsets()  # partial points not yet merged must be replayed after a crash
+        offsets = {(t, p): min(o, held.get(p, o)) for (t, p), o in self.pending.items()}
+        self._inflight = _InFlight(self._writer.submit(self._write, snap), offsets, commit, t0)
+        t2 = time.monotonic()
+        self._observe_stall(t2 - t0)
+        log_event(log, "checkpoint copied", logging.DEBUG, records=len(snap), flush_s=round(t1 - t0, 4),
+                  copy_s=round(t2 - t1, 4))
+        return self._finish_checkpoint(wait=True) if wait else True
+
+    def _write(self, snap: Snapshot) -> bool:
+        """Writer thread: serialise the copy and put it (and any backlog) into Redis."""
+        return self.store.checkpoint_fields(snap.records())
+
+    def _observe_stall(self, seconds: float) -> None:
+        CHECKPOINT_SECONDS.labels("loop").observe(seconds)
+        if seconds > self.stats.checkpoint_stall_max_s:
+            self.stats.checkpoint_stall_max_s = seconds
+            CHECKPOINT_STALL_MAX.set(seconds)
+
+    def _finish_checkpoint(self, wait: bool) -> bool:
+        """Commit the offsets of the checkpoint in flight once its states are in Redis.
+
+        Returns False only when a finished checkpoint failed; True when none is in flight, or one
+        is still being written (``wait=False``), or it completed and committed."""
+        inf = self._inflight
+        if inf is None or (not wait and not inf.future.done()):
+            return True
+        t0 = time.monotonic()
+        try:
+            stored = inf.future.result()
+        except Exception as exc:  # a bug in serialisation must not kill the worker: nothing is committed,
+            log_event(log, "checkpoint write failed", logging.ERROR, error=repr(exc))
+            self.pool.dirty.update(self.pool.series)  # and the copy is lost: every series goes again next time
+            self._incidents_dirty.update(self._incidents_loaded)
+            stored = False
+        self._inflight = None
+        if wait:
+            self._observe_stall(time.monotonic() - t0)
         REDIS_UP.set(1 if self.store.healthy else 0)
         if not stored and self.store.url is not None:
             CHECKPOINTS.labels("redis_down").inc()
             return False  # keep offsets uncommitted: a crash now replays onto the last durable state
-        if commit and self.pending:
-            held = self.partials.min_offsets()  # partial points not yet merged must be replayed after a crash
-            offsets = [TopicPartition(t, p, min(o, held.get(p, o))) for (t, p), o in self.pending.items()]
+        if inf.commit and inf.offsets:
+            t1 = time.monotonic()
             try:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
-                self.pending.clear()
+                self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in inf.offsets.items()],
+                                     asynchronous=False)
             except Exception as exc:  # KafkaException: e.g. rebalance in progress; retried next time
                 log_event(log, "offset commit failed", logging.WARNING, error=str(exc))
                 CHECKPOINTS.labels("commit_failed").inc()
                 return False
+            finally:
+                if not wait:
+                    self._observe_stall(time.monotonic() - t1)
+            for tp, o in inf.offsets.items():  # entries that moved on since the copy stay pending
+                if self.pending.get(tp) == o:
+                    del self.pending[tp]
         CHECKPOINTS.labels("ok").inc()
+        CHECKPOINT_SECONDS.labels("write").observe(time.monotonic() - inf.started)
+        log_event(log, "checkpoint committed", logging.DEBUG, since_copy_s=round(time.monotonic() - inf.started, 4),
+                  commit_s=round(time.monotonic() - t0, 4))
         self.stats.checkpoints += 1
         self._update_lag()
         return True
