@@ -16,7 +16,7 @@ checks both paths give identical points.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize, PyBytes_CheckExact
-from cpython.dict cimport PyDict_GetItem, PyDict_SetItem
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_Next
 from cpython.object cimport PyObject
 from cpython.long cimport PyLong_FromLongLong
 from libc.string cimport memchr, memcmp, memcpy
@@ -268,3 +268,52 @@ def bind(int0, acc, p404):
     """Python helpers shared with the pure path (so both count garbage sizes the same way)."""
     global _int0_ref, _acc_ref, _p404_ref
     _int0_ref, _acc_ref, _p404_ref = int0, acc, p404
+
+
+def by_partition(msgs):
+    """Kafka messages -> ``[(partition, values, offsets)]`` in first-seen partition order, each in
+    message order (one C loop instead of three ``map`` passes and a regrouping per partition)."""
+    cdef dict groups = {}
+    cdef list out = []
+    cdef list vals, offs
+    cdef PyObject* hit
+    cdef object p, last_p = None, g
+    vals = offs = None
+    from confluent_kafka import Message
+    # the unbound C methods: a vectorcall each instead of an attribute lookup plus a call
+    cdef object partition = Message.partition, value = Message.value, offset = Message.offset
+    for m in msgs:
+        p = partition(m)
+        if last_p is None or p != last_p:
+            hit = PyDict_GetItem(groups, p)
+            if hit == NULL:
+                vals, offs = [], []
+                g = (p, vals, offs)
+                groups[p] = g
+                out.append(g)
+            else:
+                g = <object>hit
+                vals, offs = g[1], g[2]
+            last_p = p
+        v = value(m)
+        vals.append(b"" if v is None else v)  # tombstones: not log lines (an empty line: parse error)
+        offs.append(offset(m))
+    return out
+
+
+def merge_counts(dict dst, dict src):
+    """``dst[k] += c`` for every ``k, c`` of ``src`` in its order (window close merges the value ->
+    count dicts of every fine key into its service: tens of thousands of entries per window)."""
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* k
+    cdef PyObject* v
+    cdef PyObject* hit
+    if not dst:
+        dst.update(src)
+        return
+    while PyDict_Next(src, &pos, &k, &v):
+        hit = PyDict_GetItem(dst, <object>k)
+        if hit == NULL:
+            PyDict_SetItem(dst, <object>k, <object>v)
+        else:
+            PyDict_SetItem(dst, <object>k, <object>hit + <object>v)

@@ -34,7 +34,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from models.incidents import service_of
-from preagg.aggregate import Aggregator
+from preagg.aggregate import Aggregator, _fastloop
 from streams.config import Settings
 from streams.topics import consumer_lag
 from streams.records import DeadLetter
@@ -242,19 +242,22 @@ class PreaggJob:
                 if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("consume error: %s", m.error())
             msgs = [m for m in msgs if m.error() is None]
-        ps = list(map(Message.partition, msgs))
-        values = list(map(Message.value, msgs))
-        offsets = list(map(Message.offset, msgs))
-        if ps and ps.count(ps[0]) == len(ps):
-            groups = [(ps[0], values, offsets)]
+        if _fastloop is not None:
+            groups = _fastloop.by_partition(msgs)  # same grouping in one C loop
         else:
-            groups = []
-            for p in sorted(set(ps)):
-                idx = [i for i, x in enumerate(ps) if x == p]
-                groups.append((p, [values[i] for i in idx], [offsets[i] for i in idx]))
+            ps = list(map(Message.partition, msgs))
+            values = list(map(Message.value, msgs))
+            offsets = list(map(Message.offset, msgs))
+            if ps and ps.count(ps[0]) == len(ps):
+                groups = [(ps[0], values, offsets)]
+            else:
+                groups = []
+                for p in dict.fromkeys(ps):
+                    idx = [i for i, x in enumerate(ps) if x == p]
+                    groups.append((p, [values[i] for i in idx], [offsets[i] for i in idx]))
+            if any(v is None for _, vals, _ in groups for v in vals):  # tombstones: not log lines
+                groups = [(p, [v or b"" for v in vals], offs) for p, vals, offs in groups]
         for p, vals, offs in groups:
-            if None in vals:  # tombstones: not log lines
-                vals = [v or b"" for v in vals]
             rejected = self.agg.feed(vals, p, offs, now)
             self.result.lines += len(vals)
             self.result.bytes_in += sum(map(len, vals))
