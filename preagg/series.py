@@ -109,6 +109,12 @@ def _merge_counts(dst: dict, src: dict) -> None:
         dst[k] = get(k, 0) + c
 
 
+try:  # the same merge as a C loop (built with the aggregator's hot loop; window close time)
+    from ._fastloop import merge_counts as _merge_counts  # noqa: F811
+except ImportError:
+    pass
+
+
 def _dd(counts: dict):
     vals = []
     for k, c in counts.items():
@@ -142,7 +148,10 @@ class _Summary:
         if not full:
             return sm
         sm.urt = _dd(lv.urt)
-        ips = {_s(k): c for k, c in lv.ips.items()}
+        try:  # client keys are bytes from both parsing paths: decode them in one C-level map
+            ips = dict(zip(map(bytes.decode, lv.ips), lv.ips.values()))
+        except (TypeError, UnicodeDecodeError):  # not bytes / not UTF-8: the general path
+            ips = {_s(k): c for k, c in lv.ips.items()}
         sm.hll_ips = S.hll_from(k for k in ips if k != "-")
         sm.hll_404 = S.hll_from(lv.p404)
         sm.topk = S.topk_from_counts(ips.items())

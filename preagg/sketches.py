@@ -16,11 +16,13 @@ topic must stay ~100x smaller than the raw logs. So:
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from typing import Iterable
 
 import datasketches as ds
 from ddsketch import DDSketch
+from ddsketch.mapping import LogarithmicMapping
 
 from streams.records import Sketch
 
@@ -37,11 +39,51 @@ TOPK_LG_MAX = 6  # 64 counters: enough to keep the top ~10 clients exact on a sk
 
 # -- DDSketch --------------------------------------------------------------------------------
 def dd_from_counts(counts: Iterable[tuple[float, int]], accuracy: float = DD_ACCURACY) -> DDSketch:
-    """Build a DDSketch from ``(value, weight)`` pairs (values >= 0)."""
+    """Build a DDSketch from ``(value, weight)`` pairs (values >= 0, integer weights).
+
+    The same sketch as ``add(v, w)`` for each pair in order (same bins, count, min, max, and the
+    sum accumulated in the same order), but each distinct bin is stored once: ``DDSketch.add``
+    costs ~1.5 us per call and window close makes tens of thousands of them.
+    """
     sk = DDSketch(relative_accuracy=accuracy)
-    add = sk.add
+    m = sk._mapping
+    if type(m) is not LogarithmicMapping:  # the key formula below is LogarithmicMapping's
+        for v, w in counts:
+            sk.add(v, w)
+        return sk
+    mult, off, tiny = m._multiplier, m._offset, m.min_possible
+    log, ceil = math.log, math.ceil
+    bins: dict[int, int] = {}
+    get = bins.get
+    zero, n, total, lo, hi = 0, 0, sk._sum, sk._min, sk._max
     for v, w in counts:
-        add(v, w)
+        if not (v >= 0 and w > 0):  # not what window close passes: keep the library's checks
+            sk = DDSketch(relative_accuracy=accuracy)
+            for v2, w2 in counts:
+                sk.add(v2, w2)
+            return sk
+        if v > tiny:
+            k = int(ceil(log(v, 2) * mult) + off)  # LogarithmicMapping.key
+            bins[k] = get(k, 0) + w
+        else:
+            zero += w
+        n += w
+        total += v * w
+        if v < lo:
+            lo = v
+        if v > hi:
+            hi = v
+    if bins:
+        st = sk._store
+        keys = sorted(bins)
+        st._extend_range(keys[0], keys[-1])  # size the dense store once (add() would per new key)
+        b, o = st.bins, st.offset
+        for k in keys:
+            b[k - o] += bins[k]
+        st.count += n - zero
+    sk._zero_count += zero
+    sk._count += n
+    sk._sum, sk._min, sk._max = total, lo, hi
     return sk
 
 
