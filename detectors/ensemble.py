@@ -331,13 +331,23 @@ class BatchEnsemble:
         return [{"v": STATE_VERSION, "config": cfg, "data": base64.b64encode(packed[j].tobytes()).decode()} for j in range(m)]
 
     def load_state(self, i: int, state: dict) -> None:
-        """Load one series' state (from :meth:`state_of` / :meth:`Ensemble.to_state`) into row ``i``."""
+        """Load one series' state (from :meth:`state_of` / :meth:`Ensemble.to_state`) into row ``i``.
+
+        The saved configuration must match except for the alert levels (``threshold``,
+        ``critical``): they shape no learnt state, so a series checkpointed before the alert level
+        changed (e.g. v1 states saved at the old default 0.25) keeps what it has learnt.
+        """
         v = int(state.get("v", 1))
         if v > STATE_VERSION:
             raise ValueError(f"state version {v} is newer than this library's ({STATE_VERSION})")
-        if state.get("config") != self.config():
+        if not isinstance(state.get("config"), dict) or _model_config(state["config"]) != _model_config(self.config()):
             raise ValueError("state was saved with a different configuration")
         self._unpack(i, base64.b64decode(state["data"]), v)
+
+
+def _model_config(cfg: dict) -> dict:
+    """The configuration that shapes the learnt state (alert levels excluded)."""
+    return {k: v for k, v in cfg.items() if k not in ("threshold", "critical")}
 
 
 class Ensemble:

@@ -141,3 +141,15 @@ def test_v1_state_loads_with_a_fresh_likelihood():
         detectors.Ensemble.from_state({**st, "v": 3})
     with pytest.raises(ValueError):  # a v2 blob labelled v1 does not silently load
         detectors.Ensemble.from_state({**st, "v": 1})
+
+
+def test_state_saved_at_another_alert_level_loads_and_other_configs_do_not():
+    det = default_ensemble(threshold=0.25)  # e.g. a v1 checkpoint saved at the old default
+    for i, v in enumerate(100 + np.random.default_rng(9).normal(0, 1, 300)):
+        det.update(v, i * STEP)
+    st = det.to_state()
+    b = BatchEnsemble(n_series=2)  # today's default threshold
+    b.load_state(1, st)
+    assert b.state_of(1)["data"] == st["data"] and b.threshold == THR
+    with pytest.raises(ValueError):
+        BatchEnsemble(n_series=1, n_slots=24).load_state(0, st)
