@@ -153,3 +153,36 @@ def test_state_saved_at_another_alert_level_loads_and_other_configs_do_not():
     assert b.state_of(1)["data"] == st["data"] and b.threshold == THR
     with pytest.raises(ValueError):
         BatchEnsemble(n_series=1, n_slots=24).load_state(0, st)
+
+
+@pytest.mark.parametrize("kind", ["ratio", "count", "latency"])
+def test_likelihood_adds_no_false_alarms_on_clean_data(kind):
+    rng = np.random.default_rng(11)
+    n, m = 1500, 10
+    den = rng.integers(1, 500, (n, m)).astype(float)
+    X = {"ratio": lambda: rng.binomial(den.astype(int), 0.02) / den,
+         "count": lambda: rng.poisson(5, (n, m)).astype(float),
+         "latency": lambda: np.exp(rng.normal(0, 0.5, (n, m)))}[kind]()
+    alerts = []
+    for on in (True, False):
+        b = BatchEnsemble(n_series=m, metric_kind=kind, direction="up")
+        if not on:
+            b.likelihood.warmup = 10**9
+        S = np.array([b.update(X[i], i * 60.0, n=den[i] if kind == "ratio" else None).score for i in range(n)])
+        alerts.append(int((S[300:] >= THR).sum()))
+    assert alerts[0] <= alerts[1] + 1 and alerts[0] / (1200 * m) < 0.001
+
+
+def test_batch_equals_one_point_path_ratio_with_likelihood_active():
+    rng = np.random.default_rng(12)
+    n, m = 500, 2
+    den = rng.integers(1, 2000, (n, m)).astype(float)
+    p = np.where(np.arange(n)[:, None] >= 400, 0.04, 0.02)  # the error rate doubles for good
+    K = rng.binomial(den.astype(int), p)
+    batch = BatchEnsemble(n_series=m, metric_kind="ratio", direction="up")
+    B = [batch.update(K[i] / den[i], i * 60.0, n=den[i]) for i in range(n)]
+    assert batch.likelihood.s["n"].min() > batch.likelihood.warmup
+    for j in range(m):
+        one = default_ensemble(metric_kind="ratio", direction="up")
+        rows = [one.update(K[i, j] / den[i, j], i * 60.0, n=den[i, j]) for i in range(n)]
+        assert [_key(r) for r in rows] == [_key(B[i].row(j)) for i in range(n)]
