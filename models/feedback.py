@@ -46,9 +46,9 @@ True
 >>> print(m.learn(alert(130, night), "false", "a1b2c3d4e5", prior).text)
 suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:00 from day 2 (now 1) (label a1b2c3d4 false); P(real) like it 0.95 -> 0.74
 >>> print(m.learn(alert(126, night + 86400 + 600), "false", "f00dfeed42", prior).text)   # the next night
-suppress up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:10 (label f00dfeed false); P(real) like it 0.74 -> 0.56
+suppress up alerts <= 5.2x band, <= 1.5x expected at 02:00-04:10 (label f00dfeed false); P(real) like it 0.74 -> 0.56
 >>> m.decide(alert(128, night + 2 * 86400), prior).reason  # a recurring pattern now: suppressed
-'labeled false alarm pattern: up alerts <= 6.0x band, <= 1.6x expected at 02:00-04:10 (label f00dfeed)'
+'labeled false alarm pattern: up alerts <= 5.2x band, <= 1.5x expected at 02:00-04:10 (label f00dfeed)'
 >>> m.decide(alert(180, night + 2 * 86400), prior).alert   # much larger: a real incident
 True
 >>> m.decide(alert(130, night + 12 * 3600), prior).alert   # other time of day
@@ -84,6 +84,8 @@ MAX_CHANGES = 4     # explanations kept for `patrol models show`
 # Calibration suppresses only when P(real) is below this: the Bayes decision when a missed incident
 # costs about 4 false alarms (suppress iff P(real) < c_fa / (c_fa + c_miss) = 1 / 5).
 SUPPRESS_BELOW = 0.2
+PATTERN_ALPHA = 0.05  # a pattern suppresses when its labeled days are unlikely to be coincidence (see _recurring)
+PATTERN_SIZES = 8   # labeled sizes a pattern keeps (its reach is twice the second largest)
 MIN_PATTERN_DAYS = 2  # a pattern is recurring: false labels on 2 different days before it suppresses
 DAY_MIN = 1440
 # The detectors' longest warm-up is the seasonal model's one period (a day): alerts raised before
@@ -268,22 +270,38 @@ class Pattern:
     """Labeled-false alerts of one direction around one time of day (every day, or weekly).
 
     Covers minutes ``start .. start + width`` of the UTC day (+- ``SLACK_MIN``), sizes up to
-    ``MARGIN`` x ``top`` (the largest labeled band multiple and fold change). ``label`` is the short
-    id of the label that last widened it. ``mask`` holds the weekdays its false labels fell on: when
+    ``MARGIN`` x ``top``: the *second* largest band multiple and fold change among its last
+    ``PATTERN_SIZES`` labeled sizes (the largest when it has one), so a single outsized false alarm
+    (an early instance the seasonal model had not learned yet) cannot stretch it over a real incident
+    twice its usual size. ``label`` is the short id of the label that last widened it. ``mask`` holds the weekdays its false labels fell on: when
     they fell on one weekday only, on different days (so at least a week apart), the cause is weekly
     (a Sunday backup) and the pattern covers that weekday only.
     """
 
-    __slots__ = ("sign", "start", "width", "top", "n", "label", "day", "mask")
+    __slots__ = ("sign", "start", "width", "sizes", "n", "label", "day", "mask")
 
-    def __init__(self, sign: int, start: int, width: int, top: list, n: int, label: str, day: int = -1, mask: int = 0):
-        self.sign, self.start, self.width, self.top, self.n, self.label = sign, start, width, as_size(top), n, label
+    def __init__(self, sign: int, start: int, width: int, sizes: list, n: int, label: str, day: int = -1, mask: int = 0):
+        self.sign, self.start, self.width, self.n, self.label = sign, start, width, n, label
+        if not isinstance(sizes, (list, tuple)) or (sizes and not isinstance(sizes[0], (list, tuple))):
+            sizes = [sizes]  # a state older than size lists: its top only (a bare band multiple before fold)
+        self.sizes = [as_size(z) for z in sizes][-PATTERN_SIZES:]
         self.day = day    # anchor day of the last label counted in n (n counts distinct days)
         self.mask = mask  # weekdays (bit 0 = Monday) of the days counted; 0 in states older than this field
 
     @property
     def active(self) -> bool:
         return self.n >= MIN_PATTERN_DAYS
+
+    @property
+    def top(self) -> list:
+        """Second largest labeled size, measure by measure (the largest with one label)."""
+        def second(vals):
+            vals = sorted(v for v in vals if v is not None)
+            return None if not vals else vals[-2] if len(vals) > 1 else vals[-1]
+        return [second(z[0] for z in self.sizes), second(z[1] for z in self.sizes)]
+
+    def add(self, size: list) -> None:
+        self.sizes = (self.sizes + [list(size)])[-PATTERN_SIZES:]
 
     @property
     def weekly(self) -> bool:
@@ -340,7 +358,7 @@ class Pattern:
         return what if self.active else f"{what} from day {MIN_PATTERN_DAYS} (now {self.n})"
 
     def to_state(self) -> list:
-        return [self.sign, self.start, self.width, self.top, self.n, self.label, self.day, self.mask]
+        return [self.sign, self.start, self.width, self.sizes, self.n, self.label, self.day, self.mask]
 
 
 @dataclass
@@ -413,13 +431,30 @@ class FeedbackModel:
             return Decision(True, p)
         day = features.get("day")
         for pat in self.patterns:
-            if pat.covers(sign, features["minute"], size, day):
+            if pat.covers(sign, features["minute"], size, day) and self._recurring(pat):
                 return Decision(False, p, f"labeled false alarm pattern: {pat.describe()} (label {pat.label})")
         if p < SUPPRESS_BELOW and self._vouched(sign, size):
             cut = size_cutoff([prior.probit, self.layer], x)
             need = f"; alerts like it need >= {cut:.1f}x band" if cut else ""
             return Decision(False, p, f"calibrated on labels: P(real) {p:.2f} < {SUPPRESS_BELOW}{need}")
         return Decision(True, p)
+
+    def _recurring(self, pat: Pattern) -> bool:
+        """The pattern's labeled days are more than chance would put in its hours.
+
+        Under "false alarms come at any time of day", each of the series' false labels in this
+        direction falls in the pattern's window (its hours +- slack) with probability window / day;
+        the pattern suppresses only when seeing ``pat.n`` or more there has probability below
+        ``PATTERN_ALPHA``: two crawler bursts that happened to hit 13:00 on two days out of ten
+        false alarms are not a recurring cause, two nights of a batch job out of two alarms are.
+        """
+        if not self.log:  # a state from before the label log: trust its patterns as they were
+            return True
+        n_all = sum(1 for o in self.log if not o.real and o.sign == pat.sign)
+        w = min(1.0, (pat.width + 2 * SLACK_MIN) / DAY_MIN)
+        k = min(pat.n, n_all)
+        tail = sum(math.comb(n_all, j) * w ** j * (1 - w) ** (n_all - j) for j in range(k, n_all + 1))
+        return tail < PATTERN_ALPHA
 
     def _vouched(self, sign: int, size: list) -> bool:
         """Calibration may mute only what false alarms on this series were seen to be: at least
@@ -501,16 +536,17 @@ class FeedbackModel:
             self.log = (self.log + [o])[-SERIES_LOG:]
         size, short = o.size, o.short
         if not o.real and size is not None:
-            pat = next((p for p in self.patterns if p.covers(o.sign, o.minute, size, o.day)), None)
+            pat = next((p for p in self.patterns if p.covers(o.sign, o.minute, size, o.day) and self._recurring(p)), None)
             if pat is not None:
                 # Explained away: one recurring cause, already suppressed. Training calibration on
                 # every repeat would teach it that *all* alerts of this size are false.
                 self.n_false += 1
-                span, top = pat.widened(o.minute) or (pat.start, pat.width), merge_size(pat.top, size)
+                span, top = pat.widened(o.minute) or (pat.start, pat.width), pat.top
                 day = pat.anchor(o.day, o.minute)
+                pat.add(size)
                 if top == pat.top and span == (pat.start, pat.width) and day == pat.day:
                     return None
-                (pat.start, pat.width), pat.top, pat.label = span, top, short
+                (pat.start, pat.width), pat.label = span, short
                 pat.count(day)
                 return f"suppress {pat.describe()} (label {short} false)"
         x = vector(o.calib)
@@ -548,12 +584,13 @@ class FeedbackModel:
                 span = pat.widened(minute)
                 if span is not None:
                     pat.start, pat.width = span
-                    pat.top, pat.label = merge_size(pat.top, size), short
+                    pat.label = short
+                    pat.add(size)
                     pat.count(pat.anchor(day, minute))
                     return f"suppress {pat.describe()}"
         if len(self.patterns) >= MAX_PATTERNS:  # drop the least supported (oldest on ties)
             self.patterns.remove(min(self.patterns, key=lambda p: p.n))
-        pat = Pattern(sign, minute, 0, size, 0, short)
+        pat = Pattern(sign, minute, 0, [size], 0, short)
         pat.count(day)
         self.patterns.append(pat)
         return f"suppress {pat.describe()}"

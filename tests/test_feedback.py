@@ -364,3 +364,33 @@ def test_the_label_patrol_undo_publishes_unlearns_through_the_model():
     assert change is not None and "unlearned" in change.text
     assert m.decide(later, prior).alert  # one labeled night left: no recurring pattern any more
     assert apply(m, prior, plan.publish) is None  # the undo label replayed: nothing more to do
+
+
+def test_one_outsized_night_does_not_stretch_a_pattern_over_a_larger_incident():
+    """A pattern reaches twice its second-largest labeled size: an early night the seasonal model
+    had not learned yet (5x expected) does not make a 9x surge at that hour look like the job."""
+    m, prior = FeedbackModel(), MetricPrior()
+    m.learn(alert(500, 3 * HOUR), "false", "early00001", prior)           # 5x, 40 bands
+    for d in (1, 2, 3):
+        m.learn(alert(130 + d, d * DAY + 3 * HOUR), "false", f"night{d:05d}", prior)
+    t = 20 * DAY + 3 * HOUR
+    assert not m.decide(alert(160, t), prior).alert                        # the usual job: muted
+    d = m.decide(alert(900, t), prior)                                     # 9x: under 2 x the early night
+    assert d.alert, d.reason
+
+
+def test_false_alarms_that_met_at_one_hour_by_chance_are_not_a_pattern():
+    """Two of twelve false alarms at 13:00 on two days, the rest spread over the day: what chance
+    would put in a two-hour window, not a recurring cause, so the hour stays unmuted."""
+    m, prior = FeedbackModel(), MetricPrior()
+    hours = [13, 2, 6, 9, 13.3, 17, 20, 23, 4, 11, 15, 19]
+    for i, h in enumerate(hours):
+        m.learn(alert(300 + 10 * (i % 2), i * DAY + h * HOUR), "false", f"rand{i:06d}", prior)
+    assert any(p.active and p.near(13 * 60) for p in m.patterns)         # two days: it looks recurring...
+    d = m.decide(alert(305, 30 * DAY + 13 * HOUR), prior)
+    assert d.reason is None or "pattern" not in d.reason, d.reason       # ...but chance explains it
+    # the same two nights with no other false alarm around are a pattern
+    m2, prior2 = FeedbackModel(), MetricPrior()
+    for i in (0, 4):
+        m2.learn(alert(300, i * DAY + 13 * HOUR + 600 * (i > 0)), "false", f"only{i:06d}", prior2)
+    assert "pattern" in (m2.decide(alert(305, 30 * DAY + 13 * HOUR), prior2).reason or "")
