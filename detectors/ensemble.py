@@ -8,7 +8,11 @@ its value under a well-specified model (``log10 e``), so a series whose
 residuals are heavier-tailed than its model assumes has its surprises scaled
 down (an exponential-tail fit of the surprise distribution, in the spirit of
 Numenta's anomaly likelihood, Ahmad et al. 2017, "Unsupervised real-time
-anomaly detection for streaming data", Neurocomputing 262). The calibrated
+anomaly detection for streaming data", Neurocomputing 262). A residual
+likelihood (:mod:`detectors.likelihood`: a short EWMA of the spike and seasonal
+residuals against its own long-run distribution) catches what no single point
+shows (ramps, lasting dips, denser spikes); the larger of the two surprises is
+kept, and repeats are damped relative to what was already alerted. The calibrated
 tail probability ``p`` is reported, and the score is ``min(1, -log10(p) / 10)``,
 the log-likelihood scale NAB's HTM detector reports (0 normally; 0.5 is a one in
 100 000 event; 1.0 a one in 10^10).
