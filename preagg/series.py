@@ -217,10 +217,11 @@ def _latency_points(fam: str, sk, wanted: tuple[str, ...]) -> list[tuple[str, fl
     out = []
     if sk is None or sk.count == 0:
         return out
-    for name, q in _Q:
+    vals = S.dd_quantiles(sk, [q for _, q in _Q])
+    for (name, q), v in zip(_Q, vals):
         m = f"{fam}_{name}"
         if m in wanted:
-            out.append((m, sk.get_quantile_value(q), {"sketch": S.dd_to_sketch(sk)} if name == "p99" else {}))
+            out.append((m, v, {"sketch": S.dd_to_sketch(sk)} if name == "p99" else {}))
     if f"{fam}_mean" in wanted:
         out.append((f"{fam}_mean", sk.sum / sk.count, {"stats": {"sum": sk.sum, "count": sk.count}}))
     return out

@@ -18,11 +18,14 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from bisect import bisect_right
+from itertools import accumulate, compress
 from typing import Iterable
 
 import datasketches as ds
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
+from ddsketch.store import DenseStore
 
 from streams.records import Sketch
 
@@ -53,6 +56,12 @@ def dd_from_counts(counts: Iterable[tuple[float, int]], accuracy: float = DD_ACC
         return sk
     mult, off, tiny = m._multiplier, m._offset, m.min_possible
     log, ceil = math.log, math.ceil
+    # value -> bin key, kept across windows: latencies have ms resolution, so the same few
+    # thousand values come back in every window and every series
+    keys = _KEYS.setdefault((mult, off), {})
+    if len(keys) > 200_000:
+        keys.clear()
+    kget = keys.get
     bins: dict[int, int] = {}
     get = bins.get
     zero, n, total, lo, hi = 0, 0, sk._sum, sk._min, sk._max
@@ -63,7 +72,9 @@ def dd_from_counts(counts: Iterable[tuple[float, int]], accuracy: float = DD_ACC
                 sk.add(v2, w2)
             return sk
         if v > tiny:
-            k = int(ceil(log(v, 2) * mult) + off)  # LogarithmicMapping.key
+            k = kget(v)
+            if k is None:
+                k = keys[v] = int(ceil(log(v, 2) * mult) + off)  # LogarithmicMapping.key
             bins[k] = get(k, 0) + w
         else:
             zero += w
@@ -87,16 +98,47 @@ def dd_from_counts(counts: Iterable[tuple[float, int]], accuracy: float = DD_ACC
     return sk
 
 
+_KEYS: dict[tuple, dict[float, int]] = {}
+
+
+def dd_quantiles(sk: DDSketch, qs: Iterable[float]) -> list:
+    """``[sk.get_quantile_value(q) for q in qs]`` with one cumulative pass over the bins.
+
+    The library walks every (mostly empty) bin in Python per quantile; this is the same
+    arithmetic (running sums in bin order, first bin whose running count exceeds the rank).
+    """
+    st = sk._store
+    if sk._negative_store.count or type(st) is not DenseStore:
+        return [sk.get_quantile_value(q) for q in qs]
+    out, cum = [], None
+    for q in qs:
+        if q < 0 or q > 1 or sk._count == 0:
+            out.append(None)
+            continue
+        rank = q * (sk._count - 1)
+        if rank < sk._negative_store.count:  # (empty: kept for the same comparisons)
+            out.append(sk.get_quantile_value(q))
+        elif rank < sk._zero_count + sk._negative_store.count:
+            out.append(0)
+        else:
+            r = rank - sk._zero_count - sk._negative_store.count
+            if cum is None:
+                cum = list(accumulate(st.bins))
+            i = bisect_right(cum, r)
+            out.append(sk._mapping.value(i + st.offset if i < len(cum) else st.max_key))
+    return out
+
+
 def dd_to_sketch(sk: DDSketch) -> Sketch:
     """Serialize non-empty bins compactly (delta-encoded keys) into a wire :class:`Sketch`."""
     store = sk._store
-    keys, cnts, prev = [], [], 0
-    for i, c in enumerate(store.bins):
-        if c:
-            k = store.offset + i
-            keys.append(k - prev)
-            cnts.append(int(c) if float(c).is_integer() else c)
-            prev = k
+    bins = store.bins
+    keys, prev = [], 0
+    # compress(): the non-empty bins found in C (a dense store is mostly empty bins)
+    for k in compress(range(store.offset, store.offset + len(bins)), bins):
+        keys.append(k - prev)
+        prev = k
+    cnts = [int(c) if float(c).is_integer() else c for c in compress(bins, bins)]
     body = {"a": sk._relative_accuracy, "z": sk._zero_count, "k": keys, "c": cnts, "s": sk._sum,
             "lo": sk._min, "hi": sk._max}
     raw = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 9)

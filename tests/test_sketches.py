@@ -62,3 +62,25 @@ def test_topk_keeps_heavy_hitters():
     tk = S.topk_from_sketch(S.topk_to_sketch(S.topk_from_counts(counts)))
     top = S.topk_items(tk, 2)
     assert [t[0] for t in top] == ["attacker", "crawler"]
+
+
+def test_dd_from_counts_and_quantiles_match_the_library_exactly():
+    # The fast builder stores each bin once and the quantiles use one cumulative pass: both must
+    # give exactly what DDSketch.add / get_quantile_value give (window close relies on it).
+    import random
+
+    from ddsketch import DDSketch
+
+    rng = random.Random(3)
+    for trial in range(30):
+        counts = {round(rng.lognormvariate(-3, 1.5), 3): rng.randint(1, 50) for _ in range(rng.randint(1, 400))}
+        if trial % 3 == 0:
+            counts[0.0] = rng.randint(1, 30)  # zero latencies go to the zero count
+        ref = DDSketch(relative_accuracy=S.DD_ACCURACY)
+        for v, w in counts.items():
+            ref.add(v, w)
+        sk = S.dd_from_counts(counts.items())
+        assert (sk.count, sk.sum, sk._min, sk._max, sk._zero_count) == (ref.count, ref.sum, ref._min, ref._max, ref._zero_count)
+        assert S.dd_to_sketch(sk) == S.dd_to_sketch(ref)
+        qs = [0.0, 0.01, 0.5, 0.9, 0.99, 1.0]
+        assert S.dd_quantiles(sk, qs) == [ref.get_quantile_value(q) for q in qs]
