@@ -110,7 +110,7 @@ class PreaggSettings(BaseModel):
 
 
 class DetectSettings(BaseModel):
-    threshold: float = Field(0.25, ge=0, le=1, description=(
+    threshold: float = Field(0.35, ge=0, le=1, description=(
         "Anomaly score at/above which an anomaly is published; defaults to detectors.DEFAULT_THRESHOLD "
         "(the ensemble's calibrated scale, see docs/detectors.md)."))
     checkpoint_interval_s: float = Field(30.0, gt=0)
