@@ -186,6 +186,7 @@ class Aggregator:
         self.tcache: dict = {}
         # request line bytes (fast path) -> (method, (None, template))
         self.rcache: dict = {}
+        self.pcache: dict = {}   # path bytes (fast path) -> (None, template)
         self.times: dict = {}    # timestamp text -> epoch seconds
         self.parts: dict[int, _Part] = {}
         self.closed: list[ClosedWindow] = []
@@ -401,7 +402,15 @@ class Aggregator:
         method, uri, proto = req.split(b" ")  # ValueError -> careful path
         q = uri.find(b"?")
         path = uri[:q] if q >= 0 else uri
-        r = cache[req] = (method, (None, self.template(None, path.decode("utf-8", "replace"))))
+        # Request lines differ by method, query and protocol far more often than by path (here
+        # 20k distinct lines, 9k paths): the template (regexes, ~5 us) is cached per path too.
+        pcache = self.pcache
+        raw = pcache.get(path)
+        if raw is None:
+            if len(pcache) > self.TEMPLATE_CACHE_MAX:
+                pcache.clear()
+            raw = pcache[path] = (None, self.template(None, path.decode("utf-8", "replace")))
+        r = cache[req] = (method, raw)
         return r
 
     _p404 = staticmethod(_p404)
