@@ -27,6 +27,7 @@ from streams.records import MetricPoint
 
 from .feedback import FeedbackModel, MetricPrior
 from .history import HourlyHistory
+from .incidents import service_of
 from .metric_kinds import MetricKind, kind_of
 from .store import STATE_FORMAT, SeriesState, StateStore
 
@@ -36,7 +37,7 @@ PRIOR_KEY = "__prior__"  # store key prefix of per-metric feedback priors
 RECENT_WINDOWS = 32  # window starts remembered per series to tell replays from out-of-order points
 
 
-@dataclass
+@dataclass(slots=True)  # one per point: slots make it a third cheaper to build
 class Outcome:
     """A scored point. ``result`` is the full verdict (built only when asked: most points are normal)."""
 
@@ -46,6 +47,11 @@ class Outcome:
     _series: "Series" = None
     _batch: object = None
     _row: int = 0
+    t: float = 0.0  # window start, epoch seconds
+
+    @property
+    def service(self) -> str:
+        return self._series.service
 
     @property
     def result(self) -> Result:
@@ -55,7 +61,7 @@ class Outcome:
     def context(self) -> dict[str, float | None]:
         # Computed on demand (only anomalies need it); the slots 24 h and 168 h back are not
         # touched by learning this point, so asking after learning gives the same answer.
-        return self._series.history.context(self.point.window_start.timestamp())
+        return self._series.history.context(self.t)
 
 
 @dataclass
@@ -170,6 +176,7 @@ class Series:
     history: HourlyHistory = field(default_factory=HourlyHistory)
     calibration: dict = field(default_factory=dict)
     _feedback: FeedbackModel | None = None
+    service: str = ""  # the incident owner (models.incidents.service_of of the dims)
 
     @property
     def feedback(self) -> FeedbackModel:
@@ -207,22 +214,23 @@ class SeriesPool:
 
     def ensure(self, points: list[MetricPoint]) -> None:
         """Load or create the series of ``points`` (one store round trip for all new ones)."""
-        new = {p.series: p.metric for p in points if p.series not in self.series}
+        have = self.series
+        new = {p.series: p for p in points if p.series not in have}
         if not new:
             return
-        metrics = {m for m in new.values() if m not in self.priors}
+        metrics = {p.metric for p in new.values() if p.metric not in self.priors}
         loaded = self.store.load_many([*new, *(PRIOR_KEY + m for m in metrics)])
         for m in metrics:
             st = loaded.get(PRIOR_KEY + m)
             self.priors[m] = MetricPrior.from_state(st.state if st else None)
-        for key, metric in new.items():
-            kind = kind_of(metric)
+        for key, p in new.items():
+            kind = kind_of(p.metric)
             st = loaded.get(key)
             if st is not None:
                 kind = MetricKind(st.extra.get("kind", kind.kind), st.extra.get("direction", kind.direction))
             g = self._group(kind)
             row = g.alloc()
-            s = Series(key, g, row)
+            s = Series(key, g, row, service=service_of(p.dims))
             if st is not None:
                 try:
                     g.ens.load_state(row, st.state)
@@ -238,11 +246,20 @@ class SeriesPool:
         """Split into per-series queues of (window start, point) in window order, duplicates, and rejects."""
         queues: dict[str, list[tuple[float, MetricPoint]]] = {}
         for p in points:
-            queues.setdefault(p.series, []).append((p.window_start.timestamp(), p))
+            q = queues.get(p.series)
+            if q is None:
+                queues[p.series] = [(p.window_start.timestamp(), p)]
+            else:
+                q.append((p.window_start.timestamp(), p))
         dups, rejected = [], []
+        series, isfinite = self.series, math.isfinite
         for key, q in queues.items():
-            s = self.series[key]
-            if len(q) > 1:
+            s = series[key]
+            if len(q) == 1:  # the common case (one window per series per batch), without the loop below
+                t, p = q[0]
+                if t > s.last_window and isfinite(p.value):
+                    continue
+            else:
                 q.sort(key=lambda e: e[0])
             last, seen, keep = s.last_window, s.recent, []
             for t, p in q:
@@ -262,12 +279,14 @@ class SeriesPool:
             queues[key] = keep
         return queues, dups, rejected
 
-    def process(self, points: list[MetricPoint]) -> tuple[list[Outcome], list[MetricPoint], list[Rejected]]:
-        """Score then learn ``points`` (any mix of series and windows).
+    def process(self, points: list[MetricPoint], ensure: bool = True) -> tuple[list[Outcome], list[MetricPoint], list[Rejected]]:
+        """Score then learn ``points`` (any mix of series and windows); ``ensure=False`` when the
+        caller already called :meth:`ensure` for them.
 
         Returns the scored outcomes, the duplicates skipped and the points rejected with a reason.
         """
-        self.ensure(points)
+        if ensure:
+            self.ensure(points)
         queues, dups, rejected = self._admit(points)
         outcomes: list[Outcome] = []
         series = self.series
@@ -296,7 +315,7 @@ class SeriesPool:
         out = []
         dirty = self.dirty
         for (s, t, p), row, score in zip(heads, at, scores):
-            out.append(Outcome(p, score, s.model_version, s, res, row))
+            out.append(Outcome(p, score, s.model_version, s, res, row, t))
             s.history.add(t, p.value)
             s.last_window = t
             s.recent.append(t)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+from operator import attrgetter
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import Histogram
 
 from models.incidents import Incident as OpenIncident
-from models.incidents import IncidentTracker, service_of
+from models.incidents import IncidentTracker
 from models.feedback import anomaly_features
 from models.partials import PartialMerger, is_partial
 from models.pool import Outcome, SeriesPool, Snapshot
@@ -169,7 +170,7 @@ class DetectWorker:
                     last_msg = time.monotonic()
                     self._handle(msgs)
                 elif max_idle is not None and time.monotonic() - last_msg > max_idle:
-                    self._score([(None, p) for p in self.partials.release(force=True)])  # input ended
+                    self._score(self.partials.release(force=True))  # input ended
                     break
                 self._finish_checkpoint(wait=False)
                 if self._inflight is None and time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
@@ -249,37 +250,46 @@ class DetectWorker:
             self.delivery_errors.append(str(err))
 
     def _handle(self, msgs) -> None:
-        points: list[tuple[object, MetricPoint]] = []
+        points: list[MetricPoint] = []
+        sources: list = []  # the message of each point, for dead letters
+        partition_of, pending, topic = self.partition_of, self.pending, self.s.topics.metrics
+        last: dict[int, int] = {}
         for msg in msgs:
             if msg.error() is not None:
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log_event(log, "consume error", logging.WARNING, error=str(msg.error()))
                 continue
-            self.pending[(msg.topic(), msg.partition())] = msg.offset() + 1
+            part = msg.partition()
+            last[part] = msg.offset()  # in order within a partition: the last one wins
             try:
                 p = decode(msg.value(), expect=MetricPoint)
             except RecordError as exc:
                 self._dead_letter(msg, exc.reason, exc.code)
                 continue
+            partition_of[p.series] = part
             if is_partial(p):  # one pre-aggregation partition's share: merged before scoring
-                self.partials.add(p, msg.partition(), msg.offset())
-                self.partition_of[p.series] = msg.partition()
+                self.partials.add(p, part, msg.offset())
                 POINTS_IN.inc()
                 self.stats.points += 1
                 continue
-            points.append((msg, p))
-            self.partition_of[p.series] = msg.partition()
+            points.append(p)
+            sources.append(msg)
+        for part, off in last.items():  # one subscribed topic: no per-message topic() call
+            pending[(topic, part)] = off + 1
         POINTS_IN.inc(len(points))
         self.stats.points += len(points)
-        self._score([(msg, p) for msg, p in points] + [(None, p) for p in self.partials.release()])
+        merged = self.partials.release()
+        self._score(points + merged, sources + [None] * len(merged))
 
-    def _score(self, points: list) -> None:
+    def _score(self, points: list, sources: list | None = None) -> None:
+        """Score ``points``; ``sources[i]`` is the message of ``points[i]`` (None for a merged point)."""
         if not points:
             return
-        source = {id(p): msg for msg, p in points}
-        self.pool.ensure([p for _, p in points])
+        self.pool.ensure(points)
         self._apply_labels()  # labels of series just loaded apply before their next point is scored
-        outcomes, dups, rejected = self.pool.process([p for _, p in points])
+        outcomes, dups, rejected = self.pool.process(points, ensure=False)
+        if rejected:
+            source = {id(p): m for p, m in zip(points, sources or [None] * len(points))}
         for r in rejected:
             msg = source.get(id(r.point))
             if msg is None:  # a merged point has no single source message
@@ -292,11 +302,14 @@ class DetectWorker:
                 self._dead_letter(msg, r.reason, r.code)
         DUPLICATES.inc(len(dups))
         self.stats.duplicates += len(dups)
-        self._ensure_incidents({service_of(o.point.dims) for o in outcomes})
+        self._ensure_incidents({o.service for o in outcomes})
         threshold = self.s.detect.threshold
-        outcomes.sort(key=lambda o: o.point.window_start)  # incidents follow event time
+        outcomes.sort(key=attrgetter("t"))  # incidents follow event time
+        open_incidents = self.incidents.open
         for o in outcomes:
-            self._publish(o, threshold)
+            if o.score >= threshold or o.service in open_incidents:
+                self._publish(o, threshold)
+            # else: not an alert and no incident to tick for its service: nothing to do
         self.producer.poll(0)
         SERIES.set(len(self.pool.series))
 
@@ -313,8 +326,8 @@ class DetectWorker:
 
     def _publish(self, out: Outcome, threshold: float) -> None:
         p = out.point
-        t = p.window_start.timestamp()
-        svc = service_of(p.dims)
+        t = out.t
+        svc = out.service
         alert = out.score >= threshold
         if alert:
             series = self.pool.series[p.series]
