@@ -1,5 +1,6 @@
-"""Labels change what the detection stage publishes: a false-labeled pattern stops alerting and
-a real incident at the same hour still alerts. Labels go through the real `patrol label` CLI."""
+"""Labels change what the detection stage publishes: a false-labeled pattern stops alerting, a
+real incident at the same hour still alerts, and undoing the labels brings the alerts back. Labels
+go through the real `patrol label` CLI."""
 
 import json
 
@@ -15,7 +16,7 @@ def nightly(day: int) -> int:
 
 
 def test_false_labeled_pattern_stops_alerting_and_real_incident_still_alerts(kafka, redis_server):
-    days = 7
+    days = 10
     spikes = {(0, nightly(d)): 3.0 for d in range(days)}
     real = 6 * DAY + 3 * 60 + 20          # day 6, 03:20: a real incident, much larger
     spikes[(0, real)] = 12.0
@@ -39,7 +40,7 @@ def test_false_labeled_pattern_stops_alerting_and_real_incident_still_alerts(kaf
         run_patrol("label", "mark", a["id"], "false", "--note", "nightly batch job", env=env, check=True)
 
     # days 4-6: same job, same size; plus a real incident at the same hour on day 6
-    produce_points(kafka.bootstrap, s.topics.metrics, [p for w in windows[4 * DAY:] for p in w])
+    produce_points(kafka.bootstrap, s.topics.metrics, [p for w in windows[4 * DAY:7 * DAY] for p in w])
     r = run_patrol("run", "detect", "--max-idle", "6", env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     later = [a for a in read_topic(kafka.bootstrap, s.topics.anomalies) if a["kind"] == "anomaly"][len(first):]
@@ -52,3 +53,19 @@ def test_false_labeled_pattern_stops_alerting_and_real_incident_still_alerts(kaf
     shown = json.loads(run_patrol("models", "show", hit[0]["series"], env=env, check=True).stdout)
     assert shown["label_changes"] and any("nightly" in json.dumps(c) or "suppress" in json.dumps(c)
                                           for c in shown["label_changes"])
+
+    # the operator takes every label back (`patrol label undo`, one mark at a time): the retractions
+    # unlearn the pattern, so days 7-9's nightly job alerts again
+    for _ in nightly_alerts:
+        run_patrol("label", "undo", env=env, check=True)
+    seen = len(first) + len(later)
+    produce_points(kafka.bootstrap, s.topics.metrics, [p for w in windows[7 * DAY:] for p in w])
+    r = run_patrol("run", "detect", "--max-idle", "6", env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    after_undo = [a for a in read_topic(kafka.bootstrap, s.topics.anomalies) if a["kind"] == "anomaly"][seen:]
+    last_nights = {windows[nightly(d)][0].window_start.isoformat().replace("+00:00", "Z") for d in (7, 8, 9)}
+    back = [a for a in after_undo if a["window_start"] in last_nights]
+    assert back, "the undone false labels still mute the nightly job"
+    assert back[0]["model_version"] > hit[0]["model_version"]  # the retractions retrained the series
+    shown = json.loads(run_patrol("models", "show", hit[0]["series"], env=env, check=True).stdout)
+    assert any("unlearned" in json.dumps(c) for c in shown["label_changes"])
