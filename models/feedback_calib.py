@@ -189,8 +189,8 @@ class MetricPrior:
     True
     >>> p.learn("k1", 1, [3.0, 0.5, 0.4, 1], False)
     True
-    >>> p.n_labels, p.max_false(1)
-    (1, [3.0, 0.5])
+    >>> p.n_labels, p.n_false
+    (1, 1)
     >>> p.retract("k1"), p.n_labels, p.probit.mu == MetricPrior().probit.mu
     (True, 0, True)
     """
@@ -207,13 +207,6 @@ class MetricPrior:
     def _count(self) -> None:
         self.n_true = sum(1 for e in self.log if e[1])
         self.n_false = len(self.log) - self.n_true
-        self.maxf = {1: None, -1: None}  # largest labeled-false size per direction, any series
-        for e in self.log:
-            if not e[1] and e[3] is not None:
-                self.maxf[e[2]] = merge_size(self.maxf[e[2]], [round(abs(e[3]), 3), None if e[4] is None else round(e[4], 3)])
-
-    def max_false(self, sign: int) -> list | None:
-        return self.maxf[sign]
 
     @property
     def n_labels(self) -> int:
@@ -269,12 +262,10 @@ class MetricPrior:
 
     @classmethod
     def from_state(cls, d: dict | None) -> "MetricPrior":
-        """Inverse of :meth:`to_state`; states of version 1 (no log) keep their largest false sizes."""
+        """Inverse of :meth:`to_state`; states of version 1 (no log) keep their weights and counts."""
         if not d:
             return cls()
         p = cls(Probit.from_state(d.get("w"), cls.fresh()), d.get("log", ()))
         if "log" not in d:  # version 1: no log to rebuild from, keep what it knew
-            up, down = d.get("maxf", [None, None])
-            p.maxf = {1: as_size(up), -1: as_size(down)}
             p.n_true, p.n_false = d.get("n", [0, 0])
         return p
