@@ -450,10 +450,10 @@ class FeedbackModel:
         """
         if not self.log:  # a state from before the label log: trust its patterns as they were
             return True
-        n_all = sum(1 for o in self.log if not o.real and o.sign == pat.sign)
+        # at least its own days: labels that counted for it may have left the bounded log since
+        n_all = max(pat.n, sum(1 for o in self.log if not o.real and o.sign == pat.sign))
         w = min(1.0, (pat.width + 2 * SLACK_MIN) / DAY_MIN)
-        k = min(pat.n, n_all)
-        tail = sum(math.comb(n_all, j) * w ** j * (1 - w) ** (n_all - j) for j in range(k, n_all + 1))
+        tail = sum(math.comb(n_all, j) * w ** j * (1 - w) ** (n_all - j) for j in range(pat.n, n_all + 1))
         return tail < PATTERN_ALPHA
 
     def _vouched(self, sign: int, size: list) -> bool:
