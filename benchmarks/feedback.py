@@ -18,7 +18,12 @@ instead (the issue's wording; series with fewer than K alerts then drop out). On
 before and after feedback:
 
 - false positives per 1000 points: alerted rows outside truth windows, per evaluation row;
-- recall (event level): fraction of truth windows overlapping the segment with >= 1 alert in it.
+- recall (event level): fraction of truth windows overlapping the segment with >= 1 alert in it;
+- ``losses``: the truth windows that alerted before and not after, with the reasons their alerts
+  were suppressed, and the false alarms removed per mechanism (pattern or calibration).
+
+Ground truth enters the replay only through the labels; the model sees each alert's features and
+the series' age (time since its first point, so labels from the detectors' warm-up can be told).
 
 Sources: (a) NAB files (``--nab DIR``, read in place; truth = inside a labeled window; each file is
 its own metric); (b) synthetic ingress series (see :func:`ingress_series`): requests and error
