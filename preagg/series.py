@@ -25,7 +25,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Iterable
 
-from streams.records import MetricPoint, record_id
+from streams.records import MetricPoint, record_id, series_key
 
 from . import sketches as S
 from .enrich import DEVICE_CLASSES, country, device_class
@@ -244,16 +244,38 @@ def _country_value(dist: dict) -> tuple[str, float, dict]:
             {"stats": {k: float(v) for k, v in sorted(dist.items())}})
 
 
+_WIN: dict[int, tuple[datetime, str]] = {}
+
+
+def _win(t: int) -> tuple[datetime, str]:
+    """UTC datetime of a window bound and its ISO text (a window's points share them)."""
+    r = _WIN.get(t)
+    if r is None:
+        if len(_WIN) > 10_000:
+            _WIN.clear()
+        dt = _utc(t)
+        r = _WIN[t] = (dt, dt.isoformat())
+    return r
+
+
 def _point(metric: str, dims: dict, ws: int, we: int, value: float, extra: dict, partition: int | None) -> MetricPoint:
-    stats = dict(extra.get("stats", {}))
+    stats = {k: float(v) for k, v in extra.get("stats", {}).items()}
     if partition is not None:
         stats["partition"] = float(partition)
-    pt = MetricPoint.make(metric, dims, _utc(ws), _utc(we), value, count=extra.get("count"), stats=stats,
-                          sketch=extra.get("sketch"))
-    if partition is not None:
-        # Partition-scoped id: two partitions' partial global points must not collide.
-        pt.id = record_id(pt.series, pt.window_start.isoformat(), pt.window_end.isoformat(), f"p{partition}")
-    return pt
+    (wsd, wsi), (wed, wei) = _win(ws), _win(we)
+    key = series_key(metric, dims)
+    # Same id as MetricPoint.make; partition-scoped when a partition is given, so two partitions'
+    # partial global points do not collide.
+    pid = record_id(key, wsi, wei) if partition is None else record_id(key, wsi, wei, f"p{partition}")
+    count = extra.get("count")
+    # model_construct: every field is already of its declared type here (float value and stats,
+    # str dims, aware datetimes, a validated Sketch), so validation would only copy them, at
+    # ~10 us a point (a 10 s window of a dozen services makes hundreds). The wire bytes are the
+    # same as MetricPoint.make's (tests compare them).
+    return MetricPoint.model_construct(id=pid, series=key, metric=metric, dims=dict(dims), window_start=wsd,
+                                       window_end=wed, value=float(value),
+                                       count=None if count is None else int(count), stats=stats,
+                                       sketch=extra.get("sketch"))
 
 
 def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_top_k: int = ROUTE_TOP_K) -> list[MetricPoint]:
