@@ -19,6 +19,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Iterator
 
 import numpy as np
 
@@ -413,12 +414,13 @@ class Snapshot:
     def __len__(self) -> int:
         return self.n_series + len(self.others)
 
-    def records(self) -> list[tuple[str, dict[str, str]]]:
-        """``(series, fields)`` equal to ``Series.snapshot(...).to_fields()`` at snapshot time.
+    def records(self) -> Iterator[tuple[str, dict[str, str]]]:
+        """``(series, fields)`` equal to ``Series.snapshot(...).to_fields()`` at snapshot time,
+        built lazily (the store writes them a chunk at a time).
 
         The detector bytes come from the library's own ``states_of`` on a scratch ensemble the
         copied rows are scattered into, so the packing format stays the detectors' business."""
-        out = list(self.others)
+        yield from self.others
         now = repr(time.time())
         fmt = str(STATE_FORMAT)
         for cfg, kind, arrays, rows in self.groups:
@@ -432,6 +434,5 @@ class Snapshot:
             for (key, last, version, recent, hist, cal), st in zip(rows, states):
                 extra = ('{"recent":' + json.dumps(recent, separators=(",", ":")) + ',"history":"'
                          + HourlyHistory.encode(hist) + '"' + tail + cal + "}")
-                out.append((key, {"format": fmt, "state": head + st["data"] + '"}', "last_window": repr(float(last)),
-                                  "model_version": str(version), "extra": extra, "updated": now}))
-        return out
+                yield key, {"format": fmt, "state": head + st["data"] + '"}', "last_window": repr(float(last)),
+                            "model_version": str(version), "extra": extra, "updated": now}

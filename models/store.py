@@ -23,12 +23,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Iterable, Iterator
 
 log = logging.getLogger("patrol.models.store")
 
 STATE_FORMAT = 1
-WRITE_CHUNK = 1000  # series per pipeline round trip: bounds memory and how long one call holds the GIL
+WRITE_CHUNK = 500  # series per pipeline round trip: bounds memory and how long one burst of writing takes
 
 
 @dataclass
@@ -123,38 +124,56 @@ class StateStore:
         """Write ``states``; returns True when they (and any backlog) reached Redis."""
         return self.checkpoint_fields((st.series, st.to_fields()) for st in states)
 
-    def checkpoint_fields(self, records: Iterable[tuple[str, dict[str, str]]]) -> bool:
+    def checkpoint_fields(self, records: Iterable[tuple[str, dict[str, str]]], pause_s: float = 0.0,
+                          hurry: threading.Event | None = None) -> bool:
         """Write ``(series, hash fields)`` pairs (what :meth:`SeriesState.to_fields` gives, or an
         equivalent built in bulk); returns True when they (and any backlog) reached Redis.
 
-        Every record goes to the backlog first; a record leaves it only once Redis acknowledged it
-        and no newer record of the same series arrived meanwhile."""
-        with self._lock:
-            for s, fields in records:
-                self._memory[s] = fields
-            if self._redis is None:
-                return False
-            todo = list(self._memory.items())
-        if not todo:
-            return True
+        ``records`` may be a lazy iterable: it is consumed a chunk at a time, each chunk written
+        before the next is built, with ``pause_s`` between chunks so a background writer spreads
+        its CPU instead of competing with the consume loop in one burst (``hurry``, once set,
+        ends the pauses: someone is waiting for this write). A record leaves the
+        backlog only once Redis acknowledged it and no newer record of the same series arrived
+        meanwhile; if Redis fails, the rest of ``records`` goes to the backlog."""
+        it = iter(records)
+        if self._redis is None:
+            with self._lock:
+                self._memory.update(it)
+            return False
         import redis
 
+        with self._lock:
+            backlog = list(self._memory.items())
         try:
-            for chunk in _chunks(todo, WRITE_CHUNK):
-                pipe = self._redis.pipeline(transaction=False)
-                for s, fields in chunk:
-                    pipe.hset(self._key(s), mapping=fields)
-                pipe.sadd(self._index, *(s for s, _ in chunk))  # one command for the index, not one per series
-                pipe.execute()
+            for chunk in _chunks(backlog, WRITE_CHUNK):  # an outage's backlog first, unpaced
+                self._write_chunk(chunk)
+            while True:
+                chunk = list(islice(it, WRITE_CHUNK))
+                if not chunk:
+                    break
                 with self._lock:
-                    for s, fields in chunk:
-                        if self._memory.get(s) is fields:
-                            del self._memory[s]
+                    self._memory.update(chunk)
+                self._write_chunk(chunk)
+                if pause_s > 0:
+                    (hurry.wait if hurry is not None else time.sleep)(pause_s)
             self._mark(True)
             return True
         except redis.RedisError as exc:
+            with self._lock:
+                self._memory.update(it)  # the rest of this checkpoint waits for Redis with the backlog
             self._mark(False, exc)
             return False
+
+    def _write_chunk(self, chunk: list[tuple[str, dict[str, str]]]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for s, fields in chunk:
+            pipe.hset(self._key(s), mapping=fields)
+        pipe.sadd(self._index, *(s for s, _ in chunk))  # one command for the index, not one per series
+        pipe.execute()
+        with self._lock:
+            for s, fields in chunk:
+                if self._memory.get(s) is fields:
+                    del self._memory[s]
 
     # -- inspection (patrol models ...) -----------------------------------------------------
     def list_series(self, pattern: str = "*") -> list[str]:
@@ -187,5 +206,6 @@ class StateStore:
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:
+    """Slices of a list (``islice`` does the same for the lazy records)."""
     for i in range(0, len(items), n):
         yield items[i:i + n]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import signal
+import threading
 from operator import attrgetter
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,7 +38,7 @@ from models.incidents import IncidentTracker
 from models.feedback import anomaly_features
 from models.partials import PartialMerger, is_partial
 from models.pool import Outcome, SeriesPool, Snapshot
-from models.store import SeriesState, StateStore
+from models.store import WRITE_CHUNK, SeriesState, StateStore
 
 from .config import Settings
 from .observability import Counter, Gauge, log_event
@@ -59,7 +60,9 @@ LABELS = Counter("patrol_detect_labels_total", "Labels applied", ["result"])
 LAG = Gauge("patrol_detect_consumer_lag", "Messages behind the high watermark, summed over owned partitions")
 
 CHECKPOINT_SECONDS = Histogram("patrol_detect_checkpoint_seconds",
-                               "Checkpoint time: 'loop' = consume loop blocked (flush + copy), 'write' = copy to commit",
+                               "Checkpoint time by part. The consume loop is blocked by 'flush' (anomalies acknowledged), "
+                               "'copy' (dirty states copied), 'commit' (offsets) and 'wait' (revoke/shutdown waiting for "
+                               "a write); 'write' = from the copy to the commit, spent on the writer thread",
                                ["part"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
 CHECKPOINT_STALL_MAX = Gauge("patrol_detect_checkpoint_stall_max_seconds",
                              "Longest time the consume loop was blocked by a checkpoint")
@@ -75,6 +78,7 @@ class _InFlight:
     offsets: dict[tuple[str, int], int]   # next offsets consumed before the copy: committable after it
     commit: bool
     started: float
+    hurry: threading.Event     # set when the loop waits for this write: the writer stops pacing
 
 
 @dataclass
@@ -401,19 +405,26 @@ class DetectWorker:
             snap.add(st.series, st.to_fields())  # small: serialised here, where the tracker lives
         held = self.partials.min_offsets()  # partial points not yet merged must be replayed after a crash
         offsets = {(t, p): min(o, held.get(p, o)) for (t, p), o in self.pending.items()}
-        self._inflight = _InFlight(self._writer.submit(self._write, snap), offsets, commit, t0)
+        # A periodic write is paced over up to a quarter of the interval (at most 5 s): the same
+        # CPU, spread out, so the loop keeps its share of the GIL and the cores; revoke/shutdown
+        # writes at full speed because they block the loop (or the rebalance) anyway.
+        chunks = -(-len(snap) // WRITE_CHUNK)
+        pause = 0.0 if wait or chunks < 2 else min(self.checkpoint_s / 4, 5.0) / chunks
+        hurry = threading.Event()
+        self._inflight = _InFlight(self._writer.submit(self._write, snap, pause, hurry), offsets, commit, t0, hurry)
         t2 = time.monotonic()
-        self._observe_stall(t2 - t0)
+        self._observe_stall(t2 - t0, flush=t1 - t0, copy=t2 - t1)
         log_event(log, "checkpoint copied", logging.DEBUG, records=len(snap), flush_s=round(t1 - t0, 4),
                   copy_s=round(t2 - t1, 4))
         return self._finish_checkpoint(wait=True) if wait else True
 
-    def _write(self, snap: Snapshot) -> bool:
+    def _write(self, snap: Snapshot, pause_s: float, hurry: threading.Event) -> bool:
         """Writer thread: serialise the copy and put it (and any backlog) into Redis."""
-        return self.store.checkpoint_fields(snap.records())
+        return self.store.checkpoint_fields(snap.records(), pause_s, hurry)
 
-    def _observe_stall(self, seconds: float) -> None:
-        CHECKPOINT_SECONDS.labels("loop").observe(seconds)
+    def _observe_stall(self, seconds: float, **parts: float) -> None:
+        for part, sec in parts.items():
+            CHECKPOINT_SECONDS.labels(part).observe(sec)
         if seconds > self.stats.checkpoint_stall_max_s:
             self.stats.checkpoint_stall_max_s = seconds
             CHECKPOINT_STALL_MAX.set(seconds)
@@ -427,6 +438,7 @@ class DetectWorker:
         if inf is None or (not wait and not inf.future.done()):
             return True
         t0 = time.monotonic()
+        inf.hurry.set()
         try:
             stored = inf.future.result()
         except Exception as exc:  # a bug in serialisation must not kill the worker: nothing is committed,
@@ -436,7 +448,7 @@ class DetectWorker:
             stored = False
         self._inflight = None
         if wait:
-            self._observe_stall(time.monotonic() - t0)
+            self._observe_stall(time.monotonic() - t0, wait=time.monotonic() - t0)
         REDIS_UP.set(1 if self.store.healthy else 0)
         if not stored and self.store.url is not None:
             CHECKPOINTS.labels("redis_down").inc()
@@ -452,7 +464,7 @@ class DetectWorker:
                 return False
             finally:
                 if not wait:
-                    self._observe_stall(time.monotonic() - t1)
+                    self._observe_stall(time.monotonic() - t1, commit=time.monotonic() - t1)
             for tp, o in inf.offsets.items():  # entries that moved on since the copy stay pending
                 if self.pending.get(tp) == o:
                     del self.pending[tp]
