@@ -272,8 +272,8 @@ class Pattern:
     Covers minutes ``start .. start + width`` of the UTC day (+- ``SLACK_MIN``), sizes up to
     ``MARGIN`` x ``top``: the *second* largest band multiple and fold change among its last
     ``PATTERN_SIZES`` labeled sizes (the largest when it has one), so a single outsized false alarm
-    (an early instance the seasonal model had not learned yet) cannot stretch it over a real incident
-    twice its usual size. ``label`` is the short id of the label that last widened it. ``mask`` holds the weekdays its false labels fell on: when
+    (a night the weekly backup ran during the job, an early night the seasonal model had not learned)
+    cannot stretch it over a real incident twice its usual size. ``label`` is the short id of the label that last widened it. ``mask`` holds the weekdays its false labels fell on: when
     they fell on one weekday only, on different days (so at least a week apart), the cause is weekly
     (a Sunday backup) and the pattern covers that weekday only.
     """
