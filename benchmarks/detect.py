@@ -246,7 +246,7 @@ def _worker_checkpoint_stats(port: int) -> dict:
             name, _, v = line.rpartition(" ")
             vals[name] = float(v)
     out = {"stall_max_s": vals.get("patrol_detect_checkpoint_stall_max_seconds")}
-    for part in ("flush", "copy", "commit", "write"):
+    for part in ("flush", "copy", "commit", "gc", "write"):
         n = vals.get(f'patrol_detect_checkpoint_seconds_count{{part="{part}"}}', 0.0)
         total = vals.get(f'patrol_detect_checkpoint_seconds_sum{{part="{part}"}}', 0.0)
         out[f"{part}_count"] = int(n)

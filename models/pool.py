@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import time
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterator
@@ -172,7 +173,9 @@ class Series:
     group: Group
     row: int
     last_window: float = -math.inf
-    recent: list[float] = field(default_factory=list)
+    # array, not list: a checkpoint copies it for every dirty series, and a list copy touches each
+    # float object (cache misses over 10k series); membership is only tested for replays
+    recent: array = field(default_factory=lambda: array("d"))
     model_version: int = 1
     history: HourlyHistory = field(default_factory=HourlyHistory)
     calibration: dict = field(default_factory=dict)
@@ -192,7 +195,7 @@ class Series:
         k = self.group.kind
         state = self.group.ens.state_of(self.row) if state is None else state
         return SeriesState(self.key, state, self.last_window, self.model_version,
-                           {"recent": self.recent, "history": self.history.to_state(), "kind": k.kind,
+                           {"recent": self.recent.tolist(), "history": self.history.to_state(), "kind": k.kind,
                             "direction": k.direction, "calibration": self.calibration})
 
 
@@ -236,7 +239,7 @@ class SeriesPool:
                 try:
                     g.ens.load_state(row, st.state)
                     s.last_window, s.model_version = st.last_window, st.model_version
-                    s.recent = list(st.extra.get("recent", []))
+                    s.recent = array("d", st.extra.get("recent", []))
                     s.history = HourlyHistory.from_state(st.extra.get("history"))
                     s.calibration = st.extra.get("calibration", {})
                 except (ValueError, KeyError) as exc:  # saved by another detector configuration
@@ -378,7 +381,7 @@ class SeriesPool:
                     m.calibration = m._feedback.to_state()
                 # feedback state is small and may share lists with the live model: JSON it now
                 cal = json.dumps(m.calibration, separators=(",", ":")) if m.calibration else "{}"
-                rows.append((m.key, m.last_window, m.model_version, m.recent.copy(), m.history.copy_raw(), cal))
+                rows.append((m.key, m.last_window, m.model_version, m.recent[:], m.history.copy_raw(), cal))
             groups.append((g.ens.config(), g.kind, arrays, rows))
         others = [(PRIOR_KEY + m, SeriesState(PRIOR_KEY + m, self.priors[m].to_state()).to_fields())
                   for m in self.dirty_priors]
@@ -432,7 +435,7 @@ class Snapshot:
             head = json.dumps({"v": states[0]["v"], "config": states[0]["config"]}, separators=(",", ":"))[:-1] + ',"data":"'
             tail = ',"kind":' + json.dumps(kind.kind) + ',"direction":' + json.dumps(kind.direction) + ',"calibration":'
             for (key, last, version, recent, hist, cal), st in zip(rows, states):
-                extra = ('{"recent":' + json.dumps(recent, separators=(",", ":")) + ',"history":"'
+                extra = ('{"recent":' + json.dumps(recent.tolist(), separators=(",", ":")) + ',"history":"'
                          + HourlyHistory.encode(hist) + '"' + tail + cal + "}")
                 yield key, {"format": fmt, "state": head + st["data"] + '"}', "last_window": repr(float(last)),
                             "model_version": str(version), "extra": extra, "updated": now}
