@@ -41,7 +41,7 @@ from .series import BIN, BOUT, IPS, N, P404, RT, UAS, URT, build_points
 PEND = 9
 from .windows import Windows
 
-try:  # the compiled loop (Cython, built by `pip install -e .`); same results, ~5x faster
+try:  # the compiled loop (Cython, built by `pip install -e .`); same results, 2-3x faster
     from . import _fastloop
 except ImportError:  # no compiler at install time: the pure-Python loop below does the same work
     _fastloop = None

@@ -128,7 +128,7 @@ class PreaggJob:
                               idle_close_s=p.idle_close_s, fmt=p.log_format,
                               max_templates_per_host=p.max_templates_per_host)
         if self.agg.fast and not self.agg.compiled:
-            log.warning("preagg._fastloop is not built: running the pure-Python hot loop (~5x slower); "
+            log.warning("preagg._fastloop is not built: running the pure-Python hot loop (2-3x slower); "
                         "reinstall with a C compiler (pip install -e .)")
         else:
             log.info("hot loop: %s", "compiled (preagg._fastloop)" if self.agg.compiled else f"careful parser ({p.log_format})")

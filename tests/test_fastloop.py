@@ -29,7 +29,7 @@ def _compiled_loop_built():
     if aggregate.COMPILED:
         return
     msg = ("preagg._fastloop is not built: `pip install -e .` (or `python setup.py build_ext --inplace`) "
-           "needs Cython and a C compiler; without it the stage runs the ~5x slower pure-Python loop")
+           "needs Cython and a C compiler; without it the stage runs the 2-3x slower pure-Python loop")
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(msg)  # under CI a missing extension is a broken build, never a skip
     pytest.skip(msg)
