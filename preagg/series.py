@@ -153,7 +153,9 @@ class _Summary:
         except (TypeError, UnicodeDecodeError):  # not bytes / not UTF-8: the general path
             ips = {_s(k): c for k, c in lv.ips.items()}
         sm.hll_ips = S.hll_from(k for k in ips if k != "-")
-        sm.hll_404 = S.hll_from(lv.p404)
+        # sorted: a set iterates in hash order, which varies per process (PYTHONHASHSEED); the HLL
+        # bytes in list mode follow insertion order, and a replay must send the same record
+        sm.hll_404 = S.hll_from(sorted(lv.p404))
         sm.topk = S.topk_from_counts(ips.items())
         dev = dict.fromkeys(DEVICE_CLASSES, 0)
         for ua, cnt in lv.uas.items():
