@@ -26,10 +26,10 @@ import logging
 import math
 import signal
 import threading
-from operator import attrgetter
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import Histogram
@@ -141,9 +141,10 @@ class DetectWorker:
         self.pending: dict[tuple[str, int], int] = {}   # next offset to commit per partition
         self.delivery_errors: list[str] = []
         conf = settings.kafka.client_config()
-        # fetch.wait.max.ms: how long a broker may hold a fetch with no new data. Kafka answers as
-        # soon as fetch.min.bytes (1) is there, but Tansu waits out the whole 500 ms default, which
-        # made up most of the median arrival-to-anomaly latency; kafka.extra can still override it.
+        # fetch.wait.max.ms: how long a broker may hold a fetch with no new data. On Tansu it shows
+        # up as delivery delay (a probe read messages 0.18 s p50 after produce with librdkafka's
+        # 500 ms default, 0.06 s with 20 ms), most of the median arrival-to-anomaly latency;
+        # kafka.extra can still override it.
         self.consumer = Consumer({"fetch.wait.max.ms": 50, **conf, "group.id": group, "enable.auto.commit": False,
                                   "auto.offset.reset": "earliest", "session.timeout.ms": settings.kafka.session_timeout_ms,
                                   "partition.assignment.strategy": "cooperative-sticky"})
