@@ -84,3 +84,16 @@ def test_dd_from_counts_and_quantiles_match_the_library_exactly():
         assert S.dd_to_sketch(sk) == S.dd_to_sketch(ref)
         qs = [0.0, 0.01, 0.5, 0.9, 0.99, 1.0]
         assert S.dd_quantiles(sk, qs) == [ref.get_quantile_value(q) for q in qs]
+
+
+def test_wire_sketches_equal_validated_ones():
+    # dd/hll/topk_to_sketch build Sketch without validation (model_construct): each must equal,
+    # field for field and in its JSON bytes, what Sketch.from_bytes (validated) makes.
+    hll = S.hll_from(["10.0.0.1", "10.0.0.2"])
+    tk = S.topk_from_counts([("10.0.0.1", 3), ("10.0.0.2", 1)])
+    dd = S.dd_from_counts([(0.0, 1), (0.012, 4), (1.5, 2)])
+    for fast in (S.dd_to_sketch(dd), S.hll_to_sketch(hll), S.topk_to_sketch(tk)):
+        ref = Sketch.from_bytes(fast.type, fast.raw(), **fast.params)
+        assert fast == ref
+        assert fast.model_dump_json() == ref.model_dump_json()
+        assert {k: type(v) for k, v in fast.params.items()} == {k: type(v) for k, v in ref.params.items()}
