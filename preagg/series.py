@@ -168,11 +168,11 @@ class _Summary:
             ips = dict(zip(map(bytes.decode, lv.ips), lv.ips.values()))
         except (TypeError, UnicodeDecodeError):  # not bytes / not UTF-8: the general path
             ips = {_s(k): c for k, c in lv.ips.items()}
-        sm.hll_ips = S.hll_from(k for k in ips if k != "-")
+        sm.hll_ips = S.hll_from([k for k in ips if k != "-"])
         # sorted: a set iterates in hash order, which varies per process (PYTHONHASHSEED); the HLL
         # bytes in list mode follow insertion order, and a replay must send the same record
         sm.hll_404 = S.hll_from(sorted(lv.p404))
-        sm.topk = S.topk_from_counts(ips.items())
+        sm.topk = S.topk_from_counts(ips)
         dev = dict.fromkeys(DEVICE_CLASSES, 0)
         for ua, cnt in lv.uas.items():
             dev[device_class(_s(ua) if ua not in (None, b"-") else None)] += cnt

@@ -20,6 +20,7 @@ import json
 import math
 import zlib
 from bisect import bisect_right
+from collections import deque
 from itertools import accumulate, compress
 from typing import Iterable
 
@@ -189,8 +190,12 @@ def hll_from(items: Iterable[str | bytes], lg_k: int = HLL_LG_K) -> ds.hll_sketc
     """
     sk = ds.hll_sketch(lg_k, ds.tgt_hll_type.HLL_4)
     up = sk.update
-    for it in items:
-        up(it.decode("utf-8", "replace") if isinstance(it, bytes) else it)
+    items = items if isinstance(items, list) else list(items)
+    if set(map(type, items)) <= {str}:  # the usual case (window close passes text): a C-level loop
+        deque(map(up, items), 0)
+    else:
+        for it in items:
+            up(it.decode("utf-8", "replace") if isinstance(it, bytes) else it)
     return hll_union([sk], lg_k)
 
 
@@ -223,8 +228,14 @@ def hll_union(sketches: Iterable[ds.hll_sketch], lg_k: int = HLL_LG_K) -> ds.hll
 
 
 # -- heavy hitters ---------------------------------------------------------------------------
-def topk_from_counts(counts: Iterable[tuple[str, int]], lg_max: int = TOPK_LG_MAX) -> ds.frequent_strings_sketch:
+def topk_from_counts(counts: Iterable[tuple[str, int]] | dict[str, int], lg_max: int = TOPK_LG_MAX) -> ds.frequent_strings_sketch:
     sk = ds.frequent_strings_sketch(lg_max)
+    if isinstance(counts, dict):  # str -> int counts from window close: one C-level loop
+        ws = counts.values()
+        if set(map(type, ws)) <= {int}:
+            deque(map(sk.update, counts, ws), 0)
+            return sk
+        counts = counts.items()
     for item, w in counts:
         sk.update(item, int(w))
     return sk
