@@ -181,6 +181,18 @@ class Series:
     calibration: dict = field(default_factory=dict)
     _feedback: FeedbackModel | None = None
     service: str = ""  # the incident owner (models.incidents.service_of of the dims)
+    # start of the first window this model learned: label feedback ignores labels on alerts from
+    # the detectors' warm-up day (models.feedback.WARMUP_S). inf = new series, set on its first
+    # point; nan = unknown (state saved before this was kept), so its labels count as before.
+    first_window: float = math.inf
+
+    @property
+    def first_window_json(self) -> str:
+        return repr(self.first_window) if math.isfinite(self.first_window) else "null"
+
+    def age_s(self, t: float) -> float | None:
+        """Seconds since the model's first window, None when unknown."""
+        return t - self.first_window if math.isfinite(self.first_window) else None
 
     @property
     def feedback(self) -> FeedbackModel:
@@ -196,7 +208,8 @@ class Series:
         state = self.group.ens.state_of(self.row) if state is None else state
         return SeriesState(self.key, state, self.last_window, self.model_version,
                            {"recent": self.recent.tolist(), "history": self.history.to_state(), "kind": k.kind,
-                            "direction": k.direction, "calibration": self.calibration})
+                            "direction": k.direction, "calibration": self.calibration,
+                            "first_window": self.first_window if math.isfinite(self.first_window) else None})
 
 
 class SeriesPool:
@@ -242,6 +255,8 @@ class SeriesPool:
                     s.recent = array("d", st.extra.get("recent", []))
                     s.history = HourlyHistory.from_state(st.extra.get("history"))
                     s.calibration = st.extra.get("calibration", {})
+                    fw = st.extra.get("first_window")
+                    s.first_window = float(fw) if fw is not None else math.nan
                 except (ValueError, KeyError) as exc:  # saved by another detector configuration
                     log.warning("state of %s not loadable (%s): starting a new model", key, exc)
             self.series[key] = s
@@ -322,6 +337,8 @@ class SeriesPool:
             out.append(Outcome(p, score, s.model_version, s, res, row, t))
             s.history.add(t, p.value)
             s.last_window = t
+            if t < s.first_window:  # only a new series (inf); nan (unknown) compares False
+                s.first_window = t
             s.recent.append(t)
             if len(s.recent) > RECENT_WINDOWS:
                 del s.recent[0]
@@ -381,7 +398,8 @@ class SeriesPool:
                     m.calibration = m._feedback.to_state()
                 # feedback state is small and may share lists with the live model: JSON it now
                 cal = json.dumps(m.calibration, separators=(",", ":")) if m.calibration else "{}"
-                rows.append((m.key, m.last_window, m.model_version, m.recent[:], m.history.copy_raw(), cal))
+                rows.append((m.key, m.last_window, m.model_version, m.recent[:], m.history.copy_raw(), cal,
+                             m.first_window_json))
             groups.append((g.ens.config(), g.kind, arrays, rows))
         others = [(PRIOR_KEY + m, SeriesState(PRIOR_KEY + m, self.priors[m].to_state()).to_fields())
                   for m in self.dirty_priors]
@@ -434,8 +452,8 @@ class Snapshot:
             # the JSON of {"v", "config", "data"} with the shared part encoded once per group
             head = json.dumps({"v": states[0]["v"], "config": states[0]["config"]}, separators=(",", ":"))[:-1] + ',"data":"'
             tail = ',"kind":' + json.dumps(kind.kind) + ',"direction":' + json.dumps(kind.direction) + ',"calibration":'
-            for (key, last, version, recent, hist, cal), st in zip(rows, states):
+            for (key, last, version, recent, hist, cal, first), st in zip(rows, states):
                 extra = ('{"recent":' + json.dumps(recent.tolist(), separators=(",", ":")) + ',"history":"'
-                         + HourlyHistory.encode(hist) + '"' + tail + cal + "}")
+                         + HourlyHistory.encode(hist) + '"' + tail + cal + ',"first_window":' + first + "}")
                 yield key, {"format": fmt, "state": head + st["data"] + '"}', "last_window": repr(float(last)),
                             "model_version": str(version), "extra": extra, "updated": now}

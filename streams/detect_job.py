@@ -354,7 +354,8 @@ class DetectWorker:
         alert = out.score >= threshold
         if alert:
             series = self.pool.series[p.series]
-            features = anomaly_features(out.result, p.value, t, series.group.kind.kind, threshold)
+            features = anomaly_features(out.result, p.value, t, series.group.kind.kind, threshold,
+                                        age_s=series.age_s(t))
             decision = series.feedback.decide(features, self.pool.prior(p.metric))
             if not decision.alert:  # labels said alerts like this are false alarms
                 SUPPRESSED.inc()

@@ -35,6 +35,9 @@ def test_detect_publishes_anomalies_incidents_and_dead_letters(kafka, redis_serv
     assert req["direction"] == "up" and req["observed"] > req["upper"] >= req["expected"] >= req["lower"]
     assert req["incident_id"] and req["severity"] in ("warning", "critical") and req["detectors"]
     assert set(req["context"]) == {"yesterday", "last_week"}
+    # the series' age rides on the features, so labels on warm-up alerts do not retrain (docs/feedback.md)
+    age_s = windows[SPIKE[1]][0].window_start.timestamp() - windows[0][0].window_start.timestamp()
+    assert req["features"]["age_h"] == round(age_s / 3600.0, 2)
     incidents = [i for i in out if i["kind"] == "incident" and i["id"] == req["incident_id"]]
     assert [i["event"] for i in incidents][0] == "opened" and "resolved" in [i["event"] for i in incidents]
     # one incident per problem, few false alarms on the clean series

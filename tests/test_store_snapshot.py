@@ -8,7 +8,7 @@ import numpy as np
 from benchmarks.metric_stream import metric_windows
 from models.feedback import anomaly_features
 from models.pool import SeriesPool
-from models.store import StateStore
+from models.store import SeriesState, StateStore
 from streams.records import MetricPoint
 
 FIELDS = ("format", "state", "last_window", "model_version", "extra")  # "updated" is the write time
@@ -75,3 +75,31 @@ def test_snapshot_records_load_back_into_a_pool(redis_server):
     rest_b = sorted(b.process(flat(windows[50:]))[0], key=key)
     assert [(key(o), o.score) for o in rest_a] == [(key(o), o.score) for o in rest_b]
 
+
+
+def test_first_window_survives_checkpoints_and_old_states_stay_unknown():
+    """The pool keeps when each model started (feedback ignores labels from the warm-up day),
+    through both checkpoint paths; a state saved before this was kept loads as 'unknown'."""
+    windows = _all_kinds(2, 30, seed=3)
+    store = StateStore(None)
+    pool = SeriesPool(store)
+    pool.process(flat(windows[:20]))
+    t0 = windows[0][0].window_start.timestamp()
+    s = next(iter(pool.series.values()))
+    assert s.first_window == t0 and s.age_s(t0 + 3600.0) == 3600.0
+    store.checkpoint(pool.take_dirty())
+    again = SeriesPool(store)
+    again.process(flat(windows[20:25]))
+    assert {k: v.first_window for k, v in again.series.items()} == {k: t0 for k in pool.series}
+    snap = again.snapshot_dirty()
+    legacy = {}
+    for key, fields in snap.records():
+        st = SeriesState.from_fields(key, fields)
+        assert st.extra["first_window"] == t0
+        st.extra.pop("first_window")  # as written before the pool kept it
+        legacy[key] = st
+    old = StateStore(None)
+    old.checkpoint(list(legacy.values()))
+    later = SeriesPool(old)
+    later.process(flat(windows[25:]))
+    assert all(v.age_s(t0 + 86400.0) is None for v in later.series.values())
