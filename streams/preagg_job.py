@@ -24,6 +24,7 @@ merge_partitions=True)`` (group by series + window, sum/merge).
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import signal
@@ -195,7 +196,15 @@ class PreaggJob:
             old = {}
         cpu0, wall0 = time.process_time(), time.monotonic()
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        last_input = time.monotonic()
+        last_input = last_gc = time.monotonic()
+        # Cyclic GC by hand. consume() returns thousands of Message objects, which the GC tracks:
+        # automatic collections fired many times per batch, promoted live messages, and so ran
+        # full collections over the open windows' accumulators (~12 % of process CPU in perf at
+        # 60 s windows). What the loop allocates is acyclic and freed by reference counting; a
+        # young collection when many tracked objects accumulated and a full one a minute keep
+        # anything cyclic (exceptions, library internals) bounded.
+        gc_on = gc.isenabled()
+        gc.disable()
         try:
             while not self.stop_requested:
                 now_m = time.monotonic()
@@ -222,10 +231,17 @@ class PreaggJob:
                 if self.agg.closed:
                     self._publish()
                     self._commit(list(self.agg.parts))
+                if gc.get_count()[0] > 100_000:
+                    gc.collect(1)
+                if now_m - last_gc >= 60:
+                    gc.collect()
+                    last_gc = now_m
             if self.stop_requested:
                 self.result.reason = self.result.reason or "signal"
             self._commit(list(self.agg.parts))
         finally:
+            if gc_on:
+                gc.enable()
             for sig, h in old.items():
                 signal.signal(sig, h)
             self.consumer.close()
