@@ -361,14 +361,18 @@ class SeriesPool:
             self.dirty_priors.add(metric)
         return change
 
-    def take_dirty(self) -> list[SeriesState]:
+    def _dirty_by_group(self) -> list[tuple[Group, list[Series]]]:
+        """The dirty series still loaded, grouped by detector group (one bulk extraction each)."""
         by_group: dict[int, tuple[Group, list[Series]]] = {}
         for k in self.dirty:
             s = self.series.get(k)
             if s is not None:
                 by_group.setdefault(id(s.group), (s.group, []))[1].append(s)
+        return list(by_group.values())
+
+    def take_dirty(self) -> list[SeriesState]:
         states = []
-        for g, members in by_group.values():  # one bulk state extraction per group
+        for g, members in self._dirty_by_group():  # one bulk state extraction per group
             for s, st in zip(members, g.ens.states_of([m.row for m in members])):
                 states.append(s.snapshot(st))
         states += [SeriesState(PRIOR_KEY + m, self.priors[m].to_state()) for m in self.dirty_priors]
@@ -383,13 +387,8 @@ class SeriesPool:
         copy of each series' small Python state (recent windows, hourly ring); packing, base64 and
         JSON happen later in :meth:`Snapshot.records`, off the loop. The copy is the state as of
         this call: points learned afterwards make their series dirty for the next checkpoint."""
-        by_group: dict[int, tuple[Group, list[Series]]] = {}
-        for k in self.dirty:
-            s = self.series.get(k)
-            if s is not None:
-                by_group.setdefault(id(s.group), (s.group, []))[1].append(s)
         groups = []
-        for g, members in by_group.values():
+        for g, members in self._dirty_by_group():
             idx = np.fromiter((m.row for m in members), dtype=np.int64, count=len(members))
             arrays = [a[idx] for a in _state_arrays(g.ens)]  # fancy indexing copies
             rows = []
