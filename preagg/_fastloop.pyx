@@ -70,14 +70,6 @@ cdef class _Interner:
         return o
 
 
-cdef inline void _inc(dict d, object k) except *:
-    cdef PyObject* v = PyDict_GetItem(d, k)
-    if v == NULL:
-        PyDict_SetItem(d, k, 1)
-    else:
-        PyDict_SetItem(d, k, <object>v + 1)
-
-
 cdef inline object _size(const char* s, Py_ssize_t n, bint trailing_space, object int0):
     """int() of a size field; anything but plain digits goes to the same ``_int0`` the pure fold uses."""
     cdef Py_ssize_t m = n - 1 if trailing_space else n
@@ -94,7 +86,7 @@ cdef inline object _size(const char* s, Py_ssize_t n, bint trailing_space, objec
     return PyLong_FromLongLong(v)
 
 
-cdef _Interner I_UP = _Interner(), I_UA = _Interner(), I_RT = _Interner(), I_IP = _Interner(), I_RQ = _Interner()
+cdef _Interner I_UP = _Interner(), I_RQ = _Interner()
 cdef list STATUS = [None] * 1000
 
 
@@ -111,29 +103,63 @@ cdef inline object _status(const char* s):
     return PyBytes_FromStringAndSize(s, 3)
 
 
+include "_tables.pxi"
+
+
+cdef inline int64_t _size_c(const char* s, Py_ssize_t n, bint trailing_space) noexcept:
+    """A size field of plain digits (at most 15: sums stay exact in int64), else -1."""
+    cdef Py_ssize_t m = n - 1 if trailing_space else n
+    cdef int64_t v = 0
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    if m <= 0 or m > 15 or (trailing_space and s[n - 1] != 32):
+        return -1
+    for i in range(m):
+        c = <unsigned char>s[i]
+        if c < 48 or c > 57:
+            return -1
+        v = v * 10 + (c - 48)
+    return v
+
+
+cdef inline int _status_code(const char* s) noexcept:
+    cdef unsigned char a = s[0], b = s[1], c = s[2]
+    if 48 <= a <= 57 and 48 <= b <= 57 and 48 <= c <= 57:
+        return (a - 48) * 100 + (b - 48) * 10 + (c - 48)
+    return -1
+
+
 def loop(agg, st, lines, offsets, list rejected, now):
-    """Aggregate ``lines`` of one partition into ``st`` (see ``Aggregator._loop_py``)."""
+    """Aggregate ``lines`` of one partition into ``st`` (see ``Aggregator._loop_py``).
+
+    Per line the counters go to the window's :class:`WinTab`; the accumulators' dicts are
+    filled when the window closes (``WinTab.finish``).
+    """
     w = st.windows
     cdef long long W = agg.window_s
-    cdef dict times = agg.times, rcache = agg.rcache, wins = st.wins, caps = st.caps
+    cdef dict times = agg.times, rcache = agg.rcache, wins = st.wins, caps = st.caps, tabs = st.tabs
     cdef dict cur = None, wcap = None
-    cdef object int0 = _int0_ref, new_acc = _acc_ref, p404 = _p404_ref
+    cdef WinTab tab = None
+    cdef object int0 = _int0_ref, p404 = _p404_ref
     cdef object time_of = agg._time, advance = agg._advance, open_ = agg._open, admit = agg._admit
     cdef object request = agg._request, slow = agg._slow
     lo, hi, trig, mx = w.lo, w.hi, w.trigger, w.max_t
     cur_ws = None
     cdef char last_ts[26]
     cdef bint have_ts = False
-    cdef Py_ssize_t i = -1, n, j, k, nq, ntok, hs
+    cdef Py_ssize_t i = -1, n, j, k, nq, ntok, hs, acc
     cdef Py_ssize_t q[6]
     cdef Py_ssize_t tok_s[9]
     cdef Py_ssize_t tok_e[9]
     cdef const char* s
     cdef const char* p
-    cdef object line, ts, t, ws, rq, method, raw, up, tmpl, sb, key, ua
+    cdef object line, ts, t, ws, rq, method, raw, up, tmpl, sb, key
     cdef list a
     cdef PyObject* hit
     cdef bint ok
+    cdef int code
+    cdef uint64_t rh = 0
+    cdef int64_t bout, bin_
     for line in lines:
         i += 1
         ok = False
@@ -183,15 +209,10 @@ def loop(agg, st, lines, offsets, list rejected, now):
                     else:
                         cur = <dict>hit
                     wcap = <dict>((<tuple>caps[ws])[0])
+                    tab = <WinTab>tabs[ws]
                     cur_ws = ws
                 memcpy(last_ts, p, 26)
                 have_ts = True
-            # request line: one cached lookup gives method and uncapped template
-            rq = rcache.get(I_RQ.get(s + q[0] + 1, q[1] - q[0] - 1))
-            if rq is None:
-                rq = request(I_RQ.get(s + q[0] + 1, q[1] - q[0] - 1))
-            method = (<tuple>rq)[0]
-            raw = (<tuple>rq)[1]
             # tail after the last quote: exactly 9 whitespace-separated fields
             ntok = 0
             j = q[5] + 1
@@ -208,22 +229,42 @@ def loop(agg, st, lines, offsets, list rejected, now):
                     j += 1
                 tok_e[ntok] = j
                 ntok += 1
-            if ntok != 9:
-                raise ValueError
             # p2 = line[q1+1:q2] = b" 200 1234 "; p2[4] must be a space
-            if q[2] - q[1] - 1 < 5 or s[q[1] + 5] != 32:
+            if ntok != 9 or q[2] - q[1] - 1 < 5 or s[q[1] + 5] != 32:
+                # the pure loop looks the request line up first (bad ones raise there): same
+                # outcome, the careful path, but keep its cache fill for the same cache contents
+                rq = I_RQ.get(s + q[0] + 1, q[1] - q[0] - 1)
+                if rcache.get(rq) is None:
+                    request(rq)
                 raise ValueError
-            up = I_UP.get(s + tok_s[2], tok_e[2] - tok_s[2])
-            hit = PyDict_GetItem(wcap, raw)
-            tmpl = admit(st, cur_ws, raw, up) if hit == NULL else <object>hit
-            sb = _status(s + q[1] + 2)
-            key = (up, tmpl, method, sb)
-            hit = PyDict_GetItem(cur, key)
-            if hit == NULL:
-                a = new_acc()
-                cur[key] = a
-            else:
-                a = <list>hit
+            # (request line, upstream, status) -> accumulator: one C probe for what the request
+            # cache, the template cap and the fine-key dict decide
+            code = _status_code(s + q[1] + 2)
+            acc = -1
+            if code >= 0:
+                acc = tab.rfind(s + q[0] + 1, q[1] - q[0] - 1, s + tok_s[2], tok_e[2] - tok_s[2], code, &rh)
+            if acc < 0:
+                rq = I_RQ.get(s + q[0] + 1, q[1] - q[0] - 1)
+                hit = PyDict_GetItem(rcache, rq)
+                rq = request(rq) if hit == NULL else <object>hit
+                method = (<tuple>rq)[0]
+                raw = (<tuple>rq)[1]
+                up = I_UP.get(s + tok_s[2], tok_e[2] - tok_s[2])
+                hit = PyDict_GetItem(wcap, raw)
+                tmpl = admit(st, cur_ws, raw, up) if hit == NULL else <object>hit
+                sb = _status(s + q[1] + 2)
+                key = (up, tmpl, method, sb)
+                hit = PyDict_GetItem(cur, key)
+                if hit == NULL:
+                    a = tab.new_acc()
+                    cur[key] = a
+                else:
+                    a = <list>hit
+                acc = a[9]
+                # cacheable only when the cap remembered this template for the window (past its
+                # bound the pure loop asks _admit again on every line, which counts)
+                if code >= 0 and PyDict_GetItem(wcap, raw) != NULL:
+                    tab.rput(s + q[0] + 1, q[1] - q[0] - 1, s + tok_s[2], tok_e[2] - tok_s[2], code, rh, acc)
             ok = True
         except (ValueError, IndexError, ParseError):
             pass
@@ -234,18 +275,28 @@ def loop(agg, st, lines, offsets, list rejected, now):
             cur_ws = None
             have_ts = False
             cur = None
+            tab = None
             continue
-        # counters, in the order the pure fold applies them per accumulator
-        a[0] = a[0] + 1
-        a[1] = a[1] + _size(s + q[1] + 6, q[2] - q[1] - 6, True, int0)
-        a[2] = a[2] + _size(s + tok_s[0], tok_e[0] - tok_s[0], False, int0)
-        _inc(<dict>a[4], I_RT.get(s + tok_s[1], tok_e[1] - tok_s[1]))
-        _inc(<dict>a[5], I_RT.get(s + tok_s[6], tok_e[6] - tok_s[6]))
+        # counters (the value -> count entries in line order, as the pure fold counts them)
+        tab.n[acc] += 1
+        bout = _size_c(s + q[1] + 6, q[2] - q[1] - 6, True)
+        bin_ = _size_c(s + tok_s[0], tok_e[0] - tok_s[0], False)
+        if bout < 0 or bin_ < 0:  # garbage or huge: the pure fold's int() rules, on the Python ints
+            a = <list>PyList_GET_ITEM(tab.accs, acc)
+            if bout < 0:
+                a[1] = a[1] + _size(s + q[1] + 6, q[2] - q[1] - 6, True, int0)
+                bout = 0
+            if bin_ < 0:
+                a[2] = a[2] + _size(s + tok_s[0], tok_e[0] - tok_s[0], False, int0)
+                bin_ = 0
+        tab.sizes(acc, bout, bin_)
+        tab.inc(acc, 0, tab.vid(s + tok_s[1], tok_e[1] - tok_s[1]))
+        tab.inc(acc, 1, tab.vid(s + tok_s[6], tok_e[6] - tok_s[6]))
         # client = head up to its first space (head[:head.find(b" ")]: -1 drops the last byte)
         p = <const char*>memchr(s, 32, hs)
-        _inc(<dict>a[6], I_IP.get(s, (p - s) if p != NULL else hs - 1))
-        _inc(<dict>a[7], I_UA.get(s + q[4] + 1, q[5] - q[4] - 1))
-        if sb == b"404":
+        tab.inc(acc, 2, tab.vid(s, (p - s) if p != NULL else hs - 1))
+        tab.inc(acc, 3, tab.vid(s + q[4] + 1, q[5] - q[4] - 1))
+        if code == 404:
             # uri = second space-separated part of the request line (validated by _request)
             p = s + q[0] + 1
             k = q[1] - q[0] - 1
@@ -256,18 +307,17 @@ def loop(agg, st, lines, offsets, list rejected, now):
             j = ntok
             while j < k and p[j] != 32:
                 j += 1
-            p404(a, PyBytes_FromStringAndSize(p + ntok, j - ntok))
+            p404(<list>PyList_GET_ITEM(tab.accs, acc), PyBytes_FromStringAndSize(p + ntok, j - ntok))
 
 
 _int0_ref = None
-_acc_ref = None
 _p404_ref = None
 
 
-def bind(int0, acc, p404):
+def bind(int0, p404):
     """Python helpers shared with the pure path (so both count garbage sizes the same way)."""
-    global _int0_ref, _acc_ref, _p404_ref
-    _int0_ref, _acc_ref, _p404_ref = int0, acc, p404
+    global _int0_ref, _p404_ref
+    _int0_ref, _p404_ref = int0, p404
 
 
 def by_partition(msgs):

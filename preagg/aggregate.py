@@ -96,7 +96,7 @@ def _p404(a: list, uri: bytes) -> None:
 
 if _fastloop is not None:
     # one definition of these for both loops, so they cannot drift apart
-    _fastloop.bind(_int0, _acc, _p404)
+    _fastloop.bind(_int0, _p404)
 
 _KNOWN = frozenset(m.encode() for m in KNOWN_METHODS)
 
@@ -142,6 +142,7 @@ class _Part:
     next_offset: int | None = None                  # offset after the last line seen
     close_offset: int = -1                          # last offset seen when a window last closed
     caps: dict = field(default_factory=dict)        # window start -> (raw template -> final, per-upstream count)
+    tabs: dict = field(default_factory=dict)        # window start -> _fastloop.WinTab (compiled loop only)
 
 
 def _templater() -> Callable[[str | None, str], str]:
@@ -324,6 +325,9 @@ class Aggregator:
             accs = st.wins.pop(ws, None)
             st.first_offset.pop(ws, None)
             st.caps.pop(ws, None)
+            tab = st.tabs.pop(ws, None)
+            if tab is not None:
+                tab.finish()  # the compiled loop's C counters into the accumulators
             if accs:
                 self.closed.append(ClosedWindow(st.pid, ws, ws + self.window_s, accs,
                                                 sum(a[0] for a in accs.values())))
@@ -331,6 +335,10 @@ class Aggregator:
     def _open(self, st: _Part, ws: int, offset: int) -> dict:
         cur = st.wins[ws] = {}
         st.caps[ws] = ({}, {})
+        if self.compiled:
+            # the compiled loop counts in C tables per window; both loops share them so that a
+            # line of either kind lands in the same per-value order (see WinTab.finish)
+            st.tabs[ws] = _fastloop.WinTab()
         # Remember the newest event time seen before this window opened: if the job restarts from
         # this offset, restoring it reproduces the same watermark (see Aggregator.checkpoint).
         st.first_offset[ws] = (offset, st.windows.max_t)
@@ -453,29 +461,33 @@ class Aggregator:
         sb = b"-" if status is None else str(status).encode()
         # Same key shape as the fast path: bracketed upstream as written in the line.
         key = (upb, tmpl, (r.get("method") or "-").encode(), sb)
+        tab = st.tabs.get(ws) if self.compiled else None
         a = cur.get(key)
         if a is None:
-            a = cur[key] = _acc()
-        if a[PEND]:
-            # Fold first: the order values enter the counters must not depend on when folds
-            # happen, or float sums (means) would differ in the last bit between a run and its replay.
-            _fold_one(a)
+            a = cur[key] = _acc() if tab is None else tab.new_acc()
         a[0] += 1
         a[1] += r.get("body_bytes_sent") or 0
         a[2] += r.get("request_length") or 0
         a[3] += max(0, len(r.get("upstream_addr") or ()) - 1)
         rt = r.get("request_time")
-        if rt is not None:
-            a[4][rt] = a[4].get(rt, 0) + 1
         ut = [x for x in (r.get("upstream_response_time") or ()) if x is not None]
-        if ut:
-            # Several attempts: the request's upstream time is their sum (what the client waited).
-            u = ut[0] if len(ut) == 1 else round(sum(ut), 3)
-            a[5][u] = a[5].get(u, 0) + 1
+        # Several attempts: the request's upstream time is their sum (what the client waited).
+        u = (ut[0] if len(ut) == 1 else round(sum(ut), 3)) if ut else None
         ip = (r.get("remote_addr") or "-").encode()
-        a[6][ip] = a[6].get(ip, 0) + 1
         ua = (r.get("user_agent") or "-").encode()
-        a[7][ua] = a[7].get(ua, 0) + 1
+        if tab is not None:
+            tab.add_slow(a, rt, u, ip, ua)
+        else:
+            if a[PEND]:
+                # Fold first: the order values enter the counters must not depend on when folds
+                # happen, or float sums (means) would differ in the last bit between a run and its replay.
+                _fold_one(a)
+            if rt is not None:
+                a[4][rt] = a[4].get(rt, 0) + 1
+            if u is not None:
+                a[5][u] = a[5].get(u, 0) + 1
+            a[6][ip] = a[6].get(ip, 0) + 1
+            a[7][ua] = a[7].get(ua, 0) + 1
         if status == 404:
             if a[8] is None:
                 a[8] = set()
