@@ -1,8 +1,13 @@
-"""Builds the optional compiled hot loop (``preagg._fastloop``); everything else is in pyproject.toml.
+"""Builds the optional compiled extensions; everything else is in pyproject.toml.
 
-The extension is ``optional``: without a C compiler the install still succeeds and the aggregator
-runs its pure-Python loop (it logs which one it uses; ``tests/test_fastloop.py`` fails under CI
-when the compiled loop is missing, so a broken build cannot go unnoticed there).
+* ``preagg._fastloop``: the pre-aggregation hot loop (pure-Python loop without it).
+* ``streams._rdbatch``: the preagg worker's consumer, librdkafka's batch API driven directly
+  (confluent-kafka's ``Consumer`` without it). It needs no librdkafka headers or library at build
+  time: it binds at import to the librdkafka confluent_kafka loaded (see the module doc).
+
+Both are ``optional``: without a C compiler the install still succeeds and the worker runs the
+fallbacks (it logs which ones; ``tests/test_fastloop.py`` and ``tests/test_rdbatch.py`` fail under
+CI when an extension is missing, so a broken build cannot go unnoticed there).
 """
 
 from setuptools import Extension, setup
@@ -13,7 +18,9 @@ except ImportError:  # Cython is a build requirement; without it (odd setups) sh
     ext_modules = []
 else:
     ext_modules = cythonize(
-        [Extension("preagg._fastloop", ["preagg/_fastloop.pyx"], extra_compile_args=["-O3"], optional=True)],
+        [Extension("preagg._fastloop", ["preagg/_fastloop.pyx"], extra_compile_args=["-O3"], optional=True),
+         Extension("streams._rdbatch", ["streams/_rdbatch.pyx"], extra_compile_args=["-O3"], libraries=["dl"],
+                   optional=True)],
         compiler_directives={"language_level": "3"},
     )
 
