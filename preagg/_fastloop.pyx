@@ -140,6 +140,9 @@ def loop(agg, st, lines, offsets, list rejected, now):
     cdef dict times = agg.times, rcache = agg.rcache, wins = st.wins, caps = st.caps, tabs = st.tabs
     cdef dict cur = None, wcap = None
     cdef WinTab tab = None
+    cdef ReqTab rtab = agg.rtab
+    cdef Py_ssize_t kind
+    cdef uint64_t qh = 0
     cdef object int0 = _int0_ref, p404 = _p404_ref
     cdef object time_of = agg._time, advance = agg._advance, open_ = agg._open, admit = agg._admit
     cdef object request = agg._request, slow = agg._slow
@@ -237,16 +240,22 @@ def loop(agg, st, lines, offsets, list rejected, now):
                 if rcache.get(rq) is None:
                     request(rq)
                 raise ValueError
-            # (request line, upstream, status) -> accumulator: one C probe for what the request
-            # cache, the template cap and the fine-key dict decide
-            code = _status_code(s + q[1] + 2)
-            acc = -1
-            if code >= 0:
-                acc = tab.rfind(s + q[0] + 1, q[1] - q[0] - 1, s + tok_s[2], tok_e[2] - tok_s[2], code, &rh)
-            if acc < 0:
+            # request text -> kind (method, uncapped template): one stream-wide C probe
+            kind = rtab.find(s + q[0] + 1, q[1] - q[0] - 1, &qh)
+            if kind < 0:
                 rq = I_RQ.get(s + q[0] + 1, q[1] - q[0] - 1)
                 hit = PyDict_GetItem(rcache, rq)
-                rq = request(rq) if hit == NULL else <object>hit
+                rq = request(rq) if hit == NULL else <object>hit  # bad request line: ValueError
+                kind = rtab.put(s + q[0] + 1, q[1] - q[0] - 1, qh, <tuple>rq)
+            # (kind, upstream, status) -> accumulator: one per-window C probe for what the
+            # template cap and the fine-key dict decide
+            code = _status_code(s + q[1] + 2)
+            tab.rcheck(rtab.gen)
+            acc = -1
+            if code >= 0:
+                acc = tab.rfind(kind, s + tok_s[2], tok_e[2] - tok_s[2], code, &rh)
+            if acc < 0:
+                rq = <tuple>PyList_GET_ITEM(rtab.info, kind)
                 method = (<tuple>rq)[0]
                 raw = (<tuple>rq)[1]
                 up = I_UP.get(s + tok_s[2], tok_e[2] - tok_s[2])
@@ -264,7 +273,7 @@ def loop(agg, st, lines, offsets, list rejected, now):
                 # cacheable only when the cap remembered this template for the window (past its
                 # bound the pure loop asks _admit again on every line, which counts)
                 if code >= 0 and PyDict_GetItem(wcap, raw) != NULL:
-                    tab.rput(s + q[0] + 1, q[1] - q[0] - 1, s + tok_s[2], tok_e[2] - tok_s[2], code, rh, acc)
+                    tab.rput(kind, s + tok_s[2], tok_e[2] - tok_s[2], code, rh, acc)
             ok = True
         except (ValueError, IndexError, ParseError):
             pass
@@ -367,3 +376,37 @@ def merge_counts(dict dst, dict src):
             PyDict_SetItem(dst, <object>k, <object>v)
         else:
             PyDict_SetItem(dst, <object>k, <object>hit + <object>v)
+
+
+def clients(dict counts, dict cache, country):
+    """``(text -> count, country -> count)`` of a client -> count dict, or ``None``.
+
+    Window close decodes every distinct client and looks its country up; the same addresses come
+    back window after window, so ``cache`` keeps ``bytes -> (text, country)`` (the caller bounds
+    it). ``None`` when a key is not UTF-8 bytes: the caller's general path handles those.
+    """
+    cdef dict ips = {}, geo = {}
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* k
+    cdef PyObject* v
+    cdef PyObject* hit
+    cdef object e, txt, cc
+    while PyDict_Next(counts, &pos, &k, &v):
+        hit = PyDict_GetItem(cache, <object>k)
+        if hit == NULL:
+            if not PyBytes_CheckExact(<object>k):
+                return None
+            try:
+                txt = (<bytes>k).decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            e = (txt, country(txt))
+            cache[<object>k] = e
+        else:
+            e = <object>hit
+        txt = (<tuple>e)[0]
+        cc = (<tuple>e)[1]
+        PyDict_SetItem(ips, txt, <object>v)  # strict UTF-8 is one-to-one: no key merges here
+        hit = PyDict_GetItem(geo, cc)
+        PyDict_SetItem(geo, cc, <object>v if hit == NULL else <object>hit + <object>v)
+    return ips, geo

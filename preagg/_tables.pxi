@@ -14,6 +14,7 @@ from cpython.list cimport PyList_GET_ITEM
 cdef enum:
     VID_BITS = 30           # (acc, field, value id) packs into 64 bits: acc << 32 | field << 30 | vid
     RQ_CACHE_MAX = 20000    # request-cache entries per window (like the template cap's wcap bound)
+    REQ_MAX = 65536         # request texts remembered stream-wide (like rcache's bound)
 
 cdef int64_t SUM_FLUSH = 1LL << 62   # byte sums move to the Python int before int64 could overflow
 cdef uint64_t VID_MASK = (1ULL << VID_BITS) - 1
@@ -52,8 +53,9 @@ cdef class WinTab:
       values of the careful parser (float latencies) by ``(type, value)``;
     * counts: ``(acc, field, value id) -> count`` in first-insertion order, field 0-3 = request
       time, upstream time, client, user agent (accumulator slots 4-7);
-    * request cache: ``(request line, upstream, status) -> acc``, i.e. what the rcache probe, the
-      template cap and the fine-key probe decide, remembered only when the cap remembered it too.
+    * request cache: ``(request kind, upstream, status) -> acc``, i.e. what the template cap and
+      the fine-key probe decide, remembered only when the cap remembered it too (a kind is a
+      ``(method, uncapped template)`` of :class:`ReqTab`).
 
     :meth:`finish` writes everything into the accumulators' dicts and frees the tables.
     """
@@ -83,14 +85,14 @@ cdef class WinTab:
     cdef char* rarena
     cdef Py_ssize_t rlen, rcap
     cdef Py_ssize_t* roff
-    cdef int32_t* rl1
+    cdef int32_t* rl1       # request kind id (ReqTab)
     cdef int32_t* rl2
     cdef int32_t* rst
     cdef int32_t* racc
     cdef uint64_t* rhash
     cdef Py_ssize_t nr, cr
     cdef uint32_t* ridx
-    cdef Py_ssize_t rmask
+    cdef Py_ssize_t rmask, rgen
 
     def __cinit__(self):
         self.accs = []
@@ -266,9 +268,9 @@ cdef class WinTab:
         self.inc(k, 3, self.obj_vid(ua))
 
     # -- request cache ---------------------------------------------------------------------
-    cdef inline Py_ssize_t rfind(self, const char* rq, Py_ssize_t n1, const char* up, Py_ssize_t n2,
-                                 int status, uint64_t* hout) noexcept:
-        cdef uint64_t h = _mix(_hash(rq, n1) ^ (_hash(up, n2) * 31) ^ <uint64_t>status)
+    cdef inline Py_ssize_t rfind(self, Py_ssize_t kind, const char* up, Py_ssize_t n2, int status,
+                                 uint64_t* hout) noexcept:
+        cdef uint64_t h = _mix(_hash(up, n2) ^ (<uint64_t>kind << 12) ^ <uint64_t>status)
         cdef Py_ssize_t i = <Py_ssize_t>(h & <uint64_t>self.rmask)
         cdef uint32_t slot
         cdef Py_ssize_t e
@@ -278,16 +280,22 @@ cdef class WinTab:
             if slot == 0:
                 return -1
             e = slot - 1
-            if (self.rhash[e] == h and self.rst[e] == status and self.rl1[e] == n1 and self.rl2[e] == n2
-                    and memcmp(self.rarena + self.roff[e], rq, n1) == 0
-                    and memcmp(self.rarena + self.roff[e] + n1, up, n2) == 0):
+            if (self.rhash[e] == h and self.rst[e] == status and self.rl1[e] == kind and self.rl2[e] == n2
+                    and memcmp(self.rarena + self.roff[e], up, n2) == 0):
                 return self.racc[e]
             i = (i + 1) & self.rmask
 
-    cdef int rput(self, const char* rq, Py_ssize_t n1, const char* up, Py_ssize_t n2, int status,
-                  uint64_t h, Py_ssize_t acc) except -1:
+    cdef inline void rcheck(self, Py_ssize_t gen) noexcept:
+        """Forget the request cache when the stream-wide request ids were renumbered."""
+        if gen != self.rgen:
+            self.rgen = gen
+            self.nr = self.rlen = 0
+            memset(self.ridx, 0, <size_t>(self.rmask + 1) * sizeof(uint32_t))
+
+    cdef int rput(self, Py_ssize_t kind, const char* up, Py_ssize_t n2, int status, uint64_t h,
+                  Py_ssize_t acc) except -1:
         cdef Py_ssize_t e = self.nr, i
-        if e >= RQ_CACHE_MAX or n1 > 0x7FFFFFFF or n2 > 0x7FFFFFFF:
+        if e >= RQ_CACHE_MAX or kind > 0x7FFFFFFF or n2 > 0x7FFFFFFF:
             return 0  # full: later lines take the Python path (memory stays bounded per window)
         if e == self.cr:
             self.cr = 2 * self.cr + 256
@@ -297,14 +305,13 @@ cdef class WinTab:
             self.rst = <int32_t*>_grow(self.rst, self.cr, sizeof(int32_t))
             self.racc = <int32_t*>_grow(self.racc, self.cr, sizeof(int32_t))
             self.rhash = <uint64_t*>_grow(self.rhash, self.cr, sizeof(uint64_t))
-        if self.rlen + n1 + n2 > self.rcap:
-            self.rcap = 2 * self.rcap + n1 + n2 + 4096
+        if self.rlen + n2 > self.rcap:
+            self.rcap = 2 * self.rcap + n2 + 4096
             self.rarena = <char*>_grow(self.rarena, self.rcap, 1)
-        memcpy(self.rarena + self.rlen, rq, n1)
-        memcpy(self.rarena + self.rlen + n1, up, n2)
+        memcpy(self.rarena + self.rlen, up, n2)
         self.roff[e] = self.rlen
-        self.rlen += n1 + n2
-        self.rl1[e] = <int32_t>n1
+        self.rlen += n2
+        self.rl1[e] = <int32_t>kind
         self.rl2[e] = <int32_t>n2
         self.rst[e] = status
         self.racc[e] = <int32_t>acc
@@ -367,3 +374,98 @@ cdef class WinTab:
         self.vmask = self.emask = self.rmask = 1023
         self.objs = {}
         self.vobj = {}
+
+
+cdef class ReqTab:
+    """Request line text -> kind id, stream-wide; a kind is one ``(method, uncapped template)``.
+
+    Why: request lines carry ids and query strings (a quarter of a window's lines have a text not
+    seen before in that window), while their kinds are few; this table turns the text into the
+    kind with one C probe, so the per-window cache is keyed by kind. Bounded: past ``REQ_MAX`` texts
+    everything is forgotten and renumbered (``gen`` tells the windows to forget their caches).
+    """
+
+    cdef char* arena
+    cdef Py_ssize_t alen, acap
+    cdef Py_ssize_t* off
+    cdef Py_ssize_t* ln
+    cdef uint64_t* hs
+    cdef int32_t* kid
+    cdef Py_ssize_t n, cap
+    cdef uint32_t* idx
+    cdef Py_ssize_t mask
+    cdef public Py_ssize_t gen
+    cdef public dict kinds     # (method, raw) -> kind id
+    cdef public list info      # kind id -> (method, raw)
+
+    def __cinit__(self):
+        self.mask = 4095
+        self.idx = _index(NULL, 4096)
+        self.kinds = {}
+        self.info = []
+
+    def __dealloc__(self):
+        free(self.arena); free(self.off); free(self.ln); free(self.hs); free(self.kid); free(self.idx)
+
+    cdef inline Py_ssize_t find(self, const char* s, Py_ssize_t n, uint64_t* hout) noexcept:
+        cdef uint64_t h = _hash(s, n)
+        cdef Py_ssize_t i = <Py_ssize_t>(h & <uint64_t>self.mask)
+        cdef uint32_t slot
+        cdef Py_ssize_t e
+        hout[0] = h
+        while True:
+            slot = self.idx[i]
+            if slot == 0:
+                return -1
+            e = slot - 1
+            if self.hs[e] == h and self.ln[e] == n and memcmp(self.arena + self.off[e], s, n) == 0:
+                return self.kid[e]
+            i = (i + 1) & self.mask
+
+    cdef Py_ssize_t put(self, const char* s, Py_ssize_t n, uint64_t h, tuple rq) except -1:
+        """Remember text ``s[:n]`` (hash ``h``) as request ``rq = (method, raw)``; its kind id."""
+        cdef Py_ssize_t e, i, k
+        if self.n >= REQ_MAX:
+            self.n = self.alen = 0
+            memset(self.idx, 0, <size_t>(self.mask + 1) * sizeof(uint32_t))
+            self.kinds = {}
+            self.info = []
+            self.gen += 1
+        hit = self.kinds.get(rq)
+        if hit is None:
+            k = len(self.info)
+            self.kinds[rq] = k
+            self.info.append(rq)
+        else:
+            k = hit
+        e = self.n
+        if e == self.cap:
+            self.cap = 2 * self.cap + 1024
+            self.off = <Py_ssize_t*>_grow(self.off, self.cap, sizeof(Py_ssize_t))
+            self.ln = <Py_ssize_t*>_grow(self.ln, self.cap, sizeof(Py_ssize_t))
+            self.hs = <uint64_t*>_grow(self.hs, self.cap, sizeof(uint64_t))
+            self.kid = <int32_t*>_grow(self.kid, self.cap, sizeof(int32_t))
+        if self.alen + n > self.acap:
+            self.acap = 2 * self.acap + n + 65536
+            self.arena = <char*>_grow(self.arena, self.acap, 1)
+        memcpy(self.arena + self.alen, s, n)
+        self.off[e] = self.alen
+        self.ln[e] = n
+        self.hs[e] = h
+        self.kid[e] = <int32_t>k
+        self.alen += n
+        self.n = e + 1
+        if 2 * self.n > self.mask:
+            self.mask = 2 * (self.mask + 1) - 1
+            self.idx = _index(self.idx, self.mask + 1)
+            for e in range(self.n):
+                i = <Py_ssize_t>(self.hs[e] & <uint64_t>self.mask)
+                while self.idx[i] != 0:
+                    i = (i + 1) & self.mask
+                self.idx[i] = <uint32_t>(e + 1)
+        else:
+            i = <Py_ssize_t>(h & <uint64_t>self.mask)
+            while self.idx[i] != 0:
+                i = (i + 1) & self.mask
+            self.idx[i] = <uint32_t>(e + 1)
+        return k

@@ -197,6 +197,8 @@ class Aggregator:
         # request line bytes (fast path) -> (method, (None, template))
         self.rcache: dict = {}
         self.pcache: dict = {}   # path bytes (fast path) -> (None, template)
+        # compiled loop: request text -> (method, template) kind id, stream-wide (C table)
+        self.rtab = _fastloop.ReqTab() if self.compiled else None
         self.times: dict = {}    # timestamp text -> epoch seconds
         self.parts: dict[int, _Part] = {}
         self.closed: list[ClosedWindow] = []
