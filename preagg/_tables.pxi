@@ -16,6 +16,21 @@ cdef enum:
     RQ_CACHE_MAX = 20000    # request-cache entries per window (like the template cap's wcap bound)
     REQ_MAX = 65536         # request texts remembered stream-wide (like rcache's bound)
 
+# the bounds in force (tests lower them to exercise the full-table paths)
+cdef Py_ssize_t _req_max = REQ_MAX, _win_rq_max = RQ_CACHE_MAX
+
+
+def limits(req_max=None, win_cache_max=None):
+    """Set the request tables' bounds (``None``: keep); returns the previous ``(req_max, win_cache_max)``."""
+    global _req_max, _win_rq_max
+    old = (_req_max, _win_rq_max)
+    if req_max is not None:
+        _req_max = max(1, int(req_max))
+    if win_cache_max is not None:
+        _win_rq_max = max(0, int(win_cache_max))
+    return old
+
+
 cdef int64_t SUM_FLUSH = 1LL << 62   # byte sums move to the Python int before int64 could overflow
 cdef uint64_t VID_MASK = (1ULL << VID_BITS) - 1
 
@@ -295,7 +310,7 @@ cdef class WinTab:
     cdef int rput(self, Py_ssize_t kind, const char* up, Py_ssize_t n2, int status, uint64_t h,
                   Py_ssize_t acc) except -1:
         cdef Py_ssize_t e = self.nr, i
-        if e >= RQ_CACHE_MAX or kind > 0x7FFFFFFF or n2 > 0x7FFFFFFF:
+        if e >= _win_rq_max or kind > 0x7FFFFFFF or n2 > 0x7FFFFFFF:
             return 0  # full: later lines take the Python path (memory stays bounded per window)
         if e == self.cr:
             self.cr = 2 * self.cr + 256
@@ -425,7 +440,7 @@ cdef class ReqTab:
     cdef Py_ssize_t put(self, const char* s, Py_ssize_t n, uint64_t h, tuple rq) except -1:
         """Remember text ``s[:n]`` (hash ``h``) as request ``rq = (method, raw)``; its kind id."""
         cdef Py_ssize_t e, i, k
-        if self.n >= REQ_MAX:
+        if self.n >= _req_max:
             self.n = self.alen = 0
             memset(self.idx, 0, <size_t>(self.mask + 1) * sizeof(uint32_t))
             self.kinds = {}

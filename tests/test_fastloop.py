@@ -174,3 +174,46 @@ def test_generated_lines_with_wall_clock_now_identical():
     # "now" in the middle of the ~70 s stream: the later lines are future against it
     res = _assert_same(_batches(lines, 2000, 2, now=t), window_s=60, lateness_s=30, max_future_s=5)
     assert any(r[2] == "future" for r in res["rejected"])
+
+
+def test_full_request_tables_identical():
+    # Tiny bounds: the stream-wide request table renumbers every 50 texts (windows must forget
+    # their caches) and the per-window cache stops remembering after 20 entries.
+    from preagg import _fastloop
+
+    lines = [line for _, _, line in generate_lines(n=20_000, seed=5, base_rate=300.0)]
+    old = _fastloop.limits(50, 20)
+    try:
+        _assert_same(_batches(lines, 1500, 2), window_s=10, lateness_s=30, max_future_s=300)
+    finally:
+        _fastloop.limits(*old)
+
+
+def test_distinct_urls_past_the_template_memory_identical():
+    # More distinct templates in one window than the cap remembers (20k): past that bound the
+    # pure loop asks the cap again on every line, so the compiled loop must not cache them.
+    t0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
+    lines = []
+    for i in range(24_000):
+        w = "".join(chr(97 + (i // 26**k) % 26) for k in range(4))  # letters only: not an id
+        ts = (t0 + timedelta(seconds=i // 1000)).strftime("%d/%b/%Y:%H:%M:%S +0000")
+        up = f"shop-svc{i % 3}-8080"
+        lines.append(f'203.0.113.{i % 250} - - [{ts}] "GET /p/{w}/x HTTP/1.1" {200 + (i % 7 == 0) * 204} 512 "-" '
+                     f'"Mozilla/5.0" 300 0.0{i % 40:02d} [{up}] [] 10.0.0.1:8080 512 0.011 200 r{i}'.encode())
+    lines += lines[:3000]  # the same texts again, in the same window
+    _assert_same(_batches(lines, 5000), window_s=60, lateness_s=BIG, max_future_s=BIG, max_templates_per_host=7)
+
+
+def test_huge_sizes_identical():
+    # Sizes of 15-18 digits: the C counters take up to 15 digits and move their sums to the
+    # Python ints before int64 could overflow; longer ones take the Python int() route.
+    rng = random.Random(3)
+    lines = []
+    for line in (x for _, _, x in generate_lines(n=6_000, seed=8, base_rate=300.0)):
+        q = line.split(b'"')
+        big = str(rng.choice([10**14 + 7, 10**15 - 1, 10**15, 9 * 10**17 + 3, 10**18 - 1])).encode()
+        tail = q[6].split(b" ")
+        tail[1] = big if rng.random() < 0.5 else tail[1]
+        lines.append(b'"'.join([q[0], q[1], q[2].replace(q[2].split()[1], big), *q[3:6], b" ".join(tail)]))
+    res = _assert_same(_batches(lines, 1000), window_s=60, lateness_s=BIG, max_future_s=BIG)
+    assert res["points"]
