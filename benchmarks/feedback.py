@@ -48,7 +48,7 @@ import numpy as np
 
 import detectors
 from benchmarks.metric_stream import metric_windows
-from models.feedback import FeedbackModel, MetricPrior, anomaly_features
+from models.feedback import Episode, FeedbackModel, MetricPrior, anomaly_features, anomaly_key, service_context
 from models.metric_kinds import kind_of
 
 DEFAULT_NAB = Path(__file__).resolve().parents[1].parent / "shared" / "nab"
@@ -71,6 +71,7 @@ class Series:
     truth: np.ndarray           # bool per row
     den: np.ndarray | None = None
     out: dict = field(default_factory=dict)
+    service: str = ""           # series of one service give each other context (the detect stage's co)
 
     def windows(self) -> list[tuple[int, int]]:
         """Inclusive row ranges of truth runs."""
@@ -89,7 +90,8 @@ def nab_series(nab_dir: Path, files: list[str] | None) -> list[Series]:
     out = []
     for f in ns.load_corpus(nab_dir, files):
         ts = np.array([datetime.fromisoformat(s).replace(tzinfo=timezone.utc).timestamp() for s in f.timestamps])
-        out.append(Series(f.name, "nab", f.name, "gauge", "both", ts, f.values.astype(float), f.labels().astype(bool)))
+        out.append(Series(f.name, "nab", f.name, "gauge", "both", ts, f.values.astype(float), f.labels().astype(bool),
+                          service=f"nab/{f.name}"))  # unrelated files: each alone on its service
     return out
 
 
@@ -179,7 +181,8 @@ def ingress_series(n_services: int = 6, days: int = 35, seed: int = 0) -> tuple[
         ratio = np.where(req[s] > 0, err[s] / np.maximum(req[s], 1), 0.0)
         for metric, vals, truth, den in (("requests", req[s], t_req[s], None), ("error_ratio", ratio, t_err[s], req[s])):
             k = kind_of(metric)
-            out.append(Series(f"{metric}{{svc{s}}}", "ingress", metric, k.kind, k.direction, times, vals, truth, den))
+            out.append(Series(f"{metric}{{svc{s}}}", "ingress", metric, k.kind, k.direction, times, vals, truth, den,
+                              service=f"svc{s}"))
     return out, checks
 
 
@@ -264,12 +267,24 @@ def simulate(series: list[Series], k: int, split: float | None = 0.5):
     included, for the checks) and, per series, the suppressed rows with the model's reason. Ground
     truth enters only through the labels: ``decide`` sees the alert's features alone.
     """
-    events = []
+    # Context the detect stage computes (models.feedback.Episode, service_context): every row of
+    # every series is stepped through its Episode in time order, and each row's side of its band
+    # is what the service's other series see (same service, same window) as ``co``.
+    sides, period, others = [], [], []
+    service = {}
     for si, s in enumerate(series):
-        for i in np.flatnonzero(s.out["score"] >= T):
-            events.append((s.times[i], si, int(i)))
-    events.sort()
+        o = s.out
+        sides.append(np.where(s.values > o["upper"], 1, np.where(s.values < o["lower"], -1, 0)).astype(np.int8))
+        period.append(float(np.median(np.diff(s.times))) if len(s.times) > 1 else 60.0)
+        service.setdefault(s.service, []).append(si)
+    for si, s in enumerate(series):
+        others.append([j for j in service[s.service] if j != si and len(series[j].values) == len(s.values)])
+    order = np.argsort(np.concatenate([s.times for s in series]), kind="stable")
+    which = np.concatenate([np.full(len(s.values), si) for si, s in enumerate(series)])
+    rows = np.concatenate([np.arange(len(s.values)) for s in series])
+    events = zip(which[order].tolist(), rows[order].tolist())
     models = [FeedbackModel() for _ in series]
+    episodes = [Episode() for _ in series]
     priors: dict[str, MetricPrior] = {}
     labeled = [0] * len(series)
     horizon = [int(split * len(s.values)) if split is not None else len(s.values) for s in series]
@@ -277,19 +292,35 @@ def simulate(series: list[Series], k: int, split: float | None = 0.5):
     after = [[] for _ in series]
     shown = [[] for _ in series]  # every alert raised with feedback, labeling period included (checks)
     muted: list[dict[int, str]] = [{} for _ in series]
-    for _, si, i in events:
-        s = series[si]
-        feats = anomaly_features(result_at(s, i), s.values[i], s.times[i], s.kind, age_s=s.times[i] - s.times[0])
+    waiting: list[list] = [[] for _ in series]  # labels the operator gives when their episode is over
+    for si, i in events:
+        s, ep, o = series[si], episodes[si], series[si].out
+        run = ep.step(s.times[i], s.values[i], o["lower"][i], o["upper"][i], period[si])
+        if ep.closed is not None:  # what the detect stage does (models.pool): the episode's length is known
+            models[si].note_episode(*ep.closed)
+            done = [w for w in waiting[si] if anomaly_key(w[0]) in ep.closed[0]]
+            waiting[si] = [w for w in waiting[si] if w not in done]
+            for f, verdict, label_id in done:
+                models[si].learn(f, verdict, label_id, priors[s.metric])
+        if not (o["score"][i] >= T or ep.recheck()):
+            continue
+        co = service_context([int(sides[j][i]) for j in others[si]])
+        feats = anomaly_features(result_at(s, i), s.values[i], s.times[i], s.kind, age_s=s.times[i] - s.times[0],
+                                 run=max(run, 1), co=co)
         prior = priors.setdefault(s.metric, MetricPrior())
-        d = models[si].decide(feats, prior)
+        d = ep.decide(models[si], feats, prior)
         if d.alert:
             shown[si].append(i)
-        else:
+        elif s.out["score"][i] >= T:  # a would-be alert muted (re-decided windows of its episode are not alerts before)
             muted[si][i] = d.reason
         if i < horizon[si] and labeled[si] < k:
             if d.alert:  # the operator only sees what the system raises
                 label_id = hashlib.blake2b(f"{s.name}@{i}".encode(), digest_size=12).hexdigest()  # like record_id
-                models[si].learn(feats, "true" if s.truth[i] else "false", label_id, prior)
+                label = (feats, "true" if s.truth[i] else "false", label_id)
+                if anomaly_key(feats) in ep.keys:  # judged once its episode is over (they see all of it)
+                    waiting[si].append(label)
+                else:  # raised inside the band: no episode to wait for
+                    models[si].learn(*label, prior)
                 labeled[si] += 1
                 if labeled[si] == k and split is None:
                     cut[si] = i + 1

@@ -71,10 +71,11 @@ from datetime import datetime
 
 import detectors
 
-from .feedback_calib import (FEATURES, SERIES_S2, MetricPrior, Probit, Seen, as_size, compact, feature_vector,
+from .feedback_calib import (FEATURES, RUN_CAP, SERIES_S2, MetricPrior, Probit, Seen, as_size, compact, feature_vector,
                              merge_size, predict, size_cutoff, update, vector)
 
-__all__ = ["Change", "Decision", "FeedbackModel", "MetricPrior", "anomaly_features", "features_of"]
+__all__ = ["Change", "Decision", "Episode", "FeedbackModel", "MetricPrior", "anomaly_features", "band_side",
+           "features_of", "service_context"]
 
 MARGIN = 2.0        # alerts > MARGIN x the largest labeled-false deviation are never muted
 SLACK_MIN = 60      # a pattern covers its labeled times of day +- this many minutes
@@ -84,6 +85,7 @@ MAX_CHANGES = 4     # explanations kept for `patrol models show`
 # Calibration suppresses only when P(real) is below this: the Bayes decision when a missed incident
 # costs about 4 false alarms (suppress iff P(real) < c_fa / (c_fa + c_miss) = 1 / 5).
 SUPPRESS_BELOW = 0.2
+CONFIRM_BELOW = 0.5
 PATTERN_ALPHA = 0.05  # a pattern suppresses when its labeled days are unlikely to be coincidence (see _recurring)
 PATTERN_SIZES = 8   # labeled sizes a pattern keeps (its reach is twice the second largest)
 MIN_PATTERN_DAYS = 2  # a pattern is recurring: false labels on 2 different days before it suppresses
@@ -93,6 +95,12 @@ DAY_MIN = 1440
 WARMUP_S = 86400.0
 GUARD_SUPPORT = 2  # labeled false alarms of an alert's size needed before calibration may mute it
 SERIES_LOG = 32     # labels a series keeps to unlearn one by replay (bounded state)
+# Episode lengths are told apart up to 2 ** feedback_calib.RUN_CAP windows; an episode that long is
+# measured then (its labels need not wait for its end). An episode remembers the keys of its first
+# few raised alerts (the detectors re-alert only when it worsens), a model the lengths of its last
+# SERIES_LOG measured alerts (as many as labels it keeps).
+EPISODE_MAX = 2 ** int(RUN_CAP)
+EPISODE_KEYS = 4
 
 
 @dataclass(frozen=True)
@@ -134,7 +142,7 @@ def _epoch(t) -> float:
 
 
 def anomaly_features(result, value: float, t, metric_kind: str, threshold: float = detectors.DEFAULT_THRESHOLD,
-                     age_s: float | None = None) -> dict:
+                     age_s: float | None = None, run: int | None = None, co: float | None = None) -> dict:
     """JSON-able description of a would-be alert, the input of :class:`FeedbackModel`.
 
     Parameters
@@ -153,6 +161,13 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
         Seconds since the series' first point, when the caller knows it: a label on an alert raised
         before the detectors saw one full day (``WARMUP_S``) is not learned from (see
         :meth:`FeedbackModel.learn`). Omitted: ``age_h`` is None and the label counts.
+    run : int, optional
+        Context from the detect stage (:class:`Episode`): windows this series has been out of its
+        band in this direction, this one included (1 = the episode starts now). None when unknown.
+    co : float, optional
+        Context from the detect stage: share (0..1) of the same service's *other* series that are
+        out of their band in the same window (:func:`service_context`). None when unknown (0 for a
+        series alone on its service).
 
     Returns
     -------
@@ -164,7 +179,8 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
         ``expected / value - 1`` down; None without a positive expected value),
         ``magnitude`` (``|value - expected|``), ``excess``, ``t`` (window start, epoch seconds),
         ``minute`` (of the UTC day), ``hour``, ``day`` (since the epoch), ``dow`` (0 = Monday), ``metric_kind``,
-        ``age_h`` (hours since the series' first point, None when unknown).
+        ``age_h`` (hours since the series' first point, None when unknown), ``run`` and ``co``
+        (the context above, None when unknown).
 
     Examples
     --------
@@ -198,7 +214,117 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
         "t": int(ts), "minute": minute, "hour": minute // 60, "day": int(ts // 86400),
         "dow": (int(ts // 86400) + 3) % 7,  # 1970-01-01 was a Thursday
         "metric_kind": metric_kind, "age_h": None if age_s is None else round(float(age_s) / 3600.0, 2),
+        "run": None if run is None else int(run), "co": None if co is None else round(float(co), 3),
     }
+
+
+def band_side(value: float, lower: float, upper: float) -> int:
+    """+1 above the band, -1 below it, 0 inside it (or without a band yet)."""
+    if value > upper:
+        return 1
+    if value < lower:
+        return -1
+    return 0  # also NaN bounds (warm-up): comparisons are False
+
+
+class Episode:
+    """A series' current departure from normal, seen point by point by the detect stage.
+
+    An episode starts at a window outside the detectors' band and lasts while the series stays
+    on that side of the band *as it was when the episode started* (``ref``): the detectors adapt
+    their band to a level that persists (an outage's band widens within minutes), which says
+    nothing about whether the departure from what was normal before goes on. ``sign`` is its side
+    (+1 above, -1 below, 0 no episode), ``run`` its length in windows so far (this one included),
+    ``t`` the last window stepped. ``held``: an alert of this episode was muted by feedback and
+    none was raised yet, so later windows of the episode are decided again as it grows
+    (:meth:`recheck`): "a dip with a few 502s for a minute or two" can be learned to be benign
+    while the same dip lasting is not. ``raised``: an alert of this episode was raised (its later
+    windows are not re-decided).
+
+    A missing window (more than 1.5 periods since the last point) ends the episode: with no point
+    we do not know where the series was. An episode is measured at ``EPISODE_MAX`` windows at most
+    (longer ones read the same); then the next window starts afresh against the band of the time.
+
+    Examples
+    --------
+    >>> e = Episode()            # (t, value, band lower, band upper): the band widens during the drop
+    >>> [e.step(t, v, lo, hi, 60) for t, v, lo, hi in [(0, 120, 90, 110), (60, 130, 90, 110), (120, 80, 90, 110),
+    ...                                                  (180, 20, 80, 115), (240, 20, 10, 150), (300, 100, 10, 150)]]
+    [1, 2, 1, 2, 3, 0]
+    >>> e.sign, e.recheck()
+    (0, False)
+    """
+
+    __slots__ = ("sign", "run", "t", "held", "raised", "excess", "keys", "closed", "ref")
+
+    def __init__(self, sign: int = 0, run: int = 0, t: float = -math.inf, held: bool = False, raised: bool = False,
+                 excess: float = 0.0, keys=(), ref=None):
+        self.sign, self.run, self.t, self.held, self.raised = int(sign), int(run), float(t), bool(held), bool(raised)
+        self.excess = float(excess)  # the muted alert's score excess (later windows are damped by the detectors)
+        self.keys = list(keys)       # anomaly_key of the alerts raised in this episode (for their labels)
+        self.ref = tuple(ref) if ref else None  # (lower, upper) when the episode started
+        self.closed: tuple[list, int] | None = None  # set by step: (keys, length) of an episode just measured
+
+    def step(self, t: float, value: float, lower: float, upper: float, period: float) -> int:
+        """Advance to window ``t`` (``value`` and the detectors' band there); the episode's length.
+
+        When this ends an episode that raised alerts, or its length reaches ``EPISODE_MAX``,
+        ``closed`` is ``(their anomaly keys, its length)`` for :meth:`FeedbackModel.note_episode`
+        (their labels then learn how long it lasted); else None.
+        """
+        self.closed = None
+        if self.sign and self.run < EPISODE_MAX and t - self.t <= 1.5 * period \
+                and band_side(value, *self.ref) == self.sign:
+            self.run += 1
+            if self.run == EPISODE_MAX and self.keys:
+                self.closed, self.keys = (self.keys, self.run), []
+        else:
+            if self.keys:
+                self.closed = (self.keys, self.run)
+            side = band_side(value, lower, upper)
+            self.sign, self.run, self.held, self.raised, self.excess = side, 1 if side else 0, False, False, 0.0
+            self.keys, self.ref = [], ((float(lower), float(upper)) if side else None)
+        self.t = t
+        return self.run
+
+    def recheck(self) -> bool:
+        """Decide this window again: an alert of this episode was muted, none raised, and it goes on."""
+        return self.held and self.sign != 0
+
+    def decide(self, model: "FeedbackModel", features: dict, prior: "MetricPrior | None" = None) -> "Decision":
+        """:meth:`FeedbackModel.decide` on a would-be alert of this episode (or a :meth:`recheck`),
+        holding the episode when it is muted. ``features`` must carry this episode's ``run``; on a
+        recheck their ``excess`` is raised to the muted alert's: the detectors damp an ongoing
+        episode's later scores, which is no evidence that it is less real."""
+        sign = 1 if features.get("direction") == "up" else -1
+        if self.held:
+            features = {**features, "excess": max(float(features.get("excess", 0.0)), self.excess)}
+        d = model.decide(features, prior)
+        if d.alert:
+            self.held, self.raised = False, True
+            if self.sign and len(self.keys) < EPISODE_KEYS:
+                self.keys.append(anomaly_key(features))
+        elif not self.raised and sign == self.sign:
+            self.held, self.excess = True, max(self.excess, float(features.get("excess", 0.0)))
+        return d
+
+    def to_state(self) -> list:
+        return [self.sign, self.run, self.t if math.isfinite(self.t) else None, int(self.held), int(self.raised),
+                round(self.excess, 4), self.keys, list(self.ref) if self.ref else None]
+
+    @classmethod
+    def from_state(cls, st) -> "Episode":
+        """Inverse of :meth:`to_state`; None (states saved before episodes were kept) gives a fresh one."""
+        if not st:
+            return cls()
+        sign, run, t, held, raised, excess, keys, ref = st
+        return cls(sign, run, -math.inf if t is None else t, held, raised, excess, keys, ref)
+
+
+def service_context(others: list[int]) -> float:
+    """``co`` of :func:`anomaly_features`: the share of the service's other series out of band
+    (``others``: their :func:`band_side` in the same window); 0 for a series alone on its service."""
+    return sum(1 for x in others if x) / len(others) if others else 0.0
 
 
 def features_of(anomaly, metric_kind: str | None = None) -> dict:
@@ -380,9 +506,15 @@ class _Obs:
     def to_state(self) -> list:
         return [self.key, int(self.real), self.sign, self.minute, self.day, *self.calib, self.short]
 
+    @property
+    def run(self) -> int | None:
+        """Episode length (windows) when the labeled alert was raised; None in logs from before it was kept."""
+        return self.calib[4] if len(self.calib) > 4 else None
+
     @classmethod
     def from_state(cls, e) -> "_Obs":
-        return cls(e[0], bool(e[1]), e[2], e[3], e[4], list(e[5:9]), e[9])
+        # calib has 4 entries in logs written before the context inputs, 6 since (CALIB_FIELDS)
+        return cls(e[0], bool(e[1]), e[2], e[3], e[4], list(e[5:-1]), e[-1])
 
 
 class FeedbackModel:
@@ -400,6 +532,7 @@ class FeedbackModel:
         self.seen = Seen()
         self.changes: list[dict] = []
         self.log: list[_Obs] = []
+        self.lengths: dict[str, int] = {}  # anomaly_key -> length of its episode (note_episode), last SERIES_LOG
         self._reset()
 
     def _reset(self) -> None:
@@ -433,10 +566,13 @@ class FeedbackModel:
         for pat in self.patterns:
             if pat.covers(sign, features["minute"], size, day) and self._recurring(pat):
                 return Decision(False, p, f"labeled false alarm pattern: {pat.describe()} (label {pat.label})")
-        if p < SUPPRESS_BELOW and self._vouched(sign, size):
+        run = features.get("run")
+        bar = CONFIRM_BELOW if run == 1 else SUPPRESS_BELOW
+        if p < bar and self._vouched(sign, size, run):
             cut = size_cutoff([prior.probit, self.layer], x)
             need = f"; alerts like it need >= {cut:.1f}x band" if cut else ""
-            return Decision(False, p, f"calibrated on labels: P(real) {p:.2f} < {SUPPRESS_BELOW}{need}")
+            lasted = "" if run is None else f" ({run} window{'s' if run != 1 else ''} out of band so far)"
+            return Decision(False, p, f"calibrated on labels: P(real) {p:.2f} < {bar}{lasted}{need}")
         return Decision(True, p)
 
     def _recurring(self, pat: Pattern) -> bool:
@@ -456,15 +592,31 @@ class FeedbackModel:
         tail = sum(math.comb(n_all, j) * w ** j * (1 - w) ** (n_all - j) for j in range(pat.n, n_all + 1))
         return tail < PATTERN_ALPHA
 
-    def _vouched(self, sign: int, size: list) -> bool:
+    def _vouched(self, sign: int, size: list, run: int | None = None) -> bool:
         """Calibration may mute only what false alarms on this series were seen to be: at least
         ``GUARD_SUPPORT`` of its logged false labels in this direction are each at least 1 / ``MARGIN``
-        of ``size`` (on both measures). Two, not one: a single outsized false alarm (a detector still
-        warming up) must not vouch for muting everything below twice its size."""
+        of ``size`` (on both measures) and, when both are known, lasted at least 1 / ``MARGIN`` of
+        ``run`` (episode length in windows: a departure that has lasted more than twice as long as
+        the labeled false alarms is not what they were, whatever its size). Two, not one: a single
+        outsized false alarm (a detector still warming up) must not vouch for muting everything
+        below twice its size."""
         if not self.log:  # a state from before the label log: only the largest false size is known
             return _within(size, self.max_false[sign])
-        n = sum(1 for o in self.log if not o.real and o.sign == sign and o.size is not None and _within(size, o.size))
+        n = sum(1 for o in self.log if not o.real and o.sign == sign and o.size is not None and _within(size, o.size)
+                and (run is None or o.run is None or run <= MARGIN * o.run))
         return n >= GUARD_SUPPORT
+
+    def note_episode(self, keys, length: int) -> None:
+        """The episode of the alerts ``keys`` (:func:`anomaly_key`) lasted ``length`` windows
+        (:attr:`Episode.closed`, from the detect stage). Their labels, when they come, learn that
+        length as ``run`` instead of the length when they were raised: an operator judges the whole
+        episode, and "a dip for a minute or two" versus "a drop that lasts" is what calibration can
+        then learn. A label learned before its episode ended keeps the length it had then."""
+        for k in keys:
+            self.lengths.pop(k, None)
+            self.lengths[k] = int(length)
+        while len(self.lengths) > SERIES_LOG:
+            del self.lengths[next(iter(self.lengths))]
 
     # -- learning --------------------------------------------------------------------------
     def learn(self, features: dict, verdict: str, label_id: str, prior: MetricPrior | None = None) -> Change | None:
@@ -517,6 +669,8 @@ class FeedbackModel:
         age = features.get("age_h")
         if age is not None and age * 3600.0 < WARMUP_S:
             return None  # raised while the detectors were still warming up: says nothing about later alerts
+        if key in self.lengths:  # how long its episode lasted (note_episode)
+            features = {**features, "run": max(self.lengths[key], int(features.get("run") or 1))}
         text = self._apply(self._obs(features, key, real, short), prior)
         return None if text is None else self._log(Change(str(label_id), verdict, text))
 
@@ -603,10 +757,10 @@ class FeedbackModel:
     # -- state -----------------------------------------------------------------------------
     def to_state(self) -> dict:
         """JSON-able, bounded state (store it in ``Series.calibration``)."""
-        return {"v": 2, "w": self.layer.to_state(), "pat": [p.to_state() for p in self.patterns],
+        return {"v": 3, "w": self.layer.to_state(), "pat": [p.to_state() for p in self.patterns],
                 "maxf": [self.max_false[1], self.max_false[-1]],
                 "n": [self.n_true, self.n_false], "seen": self.seen.ids, "changes": self.changes,
-                "log": [o.to_state() for o in self.log]}
+                "log": [o.to_state() for o in self.log], "len": [[k, n] for k, n in self.lengths.items()]}
 
     @classmethod
     def from_state(cls, d: dict | None) -> "FeedbackModel":
@@ -622,4 +776,5 @@ class FeedbackModel:
         m.seen = Seen(d.get("seen", ()))
         m.changes = list(d.get("changes", []))
         m.log = [_Obs.from_state(e) for e in d.get("log", [])]  # none in version 1: nothing to unlearn by replay
+        m.lengths = {k: int(n) for k, n in d.get("len", [])}   # none before version 3
         return m

@@ -24,11 +24,20 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-FEATURES = ("bias", "size", "fold", "excess", "fired")
+FEATURES = ("bias", "size", "fold", "excess", "fired", "run", "co")
 # Prior means: bias 2 + size >= -2 (log2 of the band multiple, clipped at 1/4 band) keeps the
 # prior logit >= 0 for any alert, i.e. "alert" (P(real) >= 0.5) until labels say otherwise.
-PRIOR_MU = (2.0, 1.0, 0.5, 1.0, 0.5)
-FLOORS = (-math.inf, 0.5, 0.0, 0.0, 0.0)  # slope floors: bigger / more certain never counts against "real"
+# The two context inputs (see models.feedback.anomaly_features) start at 0: before labels they
+# change nothing, and what they mean for "real" is learned from labels alone.
+#   run: log2 of the episode's length so far in windows (1 window -> 0). Its floor is 0: an
+#        episode that lasts longer is never *less* likely real (a short blip can be learned to be
+#        benign, a long one cannot be learned to be more benign than a short one).
+#   co:  share of the same service's other series out of their band in the same window. No
+#        floor: errors rising with a requests dip can mean a deploy (benign) or an outage (real);
+#        which one, on a service, only labels can say.
+PRIOR_MU = (2.0, 1.0, 0.5, 1.0, 0.5, 0.0, 0.0)
+FLOORS = (-math.inf, 0.5, 0.0, 0.0, 0.0, 0.0, -math.inf)  # slope floors: bigger / more certain / longer never count against "real"
+RUN_CAP = 6.0     # log2 of the longest episode length told apart (64 windows, about an hour at 1 min)
 METRIC_S2 = 0.5   # prior variance of the shared (per-metric) weights: they move slowly
 SERIES_S2 = 1.0   # prior variance of a series' own offsets
 BETA = 1.0        # label noise of the probit link (operators disagree, alerts are ambiguous)
@@ -42,8 +51,13 @@ def feature_vector(f: dict) -> tuple[float, ...]:
     dev, fold = f.get("deviation"), f.get("fold")
     size = math.log2(max(abs(dev), 0.25)) if dev is not None else 0.0
     fold = math.log2(1.0 + fold) if fold is not None else 0.0  # 1 = doubled (or halved, going down)
+    run, co = f.get("run"), f.get("co")
+    # unknown context (features from before it was computed) reads as "no context": a 1-window
+    # episode on a service with nothing else out of band, where the context weights add nothing
+    run = min(math.log2(max(float(run), 1.0)), RUN_CAP) if run is not None else 0.0
+    co = min(max(float(co), 0.0), 1.0) if co is not None else 0.0
     return (1.0, min(size, 6.0), min(fold, 6.0), float(f.get("excess", 0.0)),
-            min(float(f.get("n_fired", 0)), 3.0) / 3.0)
+            min(float(f.get("n_fired", 0)), 3.0) / 3.0, run, co)
 
 
 def _pdf(x: float) -> float:
@@ -72,9 +86,13 @@ class Probit:
 
     @classmethod
     def from_state(cls, st, default: "Probit") -> "Probit":
-        if not st or len(st[0]) != len(default.mu) or len(st[1]) != len(default.s2):
-            return cls(default.mu, default.s2)  # none yet, or saved with other features: start over
-        return cls(st[0], st[1])
+        n = len(default.mu)
+        if not st or len(st[0]) != len(st[1]) or len(st[0]) > n:
+            return cls(default.mu, default.s2)  # none yet, or saved with unknown features: start over
+        # Saved before the context inputs were added (5 weights): what it learned stays, and the
+        # new inputs start from their prior, as if every earlier label had no context (which is
+        # what feature_vector reads for a label without it: run 1, co 0, i.e. inputs 0).
+        return cls(list(st[0]) + default.mu[len(st[0]):], list(st[1]) + default.s2[len(st[1]):])
 
 
 def predict(layers: Sequence[Probit], x: Sequence[float]) -> tuple[float, float]:
@@ -158,17 +176,23 @@ def merge_size(a, b) -> list:
     return [max(a[0], b[0]), max(fold) if fold else None]
 
 
+CALIB_FIELDS = 6  # entries of compact(); logs written before the context inputs have the first 4
+
+
 def vector(obs) -> tuple[float, ...]:
-    """:func:`feature_vector` of a logged label ``[dev, fold, excess, n_fired]`` (see :func:`compact`)."""
-    dev, fold, excess, n_fired = obs
-    return feature_vector({"deviation": dev, "fold": fold, "excess": excess, "n_fired": n_fired})
+    """:func:`feature_vector` of a logged label ``[dev, fold, excess, n_fired, run, co]`` (see
+    :func:`compact`; older logs lack ``run`` and ``co``: no context)."""
+    dev, fold, excess, n_fired = obs[:4]
+    run, co = (list(obs[4:6]) + [None, None])[:2]
+    return feature_vector({"deviation": dev, "fold": fold, "excess": excess, "n_fired": n_fired, "run": run, "co": co})
 
 
 def compact(f: dict) -> list:
-    """What calibration keeps of a labeled alert's features: ``[deviation, fold, excess, n_fired]``."""
-    dev, fold = f.get("deviation"), f.get("fold")
+    """What calibration keeps of a labeled alert's features: ``[deviation, fold, excess, n_fired, run, co]``."""
+    dev, fold, run, co = f.get("deviation"), f.get("fold"), f.get("run"), f.get("co")
     return [None if dev is None else round(dev, 3), None if fold is None else round(fold, 3),
-            round(float(f.get("excess", 0.0)), 3), int(f.get("n_fired", 0))]
+            round(float(f.get("excess", 0.0)), 3), int(f.get("n_fired", 0)),
+            None if run is None else int(run), None if co is None else round(float(co), 3)]
 
 
 class MetricPrior:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import detectors
-from models.feedback import FeedbackModel, MetricPrior, anomaly_features, features_of
+from models.feedback import FeedbackModel, MetricPrior, anomaly_features, anomaly_key, features_of
 
 DAY, HOUR = 86400.0, 3600.0
 
@@ -125,11 +125,15 @@ def test_state_round_trips_and_stays_bounded():
     rng = np.random.default_rng(3)
     for i in range(2000):
         v = 100 + rng.choice([-1, 1]) * rng.uniform(15, 80)
-        m.learn(alert(v, rng.uniform(0, 60 * DAY)), rng.choice(["true", "false"]), f"{i:08x}deadbeef{i:08x}", prior)  # 24 hex like record_id
+        f = {**alert(v, rng.uniform(0, 60 * DAY)), "run": int(rng.integers(1, 64)), "co": float(rng.uniform())}
+        m.note_episode([anomaly_key(f)], f["run"] + 3)  # episode lengths noted by the detect stage
+        m.learn(f, rng.choice(["true", "false"]), f"{i:08x}deadbeef{i:08x}", prior)  # 24 hex like record_id
     st = m.to_state()
     blob = json.dumps(st)
-    assert len(blob) < 4200, len(blob)  # 32 logged labels (to unlearn by replay) + weights + patterns
-    assert len(json.dumps(prior.to_state())) < 10000, len(json.dumps(prior.to_state()))  # 128 logged labels
+    assert len(m.lengths) == 32
+    # 32 logged labels (to unlearn by replay) + 32 episode lengths + weights + patterns
+    assert len(blob) < 5600, len(blob)
+    assert len(json.dumps(prior.to_state())) < 12000, len(json.dumps(prior.to_state()))  # 128 logged labels
     back = FeedbackModel.from_state(json.loads(blob))
     assert back.to_state() == st
     pb = MetricPrior.from_state(json.loads(json.dumps(prior.to_state())))
