@@ -264,7 +264,7 @@ cdef class BatchConsumer:
             api.destroy_flags(self.rk, DESTROY_F_NO_CONSUMER_CLOSE)
 
     cdef _check(self):
-        if self.closed:
+        if self.rk == NULL:
             raise RuntimeError("consumer closed")
 
     cdef _reraise(self):
@@ -462,7 +462,7 @@ cdef class BatchConsumer:
         """Leave the group (the revoke callback runs here) and free the client."""
         if self.closed:
             return
-        self.closed = True
+        self.closed = True  # the client stays usable until consumer_close returns: on_revoke commits
         with nogil:
             api.consumer_close(self.rk)
         api.queue_destroy(self.queue)

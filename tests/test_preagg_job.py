@@ -1,4 +1,6 @@
-"""The stream job against a real (embedded Tansu) broker: end to end, DLQ, kill -9 and restart."""
+"""The stream job against a real (embedded Tansu) broker: end to end, DLQ, kill -9 and restart, two
+workers sharing the partitions. Workers started as processes use the default consumer (the batch
+extension when built); ``PATROL_PREAGG_CONSUMER=confluent-kafka`` runs them on the fallback."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from preagg.series import rollup
 from streams.broker import EmbeddedBroker
 from streams.config import load_settings
+from streams import preagg_job
 from streams.generator import generate_lines
 from streams.preagg_job import PreaggJob, decode_state, encode_state
 from streams.records import DeadLetter, MetricPoint, decode
@@ -92,7 +95,10 @@ def test_state_encoding_round_trips():
     assert decode_state(encode_state(float("-inf"), float("-inf")))[0] == float("-inf")
 
 
-def test_end_to_end_metrics_and_dead_letters(broker):
+@pytest.mark.parametrize("consumer", ["rdkafka-batch", "confluent-kafka"])
+def test_end_to_end_metrics_and_dead_letters(broker, consumer):
+    if consumer == "rdkafka-batch" and preagg_job._rdbatch is None:
+        pytest.skip("streams._rdbatch not built (tests/test_rdbatch.py fails under CI for that)")
     names = _topics(broker, parts=1)
     t0 = 1_790_000_000 - 1_790_000_000 % 60
     lines = [_line(t0 + i % 50, status=500 if i % 10 == 0 else 200) for i in range(200)]
@@ -105,9 +111,9 @@ def test_end_to_end_metrics_and_dead_letters(broker):
     finally:
         for k in _env(broker, names):
             os.environ.pop(k, None)
-    job = PreaggJob(s, group=f"g-{uuid.uuid4().hex[:6]}", max_idle=2.0)
+    job = PreaggJob(s, group=f"g-{uuid.uuid4().hex[:6]}", max_idle=2.0, consumer=consumer)
     res = job.run()
-    assert res.reason == "idle" and res.lines == len(lines)
+    assert res.reason == "idle" and res.lines == len(lines) and res.extra["consumer"] == consumer
     pts = [decode(v, MetricPoint) for v in _read(broker, names["metrics"])]
     svc = {(p.metric, int(p.window_start.timestamp())): p for p in pts if p.dims["scope"] == "service"}
     assert svc[("requests", t0)].value == 200
@@ -202,3 +208,31 @@ def test_kill_9_mid_stream_then_restart_gives_the_same_metrics(broker):
     assert windows and set(windows.values()) == {1}
     total = sum(p.value for p in merged if p.metric == "requests")
     assert total == len(items)
+
+
+def test_two_workers_in_one_group_share_partitions_with_a_rebalance(broker):
+    """A second worker joins mid-stream: the first revokes (commits its emitted windows), both are
+    assigned a share and resume from the side groups; the metrics equal a single worker's run."""
+    gen = list(generate_lines(n=12_000, seed=23, base_rate=150.0))
+    items = [(k, line) for _, k, line in gen]
+    cut = int(len(items) * 0.5)
+
+    ref = _topics(broker, parts=4)
+    _produce(broker, ref["logs"], items)
+    _finish(_worker(broker, ref, f"ref-{uuid.uuid4().hex[:6]}"))
+    want = _id_values(_read(broker, ref["metrics"]))
+
+    shared = _topics(broker, parts=4)
+    group = f"pair-{uuid.uuid4().hex[:6]}"
+    _produce(broker, shared["logs"], items[:cut])
+    first = _worker(broker, shared, group, max_idle=12.0)
+    time.sleep(4.0)  # the first worker owns every partition and has consumed the first half
+    second = _worker(broker, shared, group, max_idle=12.0)
+    rest = items[cut:]
+    for i in range(8):  # the rest arrives while the group rebalances (Tansu delays a join ~3 s)
+        _produce(broker, shared["logs"], rest[i * len(rest) // 8:(i + 1) * len(rest) // 8])
+        time.sleep(1.0)
+    out_a, out_b = _finish(first, timeout=120), _finish(second, timeout=120)
+    assert out_a["lines"] > 0 and out_b["lines"] > 0, (out_a, out_b)
+    assert out_a["lines"] + out_b["lines"] >= len(items)
+    assert _id_values(_read(broker, shared["metrics"])) == want
