@@ -65,7 +65,7 @@ cdef class WinTab:
     * accumulators: the Python lists of the window's fine keys (``accs[id]``; the id sits in
       the list's last slot), with request / bytes counts as int64 beside them;
     * values: byte strings interned by content (kept once in an arena) -> value id; non-bytes
-      values of the careful parser (float latencies) by ``(type, value)``;
+      values of the careful parser (float latencies) by equality, as a dict key;
     * counts: ``(acc, field, value id) -> count`` in first-insertion order, field 0-3 = request
       time, upstream time, client, user agent (accumulator slots 4-7);
     * request cache: ``(request kind, upstream, status) -> acc``, i.e. what the template cap and
@@ -220,7 +220,7 @@ cdef class WinTab:
         """Id of a value from the careful parser (bytes by content, anything else by equality)."""
         if PyBytes_CheckExact(o):
             return self.vid(PyBytes_AS_STRING(o), PyBytes_GET_SIZE(o))
-        k = (type(o), o)  # 1 and 1.0 stay apart, as the first-seen key of a dict would differ
+        k = o  # dict equality, as the accumulator dicts would merge them (1 == 1.0)
         hit = self.objs.get(k)
         if hit is not None:
             return hit
@@ -383,6 +383,8 @@ cdef class WinTab:
             if self.bin[k]:
                 a[2] = a[2] + self.bin[k]
         self._free()
+        # empty but usable again (nothing should count into a closed window; if it did, it
+        # would land in fresh tables instead of freed memory)
         self.vidx = _index(NULL, 1024)
         self.eidx = _index(NULL, 1024)
         self.ridx = _index(NULL, 1024)
