@@ -6,7 +6,11 @@ written plainly with Quix Streams and with Faust on a smaller slice (rates, not 
 compared); then the in-memory parse+aggregate rate (compiled loop, and the pure-Python fallback
 once) and a reference loop (split + count + 5xx + HLL + DDSketch per line) measured in the same
 process, so a reader can normalise for the machine's load; and a memory check with 1M distinct
-URLs in a child process. ``compiled_loop`` says whether ``preagg._fastloop`` ran.
+URLs in a child process. ``compiled_loop`` says whether ``preagg._fastloop`` ran, ``consumer``
+which consume path the worker used (``rdkafka-batch``: ``streams._rdbatch``; ``confluent-kafka``:
+the fallback). In the same run, ``stage_60s_confluent`` is the 60 s stage on the fallback consumer
+and ``consume_paths`` the bare consume cost of both paths (``benchmarks.consume``), so the consume
+path's share can be read without a second run on a shared machine.
 
 Rates are lines per second of *process CPU time* (all threads, librdkafka's included), i.e. per
 core, over the busy period (first consumed batch to the last, as the peers measure themselves);
@@ -55,7 +59,7 @@ def _produce(bootstrap: str, topic: str, n: int, rate: float, seed: int = 1) -> 
     return lines, size
 
 
-def _stage(bootstrap: str, topic: str, window: int, tag: str) -> dict:
+def _stage(bootstrap: str, topic: str, window: int, tag: str, consumer: str | None = None) -> dict:
     from streams.config import load_settings
     from streams.preagg_job import PreaggJob
 
@@ -63,7 +67,7 @@ def _stage(bootstrap: str, topic: str, window: int, tag: str) -> dict:
         "kafka.bootstrap_servers": bootstrap, "kafka.session_timeout_ms": 6000, "topics.logs": topic,
         "topics.metrics": f"bench-metrics-{tag}-{window}", "topics.dlq": f"bench-dlq-{tag}-{window}",
         "preagg.window_s": window, "preagg.idle_close_s": 1000, "preagg.max_future_s": 10**9})
-    r = PreaggJob(s, group=f"bench-{tag}-{window}", max_idle=3.0).run()
+    r = PreaggJob(s, group=f"bench-{tag}-{window}-{consumer or 'auto'}", max_idle=3.0, consumer=consumer).run()
     busy = r.extra.get("last_msg_wall", r.wall_s) - r.extra.get("first_msg_wall", 0.0)
     # Busy CPU: from the first consumed batch to the end of the last one (what the peers report
     # too); total CPU also counts start-up, the group join, the idle wait and the final close.
@@ -73,7 +77,7 @@ def _stage(bootstrap: str, topic: str, window: int, tag: str) -> dict:
             "cpu_s_total": round(r.cpu_s, 3), "lines_per_cpu_s_total": round(r.lines / r.cpu_s),
             "cpu_s": round(busy_cpu, 3), "lines_per_cpu_s": round(r.lines / busy_cpu), "busy_wall_s": round(busy, 3),
             "lines_per_wall_s": round(r.lines / busy) if busy > 0 else None, "dead_letters": r.dead_letters,
-            "compiled_loop": r.extra.get("compiled_loop")}
+            "compiled_loop": r.extra.get("compiled_loop"), "consumer": r.extra.get("consumer")}
 
 
 def _peers_python() -> str:
@@ -220,6 +224,11 @@ def main(argv: list[str] | None = None) -> dict:
         res["input"] = {"lines": n, "bytes": size, "produce_s": round(time.monotonic() - t, 1)}
         res["stage_60s"] = _stage(b.bootstrap, topic, 60, tag)
         res["stage_10s"] = _stage(b.bootstrap, topic, 10, tag)
+        if res["stage_60s"]["consumer"] != "confluent-kafka":
+            from benchmarks.consume import compare
+
+            res["stage_60s_confluent"] = _stage(b.bootstrap, topic, 60, tag, consumer="confluent-kafka")
+            res["consume_paths"] = compare(b.bootstrap, topic, n, rounds=1)
         res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         if not a.no_peers:
             res["quix"] = _peer("quix", _peers_python(), b.bootstrap, topic, min(a.peer_lines, n), 60, a.partitions, 600)
@@ -233,6 +242,9 @@ def main(argv: list[str] | None = None) -> dict:
     res["lines_per_s_per_core"] = ours
     # which hot loop ran: preagg._fastloop (Cython) or the pure-Python fallback
     res["compiled_loop"] = bool(res["stage_60s"]["compiled_loop"] and res["stage_10s"]["compiled_loop"])
+    res["consumer"] = res["stage_60s"]["consumer"]
+    if "stage_60s_confluent" in res:  # same run, same input: what the consume path alone changes
+        res["consumer_stage_ratio"] = round(ours / res["stage_60s_confluent"]["lines_per_cpu_s"], 3)
     for peer in ("quix", "faust"):
         rate = (res.get(peer) or {}).get("lines_per_cpu_s")
         res[f"{peer}_ratio"] = round(ours / rate, 2) if rate else None

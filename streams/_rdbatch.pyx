@@ -334,9 +334,9 @@ cdef class BatchConsumer:
         with nogil:
             n = api.consume_batch_queue(self.queue, tmo, self.msgs, num)
         try:
-            if n < 0:
+            if n < 0:  # bad arguments only (librdkafka reports broker trouble as error records)
                 self._reraise()
-                return []
+                raise KafkaException(KafkaError(KafkaError._FAIL, "rd_kafka_consume_batch_queue failed"))
             return self._group(n)
         finally:
             for i in range(max(n, 0)):
