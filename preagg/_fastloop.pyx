@@ -18,7 +18,7 @@ checks both paths give identical points.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize, PyBytes_CheckExact
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_Next
 from cpython.object cimport PyObject
-from cpython.long cimport PyLong_FromLongLong
+from cpython.long cimport PyLong_FromLongLong, PyLong_CheckExact
 from libc.string cimport memchr, memcmp, memcpy
 from libc.stdint cimport uint64_t
 
@@ -410,3 +410,49 @@ def clients(dict counts, dict cache, country):
         hit = PyDict_GetItem(geo, cc)
         PyDict_SetItem(geo, cc, <object>v if hit == NULL else <object>hit + <object>v)
     return ips, geo
+
+
+def dd_accumulate(dict counts, dict cache, entry, double total, double lo, double hi):
+    """Bins of a DDSketch from latency -> count (``preagg.series._dd``'s loop, in C).
+
+    ``cache`` maps a latency (text or number) to ``(seconds, bin key)``, key ``None`` for the
+    zero bin, or to ``None`` for what the sketch skips; ``entry(k)`` fills a miss. Returns
+    ``(bins, zero, n, total, lo, hi)`` with the sums taken in ``counts`` order exactly as
+    ``preagg.sketches.dd_from_counts`` takes them, or ``None`` when a count is not a positive
+    int (the caller's general path decides then).
+    """
+    cdef dict bins = {}
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* k
+    cdef PyObject* c
+    cdef PyObject* hit
+    cdef object e, key
+    cdef long long w, zero = 0, n = 0
+    cdef double v
+    while PyDict_Next(counts, &pos, &k, &c):
+        hit = PyDict_GetItem(cache, <object>k)
+        e = entry(<object>k) if hit == NULL else <object>hit
+        if e is None:
+            continue
+        if not PyLong_CheckExact(<object>c):
+            return None
+        try:
+            w = <long long>(<object>c)
+        except OverflowError:
+            return None
+        if w <= 0:
+            return None
+        v = <double>((<tuple>e)[0])
+        key = (<tuple>e)[1]
+        if key is not None:
+            hit = PyDict_GetItem(bins, key)
+            PyDict_SetItem(bins, key, PyLong_FromLongLong(w) if hit == NULL else <object>hit + w)
+        else:
+            zero += w
+        n += w
+        total += v * <double>w
+        if v < lo:
+            lo = v
+        if v > hi:
+            hi = v
+    return bins, zero, n, total, lo, hi

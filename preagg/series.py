@@ -131,7 +131,33 @@ def _latency(k):
 _LAT: dict = {}
 
 
+# latency -> (seconds, bin key) or None, kept across windows, for the C loop below
+_LATK: dict = {}
+_KEY = S.dd_key()
+_START = S.dd_start()
+
+
+def _lat_entry(k):
+    v = _latency(k)
+    e = _LATK[k] = None if v is None else (v, _KEY(v))
+    return e
+
+
+try:  # the per-distinct-latency loop of _dd + dd_from_counts in C (~1/5 of the close)
+    from ._fastloop import dd_accumulate as _dd_acc
+except ImportError:
+    _dd_acc = None
+
+
 def _dd(counts: dict):
+    if _dd_acc is not None and _KEY is not None:
+        if len(_LATK) > 200_000:
+            _LATK.clear()
+        r = _dd_acc(counts, _LATK, _lat_entry, *_START)
+        if r is not None:
+            bins, zero, n, total, lo, hi = r
+            # n == 0: no latency the sketch takes (what the loop below returns None for)
+            return S.dd_from_bins(bins, zero, n, total, lo, hi) if n else None
     if len(_LAT) > 200_000:
         _LAT.clear()
     get = _LAT.get

@@ -32,7 +32,7 @@ from ddsketch.store import DenseStore
 from streams.records import Sketch
 
 __all__ = [
-    "DD_ACCURACY", "HLL_LG_K", "TOPK_LG_MAX", "dd_from_counts", "dd_to_sketch", "dd_from_sketch", "dd_merge",
+    "DD_ACCURACY", "HLL_LG_K", "TOPK_LG_MAX", "dd_from_counts", "dd_from_bins", "dd_key", "dd_start", "dd_to_sketch", "dd_from_sketch", "dd_merge",
     "hll_from", "hll_to_sketch", "hll_from_sketch", "hll_union", "topk_from_counts", "topk_to_sketch",
     "topk_from_sketch", "topk_items",
 ]
@@ -93,6 +93,10 @@ def dd_from_counts(counts: Iterable[tuple[float, int]], accuracy: float = DD_ACC
             lo = v
         if v > hi:
             hi = v
+    return _fill(sk, bins, zero, n, total, lo, hi)
+
+
+def _fill(sk: DDSketch, bins: dict, zero: int, n: int, total: float, lo: float, hi: float) -> DDSketch:
     if bins:
         st = sk._store
         keys = sorted(bins)
@@ -108,6 +112,30 @@ def dd_from_counts(counts: Iterable[tuple[float, int]], accuracy: float = DD_ACC
 
 
 _KEYS: dict[tuple, dict[float, int]] = {}
+
+
+def dd_key(accuracy: float = DD_ACCURACY):
+    """``v -> bin key`` (``None`` for the zero bin) exactly as :func:`dd_from_counts` computes
+    it, or ``None`` when the sketch's mapping is not the logarithmic one that formula is for."""
+    m = DDSketch(relative_accuracy=accuracy)._mapping
+    if type(m) is not LogarithmicMapping:
+        return None
+    mult, off, tiny = m._multiplier, m._offset, m.min_possible
+    log, ceil = math.log, math.ceil
+    return lambda v: int(ceil(log(v, 2) * mult) + off) if v > tiny else None
+
+
+def dd_start(accuracy: float = DD_ACCURACY) -> tuple[float, float, float]:
+    """``(sum, min, max)`` of an empty sketch: where :func:`dd_from_bins`' sums start."""
+    sk = DDSketch(relative_accuracy=accuracy)
+    return sk._sum, sk._min, sk._max
+
+
+def dd_from_bins(bins: dict, zero: int, n: int, total: float, lo: float, hi: float,
+                 accuracy: float = DD_ACCURACY) -> DDSketch:
+    """The sketch :func:`dd_from_counts` builds, from its loop's results computed elsewhere
+    (``preagg._fastloop.dd_accumulate``: bin key -> count, zero count, count, sum, min, max)."""
+    return _fill(DDSketch(relative_accuracy=accuracy), bins, zero, n, total, lo, hi)
 
 
 def dd_quantiles(sk: DDSketch, qs: Iterable[float]) -> list:

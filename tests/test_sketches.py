@@ -97,3 +97,33 @@ def test_wire_sketches_equal_validated_ones():
         assert fast == ref
         assert fast.model_dump_json() == ref.model_dump_json()
         assert {k: type(v) for k, v in fast.params.items()} == {k: type(v) for k, v in ref.params.items()}
+
+
+def test_window_close_ddsketch_from_c_equals_the_python_build():
+    # preagg.series._dd takes the C loop (preagg._fastloop.dd_accumulate) when it is built: same
+    # bins, zero count, count, sum (same order), min and max as the Python loop, for latency texts
+    # as the fast path keeps them, numbers from the careful parser, zeroes and skipped garbage.
+    import random
+
+    import pytest
+
+    from preagg import series
+
+    if series._dd_acc is None:
+        pytest.skip("preagg._fastloop is not built")
+    rng = random.Random(4)
+    texts = [f"{rng.lognormvariate(-3, 1.5):.3f}".encode() for _ in range(3000)]
+    keys = texts + [b"0.000", b"-", b"abc", b"inf", b"-1.0", b"1_0.5", 0.0, 0.25, 1e-12, 3.5]
+    counts = {k: rng.choice([1, 1, 2, 7, 300, 10**12]) for k in keys}
+    fast = series._dd(counts)
+    series._dd_acc, saved = None, series._dd_acc
+    try:
+        slow = series._dd(counts)
+    finally:
+        series._dd_acc = saved
+    assert S.dd_to_sketch(fast).data == S.dd_to_sketch(slow).data
+    assert (fast.count, fast.sum, fast._zero_count, fast._min, fast._max) == (
+        slow.count, slow.sum, slow._zero_count, slow._min, slow._max)
+    qs = [0.0, 0.5, 0.9, 0.99, 1.0]
+    assert S.dd_quantiles(fast, qs) == S.dd_quantiles(slow, qs)
+    assert series._dd({b"-": 3, b"x": 1}) is None  # nothing the sketch takes: no sketch
