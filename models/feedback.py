@@ -255,14 +255,15 @@ class Episode:
     (0, False)
     """
 
-    __slots__ = ("sign", "run", "t", "held", "raised", "excess", "keys", "closed", "ref")
+    __slots__ = ("sign", "run", "t", "held", "raised", "excess", "keys", "closed", "ref", "start")
 
     def __init__(self, sign: int = 0, run: int = 0, t: float = -math.inf, held: bool = False, raised: bool = False,
-                 excess: float = 0.0, keys=(), ref=None):
+                 excess: float = 0.0, keys=(), ref=None, start: float | None = None):
         self.sign, self.run, self.t, self.held, self.raised = int(sign), int(run), float(t), bool(held), bool(raised)
         self.excess = float(excess)  # the muted alert's score excess (later windows are damped by the detectors)
         self.keys = list(keys)       # anomaly_key of the alerts raised in this episode (for their labels)
         self.ref = tuple(ref) if ref else None  # (lower, upper) when the episode started
+        self.start = -math.inf if start is None else float(start)  # its first window
         self.closed: tuple[list, int] | None = None  # set by step: (keys, length) of an episode just measured
 
     def step(self, t: float, value: float, lower: float, upper: float, period: float) -> int:
@@ -284,6 +285,7 @@ class Episode:
             side = band_side(value, lower, upper)
             self.sign, self.run, self.held, self.raised, self.excess = side, 1 if side else 0, False, False, 0.0
             self.keys, self.ref = [], ((float(lower), float(upper)) if side else None)
+            self.start = t if side else -math.inf
         self.t = t
         return self.run
 
@@ -291,11 +293,18 @@ class Episode:
         """Decide this window again: an alert of this episode was muted, none raised, and it goes on."""
         return self.held and self.sign != 0
 
-    def decide(self, model: "FeedbackModel", features: dict, prior: "MetricPrior | None" = None) -> "Decision":
+    def decide(self, model: "FeedbackModel", features: dict, prior: "MetricPrior | None" = None,
+               start: float | None = None) -> "Decision":
         """:meth:`FeedbackModel.decide` on a would-be alert of this episode (or a :meth:`recheck`),
         holding the episode when it is muted. ``features`` must carry this episode's ``run``; on a
         recheck their ``excess`` is raised to the muted alert's: the detectors damp an ongoing
-        episode's later scores, which is no evidence that it is less real."""
+        episode's later scores, which is no evidence that it is less real.
+
+        ``start``: the episode start the caller saw when it stepped this window; when the episode
+        has moved on since (a batch held several windows of the series), the decision is made
+        without touching this episode's state."""
+        if start is not None and start != self.start:
+            return model.decide(features, prior)
         sign = 1 if features.get("direction") == "up" else -1
         if self.held:
             features = {**features, "excess": max(float(features.get("excess", 0.0)), self.excess)}
@@ -310,15 +319,16 @@ class Episode:
 
     def to_state(self) -> list:
         return [self.sign, self.run, self.t if math.isfinite(self.t) else None, int(self.held), int(self.raised),
-                round(self.excess, 4), self.keys, list(self.ref) if self.ref else None]
+                round(self.excess, 4), self.keys, list(self.ref) if self.ref else None,
+                self.start if math.isfinite(self.start) else None]
 
     @classmethod
     def from_state(cls, st) -> "Episode":
         """Inverse of :meth:`to_state`; None (states saved before episodes were kept) gives a fresh one."""
         if not st:
             return cls()
-        sign, run, t, held, raised, excess, keys, ref = st
-        return cls(sign, run, -math.inf if t is None else t, held, raised, excess, keys, ref)
+        sign, run, t, held, raised, excess, keys, ref, start = st
+        return cls(sign, run, -math.inf if t is None else t, held, raised, excess, keys, ref, start)
 
 
 def service_context(others: list[int]) -> float:

@@ -27,7 +27,7 @@ import numpy as np
 from detectors import BatchEnsemble, Result
 from streams.records import MetricPoint
 
-from .feedback import FeedbackModel, MetricPrior
+from .feedback import Episode, FeedbackModel, MetricPrior, band_side, service_context
 from .history import HourlyHistory
 from .incidents import service_of
 from .metric_kinds import MetricKind, kind_of
@@ -50,6 +50,9 @@ class Outcome:
     _batch: object = None
     _row: int = 0
     t: float = 0.0  # window start, epoch seconds
+    run: int = 0          # the series' episode length at this window (models.feedback.Episode)
+    recheck: bool = False  # a muted alert's episode goes on here: label feedback decides this window again
+    episode: float = 0.0  # start of that episode (window start), to tell it from a later one
 
     @property
     def service(self) -> str:
@@ -185,6 +188,19 @@ class Series:
     # the detectors' warm-up day (models.feedback.WARMUP_S). inf = new series, set on its first
     # point; nan = unknown (state saved before this was kept), so its labels count as before.
     first_window: float = math.inf
+    # Context for label feedback: the current departure from the band (checkpointed), and the side
+    # of its band (+1 / -1 / 0) at each window in ``recent``, which the service's other series read.
+    episode: Episode = field(default_factory=Episode)
+    sides: array = field(default_factory=lambda: array("b"))
+
+    def side_at(self, t: float) -> int | None:
+        """Side of its band at window ``t`` (None when the window is not among the recent ones)."""
+        for i in range(len(self.recent) - 1, -1, -1):
+            if self.recent[i] == t:
+                return self.sides[i] if i < len(self.sides) else None
+            if self.recent[i] < t:
+                return None
+        return None
 
     @property
     def first_window_json(self) -> str:
@@ -209,7 +225,8 @@ class Series:
         return SeriesState(self.key, state, self.last_window, self.model_version,
                            {"recent": self.recent.tolist(), "history": self.history.to_state(), "kind": k.kind,
                             "direction": k.direction, "calibration": self.calibration,
-                            "first_window": self.first_window if math.isfinite(self.first_window) else None})
+                            "first_window": self.first_window if math.isfinite(self.first_window) else None,
+                            "episode": self.episode.to_state()})
 
 
 class SeriesPool:
@@ -222,6 +239,9 @@ class SeriesPool:
         self.dirty: set[str] = set()
         self.priors: dict[str, MetricPrior] = {}   # per metric, shared by its series on this worker
         self.dirty_priors: set[str] = set()
+        # series per service: metric points are keyed by service, so all of a service's series are
+        # on one partition and this worker sees them together (label feedback's ``co`` context)
+        self.by_service: dict[str, list[Series]] = {}
 
     def _group(self, kind: MetricKind) -> Group:
         g = self.groups.get(kind)
@@ -257,9 +277,11 @@ class SeriesPool:
                     s.calibration = st.extra.get("calibration", {})
                     fw = st.extra.get("first_window")
                     s.first_window = float(fw) if fw is not None else math.nan
-                except (ValueError, KeyError) as exc:  # saved by another detector configuration
+                    s.episode = Episode.from_state(st.extra.get("episode"))  # absent before episodes: none open
+                except (ValueError, KeyError, TypeError) as exc:  # saved by another detector configuration
                     log.warning("state of %s not loadable (%s): starting a new model", key, exc)
             self.series[key] = s
+            self.by_service.setdefault(s.service, []).append(s)
 
     def _admit(self, points: list[MetricPoint]) -> tuple[dict[str, list[tuple[float, MetricPoint]]], list[MetricPoint], list[Rejected]]:
         """Split into per-series queues of (window start, point) in window order, duplicates, and rejects."""
@@ -331,19 +353,33 @@ class SeriesPool:
             dens = [p.count if p.count is not None else p.stats.get("denominator", np.nan) for _, _, p in heads]
         res, at = g.update_rows(rows, values, times, dens)
         scores = res.score[at].tolist()
+        lowers, uppers = res.lower[at].tolist(), res.upper[at].tolist()
         out = []
         dirty = self.dirty
-        for (s, t, p), row, score in zip(heads, at, scores):
-            out.append(Outcome(p, score, s.model_version, s, res, row, t))
+        for (s, t, p), row, score, lo, hi in zip(heads, at, scores, lowers, uppers):
+            ep = s.episode
+            run = ep.step(t, p.value, lo, hi, (p.window_end - p.window_start).total_seconds())
+            if ep.closed is not None:  # an episode with raised alerts was measured: their labels learn its length
+                s.feedback.note_episode(*ep.closed)
+            out.append(Outcome(p, score, s.model_version, s, res, row, t, run, ep.recheck(), ep.start))
             s.history.add(t, p.value)
             s.last_window = t
             if t < s.first_window:  # only a new series (inf); nan (unknown) compares False
                 s.first_window = t
             s.recent.append(t)
+            s.sides.append(band_side(p.value, lo, hi))
             if len(s.recent) > RECENT_WINDOWS:
                 del s.recent[0]
+            del s.sides[:-len(s.recent)]
             dirty.add(s.key)
         return out
+
+    def service_context(self, series: Series, t: float) -> float:
+        """``co`` for label feedback: share of the other series of ``series``' service out of
+        their band at window ``t`` (those not scored for ``t`` yet, or not seen recently, count as
+        inside: a point that arrives in a later batch cannot inform this decision)."""
+        others = [o for o in self.by_service.get(series.service, ()) if o is not series]
+        return service_context([o.side_at(t) or 0 for o in others])
 
     def prior(self, metric: str) -> MetricPrior:
         p = self.priors.get(metric)
@@ -398,7 +434,7 @@ class SeriesPool:
                 # feedback state is small and may share lists with the live model: JSON it now
                 cal = json.dumps(m.calibration, separators=(",", ":")) if m.calibration else "{}"
                 rows.append((m.key, m.last_window, m.model_version, m.recent[:], m.history.copy_raw(), cal,
-                             m.first_window_json))
+                             m.first_window_json, json.dumps(m.episode.to_state(), separators=(",", ":"))))
             groups.append((g.ens.config(), g.kind, arrays, rows))
         others = [(PRIOR_KEY + m, SeriesState(PRIOR_KEY + m, self.priors[m].to_state()).to_fields())
                   for m in self.dirty_priors]
@@ -413,6 +449,11 @@ class SeriesPool:
             s = self.series.pop(k, None)
             if s is not None:
                 rows.setdefault(id(s.group), (s.group, []))[1].append(s.row)
+                peers = self.by_service.get(s.service, [])
+                if s in peers:
+                    peers.remove(s)
+                if not peers:
+                    self.by_service.pop(s.service, None)
             self.dirty.discard(k)
         for g, rs in rows.values():
             g.release_many(rs)
@@ -451,8 +492,9 @@ class Snapshot:
             # the JSON of {"v", "config", "data"} with the shared part encoded once per group
             head = json.dumps({"v": states[0]["v"], "config": states[0]["config"]}, separators=(",", ":"))[:-1] + ',"data":"'
             tail = ',"kind":' + json.dumps(kind.kind) + ',"direction":' + json.dumps(kind.direction) + ',"calibration":'
-            for (key, last, version, recent, hist, cal, first), st in zip(rows, states):
+            for (key, last, version, recent, hist, cal, first, episode), st in zip(rows, states):
                 extra = ('{"recent":' + json.dumps(recent.tolist(), separators=(",", ":")) + ',"history":"'
-                         + HourlyHistory.encode(hist) + '"' + tail + cal + ',"first_window":' + first + "}")
+                         + HourlyHistory.encode(hist) + '"' + tail + cal + ',"first_window":' + first
+                         + ',"episode":' + episode + "}")
                 yield key, {"format": fmt, "state": head + st["data"] + '"}', "last_window": repr(float(last)),
                             "model_version": str(version), "extra": extra, "updated": now}

@@ -330,7 +330,7 @@ class DetectWorker:
         outcomes.sort(key=attrgetter("t"))  # incidents follow event time
         open_incidents = self.incidents.open
         for o in outcomes:
-            if o.score >= threshold or o.service in open_incidents:
+            if o.score >= threshold or o.recheck or o.service in open_incidents:
                 self._publish(o, threshold)
             # else: not an alert and no incident to tick for its service: nothing to do
         self.producer.poll(0)
@@ -351,15 +351,19 @@ class DetectWorker:
         p = out.point
         t = out.t
         svc = out.service
-        alert = out.score >= threshold
+        # a would-be alert, or a later window of an episode whose alert feedback muted (decided again
+        # as the episode goes on: its length is part of what labels taught)
+        alert = out.score >= threshold or out.recheck
         if alert:
             series = self.pool.series[p.series]
             features = anomaly_features(out.result, p.value, t, series.group.kind.kind, threshold,
-                                        age_s=series.age_s(t))
-            decision = series.feedback.decide(features, self.pool.prior(p.metric))
+                                        age_s=series.age_s(t), run=max(out.run, 1),
+                                        co=self.pool.service_context(series, t))
+            decision = series.episode.decide(series.feedback, features, self.pool.prior(p.metric), start=out.episode)
             if not decision.alert:  # labels said alerts like this are false alarms
-                SUPPRESSED.inc()
-                self.stats.suppressed += 1
+                if out.score >= threshold:  # a would-be alert (a muted episode's later windows are not)
+                    SUPPRESSED.inc()
+                    self.stats.suppressed += 1
                 alert = False
         if alert:
             sev = severity_of(out.result, out.score, threshold)
