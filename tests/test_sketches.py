@@ -127,3 +127,27 @@ def test_window_close_ddsketch_from_c_equals_the_python_build():
     qs = [0.0, 0.5, 0.9, 0.99, 1.0]
     assert S.dd_quantiles(fast, qs) == S.dd_quantiles(slow, qs)
     assert series._dd({b"-": 3, b"x": 1}) is None  # nothing the sketch takes: no sketch
+
+
+def test_constructor_builds_what_model_construct_builds():
+    # sketches.constructor replaces model_construct at window close: same __dict__ (order too),
+    # fields set, extra and private state, for the point and the sketch models.
+    from datetime import datetime, timezone
+
+    from streams.records import MetricPoint
+
+    t = datetime(2026, 11, 27, tzinfo=timezone.utc)
+    sk = S.dd_to_sketch(S.dd_from_counts([(0.012, 4)]))
+    cases = [
+        (Sketch, ("type", "data", "params"), ("hll", "AAAA", {"lg_k": 12})),
+        (MetricPoint, ("id", "series", "metric", "dims", "window_start", "window_end", "value", "count", "stats",
+                       "sketch"), ("i", "s{}", "requests", {"scope": "global"}, t, t, 1.0, None, {"p": 1.0}, sk)),
+    ]
+    for cls, names, values in cases:
+        fast = S.constructor(cls, names)(*values)
+        ref = cls.model_construct(**dict(zip(names, values)))
+        assert type(fast) is cls
+        assert list(fast.__dict__.items()) == list(ref.__dict__.items())
+        assert fast.__pydantic_fields_set__ == ref.__pydantic_fields_set__
+        assert (fast.__pydantic_extra__, fast.__pydantic_private__) == (ref.__pydantic_extra__, ref.__pydantic_private__)
+        assert fast.model_dump_json() == ref.model_dump_json()
