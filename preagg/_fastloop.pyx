@@ -4,15 +4,18 @@
 Why: in pure Python the loop costs ~5-7 us per line (``bytes.split`` twice, a dozen dict probes,
 a tuple of six slices per line and a fold later); the stage target is ~3 us per line *including*
 Kafka and window close. Here the raw bytes are scanned once in C (quote positions, the
-whitespace-separated tail, status, sizes) and the counters are updated directly, so a line costs
-a handful of dict probes on interned values.
+whitespace-separated tail, status, sizes) and the counters go to C tables of the window
+(``_tables.pxi``: the request text -> kind, (kind, upstream, status) -> accumulator id, value
+ids, (accumulator, field, value) -> count), so a typical line touches no Python object beyond
+the line itself; the accumulators' dicts are filled from the tables when the window closes.
 
 Contract: for every line this produces **exactly** the accumulators the pure-Python loop
 (``Aggregator._loop_py``) produces (same keys, same values, same dict insertion order, because
 the DDSketch sums and the heavy-hitter sketch depend on it) and takes the same decisions in the
-same order (window opening/closing, template cap, cache fills). Anything it does not recognise
-goes to ``Aggregator._slow`` at the same point the pure loop would. ``tests/test_fastloop.py``
-checks both paths give identical points.
+same order (window opening/closing, template cap). Anything it does not recognise goes to
+``Aggregator._slow`` at the same point the pure loop would; that path counts values through the
+same tables, so the order of first occurrences stays the line order. ``tests/test_fastloop.py``
+checks both paths give identical accumulators and points.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize, PyBytes_CheckExact

@@ -14,6 +14,10 @@ the compiled one is tested against, ``tests/test_fastloop.py``). Per line:
   stay small and the DDSketch built from them at close is the same as adding every value),
 * the timestamp is looked up only when its text changes (lines of one second share it).
 
+The compiled loop keeps these counters in C tables per open window (``WinTab``; ``_open`` makes
+one, ``_close`` writes it into the accumulators with ``finish()``), the careful path counts into
+the same tables, and the accumulators handed to :mod:`preagg.series` are the same either way.
+
 Everything else (sketches, rollups, device class, country) happens once per window close in
 :mod:`preagg.series`. Lines the fast path does not fully understand (several upstream attempts,
 ``\\x`` escapes, odd methods, other formats) go to the careful parser from :mod:`preagg.parse`
