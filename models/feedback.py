@@ -573,17 +573,30 @@ class FeedbackModel:
         if size is None:  # no band yet: nothing to compare sizes with
             return Decision(True, p)
         day = features.get("day")
-        for pat in self.patterns:
-            if pat.covers(sign, features["minute"], size, day) and self._recurring(pat):
-                return Decision(False, p, f"labeled false alarm pattern: {pat.describe()} (label {pat.label})")
         run = features.get("run")
-        bar = CONFIRM_BELOW if run == 1 else SUPPRESS_BELOW
+        for pat in self.patterns:
+            if pat.covers(sign, features["minute"], size, day) and self._recurring(pat) \
+                    and self._lasted(sign, run, MARGIN):
+                return Decision(False, p, f"labeled false alarm pattern: {pat.describe()} (label {pat.label})")
+        # P(real) below CONFIRM_BELOW while the episode is no longer than two false alarms of its
+        # size lasted: wait (a muted episode is decided again next window); past that, mute only
+        # below SUPPRESS_BELOW and while it has lasted at most MARGIN x as long as they did
+        bar = CONFIRM_BELOW if self._vouched(sign, size, run, 1.0) else SUPPRESS_BELOW
         if p < bar and self._vouched(sign, size, run):
             cut = size_cutoff([prior.probit, self.layer], x)
             need = f"; alerts like it need >= {cut:.1f}x band" if cut else ""
             lasted = "" if run is None else f" ({run} window{'s' if run != 1 else ''} out of band so far)"
             return Decision(False, p, f"calibrated on labels: P(real) {p:.2f} < {bar}{lasted}{need}")
         return Decision(True, p)
+
+    def _lasted(self, sign: int, run: int | None, margin: float) -> bool:
+        """At least ``GUARD_SUPPORT`` logged false labels in this direction lasted ``run / margin``
+        windows or more (or their length is unknown: labels from before it was kept). Any episode
+        passes when ``run`` is unknown, and a state without a label log (version 1) passes."""
+        if run is None or not self.log:
+            return True
+        n = sum(1 for o in self.log if not o.real and o.sign == sign and (o.run is None or run <= margin * o.run))
+        return n >= GUARD_SUPPORT
 
     def _recurring(self, pat: Pattern) -> bool:
         """The pattern's labeled days are more than chance would put in its hours.
@@ -602,7 +615,7 @@ class FeedbackModel:
         tail = sum(math.comb(n_all, j) * w ** j * (1 - w) ** (n_all - j) for j in range(pat.n, n_all + 1))
         return tail < PATTERN_ALPHA
 
-    def _vouched(self, sign: int, size: list, run: int | None = None) -> bool:
+    def _vouched(self, sign: int, size: list, run: int | None = None, run_margin: float = MARGIN) -> bool:
         """Calibration may mute only what false alarms on this series were seen to be: at least
         ``GUARD_SUPPORT`` of its logged false labels in this direction are each at least 1 / ``MARGIN``
         of ``size`` (on both measures) and, when both are known, lasted at least 1 / ``MARGIN`` of
@@ -613,7 +626,7 @@ class FeedbackModel:
         if not self.log:  # a state from before the label log: only the largest false size is known
             return _within(size, self.max_false[sign])
         n = sum(1 for o in self.log if not o.real and o.sign == sign and o.size is not None and _within(size, o.size)
-                and (run is None or o.run is None or run <= MARGIN * o.run))
+                and (run is None or o.run is None or run <= run_margin * o.run))
         return n >= GUARD_SUPPORT
 
     def note_episode(self, keys, length: int) -> None:
