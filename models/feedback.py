@@ -733,7 +733,7 @@ class FeedbackModel:
         # the series learns what its metric does not explain
         update([self.layer], x, o.real, fixed=fixed if replay else prior.probit)
         after = predict([prior.probit, self.layer], x)[1]
-        calib = f"P(real) like it {before:.2f} -> {after:.2f}"
+        calib = f"P(real) like it{self._context_text(o)} {before:.2f} -> {after:.2f}"
         if o.real:
             self.n_true += 1
             lifted = self._lift(o.sign, o.minute, size, o.day) if size is not None else []
@@ -743,6 +743,15 @@ class FeedbackModel:
             return f"false alarm (label {short} false); {calib}"
         self.max_false[o.sign] = merge_size(self.max_false[o.sign], size)
         return f"{self._suppress(o.sign, o.minute, size, short, o.day)} (label {short} false); {calib}"
+
+    @staticmethod
+    def _context_text(o: _Obs) -> str:
+        """The labeled alert's episode context, for explanations (empty for labels without it)."""
+        if o.run is None:
+            return ""
+        co = o.calib[5] if len(o.calib) > 5 else None
+        other = f", {co:.0%} of the service's other series out of band" if co else ""
+        return f" ({o.run} window{'s' if o.run != 1 else ''} out of band{other})"
 
     def _replay(self, prior: MetricPrior) -> None:
         """Rebuild everything learned from the log (the metric's prior is already rebuilt by its own log)."""

@@ -63,6 +63,10 @@ def models_show(series: Annotated[str, typer.Argument(help="Series key, e.g. 're
             "last_window": _when(st.last_window), "model_version": st.model_version,
             "state_bytes": store.raw_size(series), "config": st.state.get("config"),
             "label_changes": st.extra.get("calibration", {}).get("changes", [])}
+    ep = st.extra.get("episode")
+    if ep and ep[0]:  # the departure from the band the series is in now (label feedback's context)
+        info["episode"] = {"side": "above" if ep[0] > 0 else "below", "windows": ep[1],
+                           "alert_muted_waiting": bool(ep[3]), "alert_raised": bool(ep[4])}
     typer.echo(json.dumps(info, indent=2))
 
 
