@@ -9,9 +9,13 @@ Usage::
 For each series the detectors (``detectors.BatchEnsemble``, default threshold) score the whole
 stream once; that is the system *before* feedback. Then, for each K, the stream is replayed in
 time order through :class:`models.feedback.FeedbackModel` (one :class:`MetricPrior` per metric):
-every would-be alert goes through ``decide``; the first K alerts the system *raises* on a series in
-its labeling period are labeled by a simulated operator from ground truth (true inside a truth
-window, false outside) and learned at once. Evaluation segment: by default the second half of
+every would-be alert goes through ``decide`` (with the detect stage's context: each series'
+:class:`models.feedback.Episode` is stepped at every row, muted episodes are decided again as they
+go on, and ``co`` comes from the service's other series at the same row); the first K alerts the
+system *raises* on a series in its labeling period are labeled by a simulated operator from ground
+truth (true inside a truth window, false outside) and learned when the alert's episode is over
+(an operator judges the whole episode; the label learns how long it lasted), or at once for an
+alert raised inside the band. Evaluation segment: by default the second half of
 every series (the labeling period is the first half), the same rows for every K, so a series that
 raised fewer than K alerts still counts; ``--after-k`` evaluates from a series' K-th label on
 instead (the issue's wording; series with fewer than K alerts then drop out). On it we count,
