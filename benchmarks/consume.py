@@ -11,7 +11,9 @@ Both subscribe with the worker's consumer settings and drop each batch after cou
 is part of the cost). The figure is process CPU seconds per message (all threads, librdkafka's
 fetch thread included) from ``subscribe`` to the last message; the group join is mostly idle.
 ``--variants`` also runs the batch path under other fetch/queue settings, to see what cuts the
-fetch thread's CPU.
+fetch thread's CPU. ``--stage-pairs K`` instead runs the whole 60 s preagg stage (as
+``benchmarks.preagg`` does, on generated lines) K times on each consumer, alternating, and reports
+the per-pair ratio of lines per CPU second: the consume path's effect on the stage, paired.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ VARIANTS = {
     "small_fetches": {"fetch.max.bytes": 2**20 * 4, "max.partition.fetch.bytes": 2**20},
     "check_crcs": {"check.crcs": True},
     "queued_min_100k": {"queued.min.messages": 100_000},
+    # the worker commits explicit offsets: librdkafka's per-message offset store is unused work
+    "no_offset_store": {"enable.auto.offset.store": False},
 }
 
 
@@ -123,6 +127,20 @@ def compare(bootstrap: str, topic: str, n: int, rounds: int = 2) -> dict:
             "ratio": round(best["confluent-kafka"]["cpu_us_per_msg"] / best["rdkafka-batch"]["cpu_us_per_msg"], 2)}
 
 
+def stage_pairs(bootstrap: str, topic: str, pairs: int, tag: str) -> dict:
+    """The 60 s stage ``pairs`` times per consumer, alternating; ratio batch / confluent per pair."""
+    from benchmarks.preagg import _stage
+
+    runs, ratios = [], []
+    for i in range(pairs):
+        a = _stage(bootstrap, topic, 60, f"{tag}{i}", consumer="rdkafka-batch")
+        b = _stage(bootstrap, topic, 60, f"{tag}{i}", consumer="confluent-kafka")
+        runs += [a, b]
+        ratios.append(round(a["lines_per_cpu_s"] / b["lines_per_cpu_s"], 3))
+    return {"runs": [{k: r[k] for k in ("consumer", "lines", "cpu_s", "lines_per_cpu_s")} for r in runs],
+            "ratios": ratios, "median_ratio": sorted(ratios)[len(ratios) // 2]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", type=Path, help="write the results here (also printed)")
@@ -130,6 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--variants", action="store_true", help="also try other fetch/queue settings (batch path)")
+    ap.add_argument("--stage-pairs", type=int, default=0, help="instead: K paired runs of the whole 60 s stage")
     a = ap.parse_args(argv)
 
     from streams.broker import EmbeddedBroker
@@ -141,9 +160,18 @@ def main(argv: list[str] | None = None) -> dict:
         topic = f"bench-consume-{uuid.uuid4().hex[:6]}"
         ensure_topic({"bootstrap.servers": b.bootstrap}, topic, a.partitions)
         t = time.monotonic()
-        res["input"] = {"messages": a.messages, "bytes": produce(b.bootstrap, topic, a.messages),
-                        "produce_s": round(time.monotonic() - t, 1)}
-        res["compare"] = compare(b.bootstrap, topic, a.messages, a.rounds)
+        if a.stage_pairs:
+            from benchmarks.preagg import _produce
+
+            lines, size = _produce(b.bootstrap, topic, a.messages, 2000.0)
+            res["input"] = {"messages": lines, "bytes": size, "produce_s": round(time.monotonic() - t, 1)}
+            res["stage_pairs"] = stage_pairs(b.bootstrap, topic, a.stage_pairs, uuid.uuid4().hex[:6])
+            a.rounds = 0
+        else:
+            res["input"] = {"messages": a.messages, "bytes": produce(b.bootstrap, topic, a.messages),
+                            "produce_s": round(time.monotonic() - t, 1)}
+        if a.rounds:
+            res["compare"] = compare(b.bootstrap, topic, a.messages, a.rounds)
         if a.variants:
             base = [consume_cpu(b.bootstrap, topic, a.messages, "rdkafka-batch")]
             res["variants"] = {"worker_settings": base[0]}
