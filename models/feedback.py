@@ -273,6 +273,9 @@ class Episode:
         ``closed`` is ``(their anomaly keys, its length)`` for :meth:`FeedbackModel.note_episode`
         (their labels then learn how long it lasted); else None.
         """
+        if not self.sign and self.closed is None and not value > upper and not value < lower:
+            self.t = t  # the common case, kept cheap (the detect stage steps every point)
+            return 0
         self.closed = None
         if self.sign and self.run < EPISODE_MAX and t - self.t <= 1.5 * period \
                 and band_side(value, *self.ref) == self.sign:

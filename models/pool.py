@@ -27,7 +27,7 @@ import numpy as np
 from detectors import BatchEnsemble, Result
 from streams.records import MetricPoint
 
-from .feedback import Episode, FeedbackModel, MetricPrior, band_side, service_context
+from .feedback import Episode, FeedbackModel, MetricPrior, service_context
 from .history import HourlyHistory
 from .incidents import service_of
 from .metric_kinds import MetricKind, kind_of
@@ -195,9 +195,10 @@ class Series:
 
     def side_at(self, t: float) -> int | None:
         """Side of its band at window ``t`` (None when the window is not among the recent ones)."""
+        off = len(self.recent) - len(self.sides)  # sides are not checkpointed: fewer after a restart
         for i in range(len(self.recent) - 1, -1, -1):
             if self.recent[i] == t:
-                return self.sides[i] if i < len(self.sides) else None
+                return self.sides[i - off] if i >= off else None
             if self.recent[i] < t:
                 return None
         return None
@@ -356,9 +357,11 @@ class SeriesPool:
         lowers, uppers = res.lower[at].tolist(), res.upper[at].tolist()
         out = []
         dirty = self.dirty
+        p0 = heads[0][2]
+        period = (p0.window_end - p0.window_start).total_seconds()  # one window size per pipeline
         for (s, t, p), row, score, lo, hi in zip(heads, at, scores, lowers, uppers):
             ep = s.episode
-            run = ep.step(t, p.value, lo, hi, (p.window_end - p.window_start).total_seconds())
+            run = ep.step(t, p.value, lo, hi, period)
             if ep.closed is not None:  # an episode with raised alerts was measured: their labels learn its length
                 s.feedback.note_episode(*ep.closed)
             out.append(Outcome(p, score, s.model_version, s, res, row, t, run, ep.recheck(), ep.start))
@@ -367,10 +370,11 @@ class SeriesPool:
             if t < s.first_window:  # only a new series (inf); nan (unknown) compares False
                 s.first_window = t
             s.recent.append(t)
-            s.sides.append(band_side(p.value, lo, hi))
+            s.sides.append(1 if p.value > hi else -1 if p.value < lo else 0)  # band_side, inlined
             if len(s.recent) > RECENT_WINDOWS:
                 del s.recent[0]
-            del s.sides[:-len(s.recent)]
+                if len(s.sides) > RECENT_WINDOWS:
+                    del s.sides[:-RECENT_WINDOWS]
             dirty.add(s.key)
         return out
 
