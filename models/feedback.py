@@ -17,9 +17,20 @@ Two mechanisms, both learned from labels:
    are suppressed. When all its labeled days fall on one weekday (a Sunday backup) the pattern is
    weekly and covers that weekday only.
 
-Neither may mute a real incident: alerts more than ``MARGIN`` x the false-labeled sizes around them
-always alert, as do alerts in the other direction or at another time of day or weekday (for
-patterns). A true label inside a pattern's reach removes the pattern.
+Both use context the detect stage has and a point does not (:class:`Episode`,
+:func:`service_context`): how long the series' departure from its band has lasted (``run``; a
+label learns how long its episode lasted in the end, :meth:`FeedbackModel.note_episode`) and how
+many of the service's other series are out of band in the same window (``co``). A muted episode is
+decided again at each later window, so "a dip with a few 502s for a minute or two" can be learned
+to be benign while the same dip lasting alerts, a few windows late. Calibration *waits* (P(real)
+below ``CONFIRM_BELOW``) only while the episode is no longer than two of the series' false alarms
+of its size lasted, and mutes (below ``SUPPRESS_BELOW``) only until it has lasted ``MARGIN`` x as
+long as they did.
+
+Neither may mute a real incident: alerts more than ``MARGIN`` x the false-labeled sizes around them,
+or whose episode lasted more than ``MARGIN`` x as long, always alert, as do alerts in the other
+direction or at another time of day or weekday (for patterns). A true label inside a pattern's
+reach removes the pattern.
 
 The model is a function of its label log, one verdict per anomaly (the latest wins): a label that
 changes an anomaly's verdict, or the ``ignore`` that ``patrol label undo`` publishes to retract a
@@ -85,6 +96,9 @@ MAX_CHANGES = 4     # explanations kept for `patrol models show`
 # Calibration suppresses only when P(real) is below this: the Bayes decision when a missed incident
 # costs about 4 false alarms (suppress iff P(real) < c_fa / (c_fa + c_miss) = 1 / 5).
 SUPPRESS_BELOW = 0.2
+# While an episode is no longer than two false alarms of its size lasted, it is held below this:
+# more likely false than real were it to end now. A hold is a wait (the episode is decided again at
+# each later window), so what a wrong one costs is bounded by how long the labeled false alarms lasted.
 CONFIRM_BELOW = 0.5
 PATTERN_ALPHA = 0.05  # a pattern suppresses when its labeled days are unlikely to be coincidence (see _recurring)
 PATTERN_SIZES = 8   # labeled sizes a pattern keeps (its reach is twice the second largest)
