@@ -137,7 +137,8 @@ def stage_pairs(bootstrap: str, topic: str, pairs: int, tag: str) -> dict:
         b = _stage(bootstrap, topic, 60, f"{tag}{i}", consumer="confluent-kafka")
         runs += [a, b]
         ratios.append(round(a["lines_per_cpu_s"] / b["lines_per_cpu_s"], 3))
-    return {"runs": [{k: r[k] for k in ("consumer", "lines", "cpu_s", "lines_per_cpu_s")} for r in runs],
+    keys = ("consumer", "lines", "cpu_s", "lines_per_cpu_s", "consume_call_us_per_line", "other_threads_us_per_line")
+    return {"runs": [{k: r[k] for k in keys} for r in runs],
             "ratios": ratios, "median_ratio": sorted(ratios)[len(ratios) // 2]}
 
 

@@ -77,7 +77,11 @@ def _stage(bootstrap: str, topic: str, window: int, tag: str, consumer: str | No
             "cpu_s_total": round(r.cpu_s, 3), "lines_per_cpu_s_total": round(r.lines / r.cpu_s),
             "cpu_s": round(busy_cpu, 3), "lines_per_cpu_s": round(r.lines / busy_cpu), "busy_wall_s": round(busy, 3),
             "lines_per_wall_s": round(r.lines / busy) if busy > 0 else None, "dead_letters": r.dead_letters,
-            "compiled_loop": r.extra.get("compiled_loop"), "consumer": r.extra.get("consumer")}
+            "compiled_loop": r.extra.get("compiled_loop"), "consumer": r.extra.get("consumer"),
+            # whole run, per line: the worker thread inside consume() (Message objects or the
+            # batch build) and every other thread (librdkafka's fetch and broker threads)
+            "consume_call_us_per_line": round(r.extra["consume_call_s"] / max(1, r.lines) * 1e6, 3),
+            "other_threads_us_per_line": round((r.cpu_s - r.extra["worker_thread_s"]) / max(1, r.lines) * 1e6, 3)}
 
 
 def _peers_python() -> str:
