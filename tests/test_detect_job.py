@@ -38,6 +38,9 @@ def test_detect_publishes_anomalies_incidents_and_dead_letters(kafka, redis_serv
     # the series' age rides on the features, so labels on warm-up alerts do not retrain (docs/feedback.md)
     age_s = windows[SPIKE[1]][0].window_start.timestamp() - windows[0][0].window_start.timestamp()
     assert req["features"]["age_h"] == round(age_s / 3600.0, 2)
+    # and the context the worker computes for label feedback: a one-window spike starts its episode,
+    # and co is the share of svc1's other series (its error ratio) out of band in that window
+    assert req["features"]["run"] == 1 and req["features"]["co"] in (0.0, 1.0)
     incidents = [i for i in out if i["kind"] == "incident" and i["id"] == req["incident_id"]]
     assert [i["event"] for i in incidents][0] == "opened" and "resolved" in [i["event"] for i in incidents]
     # one incident per problem, few false alarms on the clean series
