@@ -22,6 +22,7 @@ import zlib
 from bisect import bisect_right
 from collections import deque
 from itertools import accumulate, compress
+from operator import sub
 from typing import Iterable
 
 import datasketches as ds
@@ -209,12 +210,15 @@ def dd_to_sketch(sk: DDSketch) -> Sketch:
     """Serialize non-empty bins compactly (delta-encoded keys) into a wire :class:`Sketch`."""
     store = sk._store
     bins = store.bins
-    keys, prev = [], 0
-    # compress(): the non-empty bins found in C (a dense store is mostly empty bins)
-    for k in compress(range(store.offset, store.offset + len(bins)), bins):
-        keys.append(k - prev)
-        prev = k
-    cnts = [int(c) if float(c).is_integer() else c for c in compress(bins, bins)]
+    # compress(): the non-empty bins found in C (a dense store is mostly empty bins); keys as
+    # deltas from the previous non-empty key (the first from 0), counts as ints when whole
+    ks = list(compress(range(store.offset, store.offset + len(bins)), bins))
+    keys = list(map(sub, ks, [0] + ks[:-1]))
+    nz = list(compress(bins, bins))
+    if all(map(float.is_integer, map(float, nz))):
+        cnts = list(map(int, nz))
+    else:
+        cnts = [int(c) if float(c).is_integer() else c for c in nz]
     body = {"a": sk._relative_accuracy, "z": sk._zero_count, "k": keys, "c": cnts, "s": sk._sum,
             "lo": sk._min, "hi": sk._max}
     raw = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 9)
