@@ -23,7 +23,6 @@ from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 
 import os
-import sys
 
 cdef extern from "<dlfcn.h>" nogil:
     void* dlopen(const char* filename, int flags)
@@ -111,12 +110,15 @@ cdef Api api
 
 def _librdkafka_path():
     """The librdkafka confluent_kafka runs on (bundled in its wheel, or the system one)."""
-    import confluent_kafka  # noqa: F401  (loads it)
-    with open("/proc/self/maps") as fh:
-        for row in fh:
-            path = row.rstrip("\n").rpartition(" ")[2]
-            if "librdkafka" in os.path.basename(path):
-                return path
+    import confluent_kafka.cimpl  # noqa: F401  (loads it)
+    try:
+        with open("/proc/self/maps") as fh:
+            for row in fh:
+                path = row.rstrip("\n").rpartition(" ")[2]
+                if "librdkafka" in os.path.basename(path):
+                    return path
+    except OSError:  # no /proc (not Linux): the system's, if any; a failed load is an ImportError
+        pass
     return "librdkafka.so.1"
 
 
