@@ -22,7 +22,7 @@ import zlib
 from bisect import bisect_right
 from collections import deque
 from itertools import accumulate, compress
-from operator import sub
+from operator import add, sub
 from typing import Iterable
 
 import datasketches as ds
@@ -249,8 +249,40 @@ def dd_merge(sketches: Iterable[DDSketch]) -> DDSketch | None:
     for sk in sketches:
         if out is None:
             out = DDSketch(relative_accuracy=sk._relative_accuracy)
-        out.merge(sk)
+        if type(out._store) is DenseStore and type(sk._store) is DenseStore and out._mapping.gamma == sk._mapping.gamma:
+            _dd_merge_into(out, sk)
+        else:
+            out.merge(sk)
     return out
+
+
+def _dd_merge_into(out: DDSketch, sk: DDSketch) -> None:
+    """``out.merge(sk)`` for dense stores, the same steps and float additions in the same order,
+    with the bin-wise add as one C-level ``map`` (the library adds bin by bin in Python, every
+    dense bin between the input's min and max key: ~1/15 of a 10 s window's close)."""
+    if sk.count == 0:
+        return
+    if out._count == 0:
+        out._copy(sk)
+        return
+    a, b = out._store, sk._store
+    if b.count != 0:  # DenseStore.merge
+        if a.count == 0:
+            a.copy(b)
+        else:
+            if b.min_key < a.min_key or b.max_key > a.max_key:
+                a._extend_range(b.min_key, b.max_key)
+            i, j, n = b.min_key - a.offset, b.min_key - b.offset, b.max_key - b.min_key + 1
+            a.bins[i:i + n] = map(add, a.bins[i:i + n], b.bins[j:j + n])
+            a.count += b.count
+    out._negative_store.merge(sk._negative_store)
+    out._zero_count += sk._zero_count
+    out._count += sk._count
+    out._sum += sk._sum
+    if sk._min < out._min:
+        out._min = sk._min
+    if sk._max > out._max:
+        out._max = sk._max
 
 
 # -- HyperLogLog -----------------------------------------------------------------------------

@@ -151,3 +151,29 @@ def test_constructor_builds_what_model_construct_builds():
         assert fast.__pydantic_fields_set__ == ref.__pydantic_fields_set__
         assert (fast.__pydantic_extra__, fast.__pydantic_private__) == (ref.__pydantic_extra__, ref.__pydantic_private__)
         assert fast.model_dump_json() == ref.model_dump_json()
+
+
+def test_dd_merge_equals_the_library_merge():
+    # dd_merge adds dense bins with one map() instead of the library's loop: same store layout,
+    # bins, counts, sum (same order), min and max, for overlapping, disjoint, empty and zero-only
+    # inputs in several orders.
+    import random
+
+    from ddsketch import DDSketch
+
+    rng = random.Random(6)
+
+    def sketch(lo, hi, n, zeros=0):
+        return S.dd_from_counts([(rng.uniform(lo, hi), rng.randint(1, 5)) for _ in range(n)] + [(0.0, 1)] * zeros)
+
+    sks = [sketch(0.001, 0.01, 50), sketch(0.5, 30.0, 80), DDSketch(S.DD_ACCURACY), sketch(0.005, 2.0, 200, 3),
+           S.dd_from_counts([(0.0, 4)]), sketch(100.0, 500.0, 10)]
+    for order in (sks, sks[::-1], [sks[2], sks[4], sks[0], sks[3]], sks[1:2], [sks[2]]):
+        fast = S.dd_merge(order)
+        ref = DDSketch(relative_accuracy=order[0]._relative_accuracy)
+        for sk in order:
+            ref.merge(sk)
+        fs, rs = fast._store, ref._store
+        assert (fs.bins, fs.offset, fs.min_key, fs.max_key, fs.count) == (rs.bins, rs.offset, rs.min_key, rs.max_key, rs.count)
+        assert (fast._count, fast._sum, fast._zero_count, fast._min, fast._max) == (
+            ref._count, ref._sum, ref._zero_count, ref._min, ref._max)
