@@ -10,7 +10,9 @@ URLs in a child process. ``compiled_loop`` says whether ``preagg._fastloop`` ran
 which consume path the worker used (``rdkafka-batch``: ``streams._rdbatch``; ``confluent-kafka``:
 the fallback). In the same run, ``stage_60s_confluent`` is the 60 s stage on the fallback consumer
 and ``consume_paths`` the bare consume cost of both paths (``benchmarks.consume``), so the consume
-path's share can be read without a second run on a shared machine.
+path's share can be read without a second run on a shared machine (it runs third, with the
+per-process enrichment caches warm, so ``consumer_stage_ratio`` understates the batch path;
+``python -m benchmarks.consume --stage-pairs K`` pairs them fairly).
 
 Rates are lines per second of *process CPU time* (all threads, librdkafka's included), i.e. per
 core, over the busy period (first consumed batch to the last, as the peers measure themselves);
