@@ -18,7 +18,11 @@ except ImportError:  # Cython is a build requirement; without it (odd setups) sh
     ext_modules = []
 else:
     ext_modules = cythonize(
-        [Extension("preagg._fastloop", ["preagg/_fastloop.pyx"], extra_compile_args=["-O3"], optional=True),
+        # -ffp-contract=off: the compiled DDSketch build must sum latencies exactly as the pure path
+        # does; a fused multiply-add (allowed by default on some targets or with -march) changes
+        # the last bit and so the sketch bytes a replay must reproduce.
+        [Extension("preagg._fastloop", ["preagg/_fastloop.pyx"], extra_compile_args=["-O3", "-ffp-contract=off"],
+                   depends=["preagg/_tables.pxi"], optional=True),
          Extension("streams._rdbatch", ["streams/_rdbatch.pyx"], extra_compile_args=["-O3"], libraries=["dl"],
                    optional=True)],
         compiler_directives={"language_level": "3"},
