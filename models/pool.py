@@ -438,7 +438,7 @@ class SeriesPool:
                 # feedback state is small and may share lists with the live model: JSON it now
                 cal = json.dumps(m.calibration, separators=(",", ":")) if m.calibration else "{}"
                 rows.append((m.key, m.last_window, m.model_version, m.recent[:], m.history.copy_raw(), cal,
-                             m.first_window_json, json.dumps(m.episode.to_state(), separators=(",", ":"))))
+                             m.first_window_json, _episode_copy(m.episode)))
             groups.append((g.ens.config(), g.kind, arrays, rows))
         others = [(PRIOR_KEY + m, SeriesState(PRIOR_KEY + m, self.priors[m].to_state()).to_fields())
                   for m in self.dirty_priors]
@@ -461,6 +461,14 @@ class SeriesPool:
             self.dirty.discard(k)
         for g, rs in rows.values():
             g.release_many(rs)
+
+
+def _episode_copy(ep: Episode) -> list:
+    """The episode's state, detached from the live object (its alert-key list keeps growing); the
+    writer thread turns it into JSON, so the copy that blocks the consume loop stays cheap."""
+    st = ep.to_state()
+    st[6] = st[6][:]
+    return st
 
 
 class Snapshot:
@@ -499,6 +507,6 @@ class Snapshot:
             for (key, last, version, recent, hist, cal, first, episode), st in zip(rows, states):
                 extra = ('{"recent":' + json.dumps(recent.tolist(), separators=(",", ":")) + ',"history":"'
                          + HourlyHistory.encode(hist) + '"' + tail + cal + ',"first_window":' + first
-                         + ',"episode":' + episode + "}")
+                         + ',"episode":' + json.dumps(episode, separators=(",", ":")) + "}")
                 yield key, {"format": fmt, "state": head + st["data"] + '"}', "last_window": repr(float(last)),
                             "model_version": str(version), "extra": extra, "updated": now}
