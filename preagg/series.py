@@ -376,11 +376,21 @@ def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_
     route_top_k : int
         Route series per service (busiest first; ties broken by key for determinism).
     """
-    svcs, routes = defaultdict(_Level), defaultdict(_Level)
+    svcs = defaultdict(_Level)
+    # Routes are ranked by request count and only the busiest ROUTE_TOP_K per service are
+    # emitted: count here, and merge a route's latencies (_Level.add) only if it is emitted, in
+    # the same accumulator order as before (so the same DDSketch sums and bytes).
+    routes: dict = {}
     for (up, (host, tmpl), method, status), acc in accs.items():
         up = up[1:-1]  # "[ns-svc-port]" as written in the line
         svcs[up].add(status, acc, True)
-        routes[(up, host, method, tmpl)].add(status, acc, False)
+        rk = (up, host, method, tmpl)
+        r = routes.get(rk)
+        if r is None:
+            routes[rk] = [acc[N], [(status, acc)]]
+        else:
+            r[0] += acc[N]
+            r[1].append((status, acc))
     sums = {up: _Summary.of_level(lv, True) for up, lv in svcs.items()}
     out = []
     # global = exact merge of the service summaries (cheaper than re-merging raw counters)
@@ -391,12 +401,15 @@ def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_
         dims = {"scope": "service", **sdims[up]}
         for metric, value, extra in sm.values(FULL):
             out.append(_point(metric, dims, ws, we, value, extra, partition))
-    ranked = sorted(routes.items(), key=lambda kv: (-kv[1].n, _s(kv[0][0]), _s(kv[0][1]), _s(kv[0][2]), _s(kv[0][3])))
+    ranked = sorted(routes.items(), key=lambda kv: (-kv[1][0], _s(kv[0][0]), _s(kv[0][1]), _s(kv[0][2]), _s(kv[0][3])))
     per_svc: dict = defaultdict(int)
-    for (up, host, method, tmpl), lv in ranked:
+    for (up, host, method, tmpl), (_, parts) in ranked:
         per_svc[up] += 1
         if per_svc[up] > route_top_k:
             continue
+        lv = _Level()
+        for status, acc in parts:
+            lv.add(status, acc, False)
         dims = {"scope": "route", **sdims[up], "host": _s(host), "method": _s(method), "template": _s(tmpl)}
         for metric, value, extra in _Summary.of_level(lv, False).values(ROUTE):
             out.append(_point(metric, dims, ws, we, value, extra, partition))

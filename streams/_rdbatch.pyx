@@ -238,6 +238,7 @@ cdef class BatchConsumer:
     cdef object on_assign, on_revoke, exc
     cdef bint closed
     cdef readonly list errors
+    cdef readonly long long last_bytes  # payload bytes of the values the last consume() returned
 
     def __cinit__(self, dict conf):
         cdef char errstr[512]
@@ -321,7 +322,8 @@ cdef class BatchConsumer:
         list of (int, list of bytes, range or array)
             ``(partition, values, offsets)`` per partition in first-seen order; tombstones are
             ``b""``. Per-record errors other than partition EOF go to :attr:`errors` as
-            ``(partition, offset, code, reason)``.
+            ``(partition, offset, code, reason)``; :attr:`last_bytes` is the total length of the
+            returned values (counted here, so the caller need not sum them again).
         """
         self._check()
         if self.cap < num:
@@ -356,6 +358,8 @@ cdef class BatchConsumer:
         cdef list vals
         cdef array offs = None
         cdef object v, offsets
+        cdef long long nbytes = 0
+        self.last_bytes = 0
         if gi == NULL or info == NULL:
             free(gi)
             free(info)
@@ -385,6 +389,8 @@ cdef class BatchConsumer:
                         info[5 * g + 3] = m.offset - 1
                         info[5 * g + 4] = 1
                 gi[i] = g
+                if m.payload != NULL:
+                    nbytes += <long long>m.len
                 if m.offset != info[5 * g + 3] + 1:
                     info[5 * g + 4] = 0
                 info[5 * g + 1] += 1
@@ -408,6 +414,7 @@ cdef class BatchConsumer:
                         offs.data.as_longlongs[k] = m.offset
                     k += 1
                 out.append((info[5 * j], vals, offsets))
+            self.last_bytes = nbytes
         finally:
             free(gi)
             free(info)

@@ -154,6 +154,7 @@ class PreaggJob:
         self.topic = settings.topics.logs
         self.stop_requested = False
         self.delivery_errors: list[str] = []
+        self._batch_bytes = 0
         self.consumer_kind = self._pick_consumer(consumer or os.environ.get("PATROL_PREAGG_CONSUMER"))
         self.result = JobResult(extra={"compiled_loop": self.agg.compiled, "consumer": self.consumer_kind})
 
@@ -292,16 +293,20 @@ class PreaggJob:
         self.result.reason = "signal"
 
     def _consume(self) -> list[tuple[int, list[bytes], object]]:
-        """One batch as ``[(partition, values, offsets)]``, partitions in first-seen order."""
+        """One batch as ``[(partition, values, offsets)]``, partitions in first-seen order; its
+        payload bytes in ``self._batch_bytes``."""
         if self.consumer_kind == "rdkafka-batch":
             groups = self.consumer.consume(self.batch, 0.2)
+            self._batch_bytes = self.consumer.last_bytes  # counted in C while grouping
             errors = self.consumer.errors
             if errors:  # per-record errors (partition EOF is already left out)
                 for p, off, code, reason in errors:
                     log.warning("consume error: partition %d offset %d: %s (%d)", p, off, reason, code)
                 errors.clear()
             return groups
-        return self._groups(self.consumer.consume(self.batch, 0.2))
+        groups = self._groups(self.consumer.consume(self.batch, 0.2))
+        self._batch_bytes = sum(sum(map(len, vals)) for _, vals, _ in groups)
+        return groups
 
     @staticmethod
     def _groups(msgs) -> list[tuple[int, list[bytes], list[int]]]:
@@ -330,17 +335,25 @@ class PreaggJob:
         return groups
 
     def _process(self, groups, now: float) -> None:
+        # Per batch, not per partition: the counters, the byte count (from the consumer) and one
+        # producer poll (delivery callbacks; the DLQ and points are produced asynchronously).
+        lines = 0
         for p, vals, offs in groups:
             rejected = self.agg.feed(vals, p, offs, now)
-            self.result.lines += len(vals)
-            self.result.bytes_in += sum(map(len, vals))
-            self.metrics.lines.inc(len(vals))
-            for r in rejected:
-                dl = DeadLetter.of(vals[r.index], r.reason, r.code, self.topic, p, offs[r.index])
-                self.producer.produce(self.s.topics.dlq, dl.to_bytes(), key=str(p).encode(), on_delivery=self._delivered)
-                self.result.dead_letters += 1
-                {"late": self.metrics.late, "future": self.metrics.future}.get(r.code, self.metrics.parse_errors).inc()
-            self.producer.poll(0)
+            lines += len(vals)
+            if rejected:
+                self._dead_letters(rejected, p, vals, offs)
+        self.result.lines += lines
+        self.result.bytes_in += self._batch_bytes
+        self.metrics.lines.inc(lines)
+        self.producer.poll(0)
+
+    def _dead_letters(self, rejected, p: int, vals, offs) -> None:
+        for r in rejected:
+            dl = DeadLetter.of(vals[r.index], r.reason, r.code, self.topic, p, offs[r.index])
+            self.producer.produce(self.s.topics.dlq, dl.to_bytes(), key=str(p).encode(), on_delivery=self._delivered)
+            self.result.dead_letters += 1
+            {"late": self.metrics.late, "future": self.metrics.future}.get(r.code, self.metrics.parse_errors).inc()
 
     def _publish(self) -> None:
         topic = self.s.topics.metrics
