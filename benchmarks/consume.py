@@ -47,6 +47,7 @@ def produce(bootstrap: str, topic: str, n: int, seed: int = 3) -> int:
     from confluent_kafka import Producer
 
     from streams.generator import generate_lines
+    from streams.topics import produce_waiting
 
     sample = [(k, line) for _, k, line in generate_lines(n=10_000, seed=seed, base_rate=2000.0)]
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
@@ -54,12 +55,7 @@ def produce(bootstrap: str, topic: str, n: int, seed: int = 3) -> int:
     size = 0
     for i in range(n):
         k, line = sample[i % len(sample)]
-        while True:
-            try:
-                p.produce(topic, line, key=k)
-                break
-            except BufferError:
-                p.poll(0.05)
+        produce_waiting(p, topic, line, key=k)
         size += len(line)
     assert p.flush(120) == 0, "producer did not deliver every line"
     return size

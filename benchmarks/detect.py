@@ -38,7 +38,7 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.config import load_settings
 from streams.records import MetricPoint
 from streams.redis_server import LocalRedis
-from streams.topics import create_topics
+from streams.topics import create_topics, produce_waiting
 
 T0 = datetime(2026, 11, 2, tzinfo=timezone.utc)
 
@@ -66,12 +66,7 @@ def make_window(n_series: int, w: int, rng, spike_frac: float = 0.0) -> list[byt
 def produce(producer: Producer, topic: str, values: list[bytes]) -> None:
     for v in values:
         key = v[v.find(b'"service":"') + 11:].split(b'"', 1)[0]  # key by service: one owner per service
-        while True:
-            try:
-                producer.produce(topic, v, key=key)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_waiting(producer, topic, v, key=key)
     producer.poll(0)
 
 

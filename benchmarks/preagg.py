@@ -42,18 +42,14 @@ def _produce(bootstrap: str, topic: str, n: int, rate: float, seed: int = 1) -> 
     from confluent_kafka import Producer
 
     from streams.generator import generate_chunks
+    from streams.topics import produce_waiting
 
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
                   "queue.buffering.max.messages": 2_000_000})
     lines = size = 0
     for chunk in generate_chunks(n=n, seed=seed, base_rate=rate):
         for t, k, line in zip(chunk.times.tolist(), chunk.keys, chunk.lines):
-            while True:
-                try:
-                    p.produce(topic, line, key=k, timestamp=int(t * 1000))
-                    break
-                except BufferError:
-                    p.poll(0.05)
+            produce_waiting(p, topic, line, key=k, timestamp=int(t * 1000))
             size += len(line)
         lines += len(chunk)
         p.poll(0)

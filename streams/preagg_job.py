@@ -44,7 +44,7 @@ from models.incidents import service_of
 from preagg import enrich
 from preagg.aggregate import Aggregator, _fastloop
 from streams.config import Settings
-from streams.topics import consumer_lag
+from streams.topics import consumer_lag, produce_waiting
 from streams.records import DeadLetter
 from streams.topics import ensure_topic
 
@@ -362,12 +362,7 @@ class PreaggJob:
             for pt in pts:
                 raw = pt.to_bytes()
                 self.result.bytes_out += len(raw)
-                while True:
-                    try:
-                        self.producer.produce(topic, raw, key=service_key(pt.dims), on_delivery=self._delivered)
-                        break
-                    except BufferError:  # local queue full: let librdkafka send, then retry
-                        self.producer.poll(0.05)
+                produce_waiting(self.producer, topic, raw, key=service_key(pt.dims), on_delivery=self._delivered)
             self.result.points += len(pts)
             self.result.windows += 1
             self.metrics.points.inc(len(pts))

@@ -24,6 +24,17 @@ class TopicSpec:
 CLEANUP = {"logs": "delete", "metrics": "delete", "anomalies": "delete", "labels": "compact", "dlq": "delete"}
 
 
+def produce_waiting(producer, topic: str, value: bytes, **kwargs) -> None:
+    """``producer.produce`` that waits while librdkafka's local queue is full (serving delivery
+    reports so it drains) instead of raising ``BufferError``: bulk writers outrun the broker."""
+    while True:
+        try:
+            producer.produce(topic, value, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     t = settings.topics
     specs = []
