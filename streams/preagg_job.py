@@ -351,7 +351,8 @@ class PreaggJob:
     def _dead_letters(self, rejected, p: int, vals, offs) -> None:
         for r in rejected:
             dl = DeadLetter.of(vals[r.index], r.reason, r.code, self.topic, p, offs[r.index])
-            self.producer.produce(self.s.topics.dlq, dl.to_bytes(), key=str(p).encode(), on_delivery=self._delivered)
+            produce_waiting(self.producer, self.s.topics.dlq, dl.to_bytes(), key=str(p).encode(),
+                            on_delivery=self._delivered)  # a flood of bad lines waits, never raises
             self.result.dead_letters += 1
             {"late": self.metrics.late, "future": self.metrics.future}.get(r.code, self.metrics.parse_errors).inc()
 
