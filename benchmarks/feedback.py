@@ -117,6 +117,11 @@ def ingress_series(n_services: int = 6, days: int = 35, seed: int = 0) -> tuple[
     last days, which feedback must not mute: a surge during service 0's batch window 2.5x as large
     as the job's largest size, and an outage (x0.2) during service 1's batch window.
 
+    Wherever the traffic is scaled (or, for the checks, replaced) the baseline errors are scaled
+    with it: a service's baseline error *rate* does not change with its traffic, so neither does its
+    error ratio (a drop is an incident on ``requests``, not a jump of the error ratio). Errors a
+    scenario adds (deploy 502s, error bursts) come on top of the scaled traffic.
+
     Returns the series and the checks (series name, first row, end row).
     """
     n = days * 1440
@@ -132,27 +137,34 @@ def ingress_series(n_services: int = 6, days: int = 35, seed: int = 0) -> tuple[
     benign = np.zeros_like(req, dtype=bool)
     job = np.zeros_like(req, dtype=bool)  # the nightly batch jobs alone (where the checks go)
     job_max = 4.0
+
+    def scale(s: int, a: int, b: int, f) -> None:
+        # Traffic scaled by f: the baseline errors come with it (same error rate); errors a scenario
+        # adds (deploy 502s, error bursts) are added after, on top of the scaled traffic.
+        req[s, a:b] *= f
+        err[s, a:b] *= f
+
     for s in range(n_services):
         hour = (1 + 5 * s) % 24  # each service's cron hour
         for d in range(days):
             a = d * 1440 + hour * 60 + int(rng.integers(-20, 21))
             b = a + int(rng.integers(10, 31))
-            req[s, max(a, 0):b] *= rng.uniform(1.5, job_max)
+            scale(s, max(a, 0), b, rng.uniform(1.5, job_max))
             benign[s, max(a, 0):b] = job[s, max(a, 0):b] = True
             if s % 3 == 0 and d % 7 == 6:  # T0 is a Monday: day 6 is a Sunday
                 a = d * 1440 + 90
-                req[s, a:a + 30] *= 3.0
+                scale(s, a, a + 30, 3.0)
                 benign[s, a:a + 30] = True
             for _ in range(rng.poisson(0.7 * 7 / 5) if d % 7 < 5 else 0):  # deploys, weekdays
                 a = d * 1440 + int(rng.integers(9 * 60, 18 * 60))
                 b = a + int(rng.integers(2, 6))
-                req[s, a:b] *= rng.uniform(0.5, 0.8)
+                scale(s, a, b, rng.uniform(0.5, 0.8))
                 err[s, a:b] += rng.uniform(0.005, 0.02) * req[s, a:b]
                 benign[s, a:b] = True
             for _ in range(rng.poisson(0.5)):  # crawler bursts
                 a = d * 1440 + int(rng.integers(0, 1440 - 15))
                 b = a + int(rng.integers(3, 16))
-                req[s, a:b] *= rng.uniform(1.5, 3.0)
+                scale(s, a, b, rng.uniform(1.5, 3.0))
                 benign[s, a:b] = True
         for _ in range(days // 2):
             w = int(rng.integers(1440, max(n - 3 * 1440, 1500)))  # after a day of warm-up
@@ -163,10 +175,10 @@ def ingress_series(n_services: int = 6, days: int = 35, seed: int = 0) -> tuple[
                 err[s, w:w + dur] += rng.uniform(0.03, 0.15) * req[s, w:w + dur]
                 t_err[s, w:w + dur + TRUTH_TAIL] = True
             elif kind == "traffic_drop":
-                req[s, w:w + dur] *= rng.uniform(0.1, 0.5)
+                scale(s, w, w + dur, rng.uniform(0.1, 0.5))
                 t_req[s, w:w + dur + TRUTH_TAIL] = True
             else:
-                req[s, w:w + dur] *= rng.uniform(2.5, 5.0)
+                scale(s, w, w + dur, rng.uniform(2.5, 5.0))
                 t_req[s, w:w + dur + TRUTH_TAIL] = True
     checks = {}
     for s, (name, factor, day) in enumerate([("surge_at_batch_hour", 2.5 * job_max, days - 2),
@@ -176,7 +188,10 @@ def ingress_series(n_services: int = 6, days: int = 35, seed: int = 0) -> tuple[
         a, b = int(rows[0]), int(rows[-1]) + 1
         around = req[s, max(a - 60, 0):a] if a >= 10 else req[s, b:b + 60]
         base = around.mean()  # the incident replaces the job's traffic, relative to normal
-        req[s, a:b] = rng.poisson(base * factor, b - a)
+        new = rng.poisson(base * factor, b - a).astype(float)
+        old = req[s, a:b]
+        err[s, a:b] *= np.where(old > 0, new / np.maximum(old, 1e-9), 0.0)  # the same error rate at the new traffic
+        req[s, a:b] = new
         t_req[s, a:b + TRUTH_TAIL] = True
         checks[name] = (f"requests{{svc{s}}}", a, b)
     err = np.minimum(np.round(err), req)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.feedback import DEFAULT_NAB
@@ -73,3 +74,34 @@ def test_losses_account_for_every_removed_alert_and_lost_window(report):
         for w in lo["windows_lost"]:
             assert w["suppressed"] and all(x["by"] in ("pattern", "calibration") for x in w["suppressed"])
     assert report["losses"]["0"]["windows_lost"] == [] and sum(report["losses"]["0"]["fp_suppressed_by"].values()) == 0
+
+
+def test_baseline_errors_follow_the_traffic():
+    """A traffic drop or surge (an incident on ``requests``) leaves the service's error rate as it
+    was: the generator scales the baseline errors with the requests, so the error ratio does not
+    jump during a drop (which operators would never label a false alarm) nor sag during a surge.
+    Pooled over each kind of incident, the errors seen match the series' quiet-time error rate
+    times the requests (before the fix: 3.2x during drops, 0.2x during surges here)."""
+    from benchmarks.feedback import TRUTH_TAIL, ingress_series
+
+    series, _ = ingress_series(n_services=4, days=14, seed=0)
+    by = {s.name: s for s in series}
+    seen, expected, count = {"drop": 0.0, "surge": 0.0}, {"drop": 0.0, "surge": 0.0}, {"drop": 0, "surge": 0}
+    for svc in range(4):
+        req, ratio = by[f"requests{{svc{svc}}}"], by[f"error_ratio{{svc{svc}}}"]
+        errors = ratio.values * req.values
+        quiet = ~req.truth & ~ratio.truth
+        rate = errors[quiet].sum() / req.values[quiet].sum()
+        for a, b in req.windows():
+            rows = np.arange(a, b + 1 - TRUTH_TAIL)  # the incident, without its recovery tail
+            if ratio.truth[rows].any():
+                continue
+            f = req.values[rows].mean() / np.median(req.values[max(a - 60, 0):a])  # traffic vs the hour before
+            kind = "drop" if f < 0.6 else "surge" if f > 1.8 else None
+            if kind is not None:
+                seen[kind] += errors[rows].sum()
+                expected[kind] += rate * req.values[rows].sum()
+                count[kind] += 1
+    assert count["drop"] >= 3 and count["surge"] >= 3, count
+    for kind in seen:
+        assert 1 / 1.5 < seen[kind] / expected[kind] < 1.5, (kind, seen[kind], expected[kind])
