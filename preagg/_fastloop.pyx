@@ -23,7 +23,8 @@ from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_Next
 from cpython.object cimport PyObject
 from cpython.long cimport PyLong_FromLongLong, PyLong_CheckExact
 from libc.string cimport memchr, memcmp, memcpy
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint64_t, uintptr_t
+from cpython.list cimport PyList_GET_ITEM as _LIST_ITEM
 
 from preagg.errors import ParseError
 
@@ -153,7 +154,7 @@ def loop(agg, st, lines, offsets, list rejected, now):
     cur_ws = None
     cdef char last_ts[26]
     cdef bint have_ts = False
-    cdef Py_ssize_t i = -1, n, j, k, nq, ntok, hs, acc
+    cdef Py_ssize_t i, n, j, k, nq, ntok, hs, acc
     cdef Py_ssize_t q[6]
     cdef Py_ssize_t tok_s[9]
     cdef Py_ssize_t tok_e[9]
@@ -166,14 +167,35 @@ def loop(agg, st, lines, offsets, list rejected, now):
     cdef int code
     cdef uint64_t rh = 0
     cdef int64_t bout, bin_
-    for line in lines:
-        i += 1
+    # Lines from the batch consumer (streams._rdbatch) point into librdkafka's record buffers:
+    # read them in place (no bytes object per line); a line becomes bytes only for the slow path.
+    cdef const char** lptr = NULL
+    cdef Py_ssize_t* lsize = NULL
+    cdef Py_ssize_t nl
+    cdef list llist = None
+    info = getattr(lines, "buffer_info", None)
+    if info is not None:
+        lptr = <const char**><uintptr_t>info[0]
+        lsize = <Py_ssize_t*><uintptr_t>info[1]
+        nl = info[2]
+    else:
+        llist = lines if type(lines) is list else list(lines)
+        nl = len(llist)
+    line = None
+    for i in range(nl):
         ok = False
         try:
-            if not PyBytes_CheckExact(line):
-                raise ValueError
-            s = PyBytes_AS_STRING(line)
-            n = PyBytes_GET_SIZE(line)
+            if lptr != NULL:
+                s = lptr[i]
+                n = lsize[i]
+                if s == NULL:  # a tombstone (b""): the slow path rejects it
+                    raise ValueError
+            else:
+                line = <object>_LIST_ITEM(llist, i)
+                if not PyBytes_CheckExact(line):
+                    raise ValueError
+                s = PyBytes_AS_STRING(line)
+                n = PyBytes_GET_SIZE(line)
             # quotes: exactly 6 (the pure loop's len(split(b'"')) == 7), no backslash
             nq = 0
             j = 0
@@ -281,7 +303,7 @@ def loop(agg, st, lines, offsets, list rejected, now):
         except (ValueError, IndexError, ParseError):
             pass
         if not ok:
-            slow(st, line, i, offsets[i], rejected, now)
+            slow(st, line if lptr == NULL else lines[i], i, offsets[i], rejected, now)
             # The slow path may have opened or closed windows: reload the cached state.
             lo, hi, trig, mx = w.lo, w.hi, w.trigger, w.max_t
             cur_ws = None

@@ -4,8 +4,11 @@
 Why: confluent-kafka's ``consume()`` builds one Python ``Message`` per record (0.5-0.7 us each),
 and the worker then takes them apart again. :class:`BatchConsumer` returns
 ``[(partition, values, offsets)]`` (first-seen partition order, message order within one) with
-no Python object per record beyond its value bytes: ``offsets`` is a ``range`` when the batch's
-offsets of a partition are consecutive (the usual case) and an ``array('q')`` otherwise.
+no Python object per record: ``values`` is a :class:`Lines`, a read-only sequence of bytes that
+points into librdkafka's own record buffers (the compiled preagg loop reads them in place, so no
+bytes object is allocated and copied per line; indexing or iterating makes one on demand), valid
+until the next ``consume()`` or ``close()``; ``offsets`` is a ``range`` when the batch's offsets of
+a partition are consecutive (the usual case) and an ``array('q')`` otherwise.
 
 Linking: nothing at build time. At import, the librdkafka that ``confluent_kafka`` already loaded
 (its wheel bundles one under a hashed name) is found in ``/proc/self/maps`` and its functions are
@@ -17,12 +20,11 @@ has not changed since 1.0 (``rdkafka.h``: "the struct layout is part of the ABI"
 
 from cpython.array cimport array, clone
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.list cimport PyList_New, PyList_SET_ITEM
-from cpython.ref cimport Py_INCREF
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uintptr_t
 from libc.stdlib cimport free, malloc
 
 import os
+from collections.abc import Sequence
 
 cdef extern from "<dlfcn.h>" nogil:
     void* dlopen(const char* filename, int flags)
@@ -215,6 +217,82 @@ cdef void _rebalance(void* rk, int err, rd_kafka_topic_partition_list_t* parts, 
     (<BatchConsumer>opaque)._rebalance(err, parts)
 
 
+cdef class _Held:
+    """The records of one ``consume()`` call: kept alive while its :class:`Lines` are read, and
+    destroyed by the consumer at its next ``consume()`` or ``close()`` (librdkafka wants every
+    record destroyed before the client is)."""
+
+    cdef rd_kafka_message_t** msgs
+    cdef ssize_t n
+
+    cdef void release(self) noexcept:
+        cdef ssize_t i
+        if self.msgs != NULL:
+            for i in range(self.n):
+                api.message_destroy(self.msgs[i])
+            free(self.msgs)
+            self.msgs = NULL
+            self.n = 0
+
+
+cdef class Lines:
+    """The values of one partition in one batch: a read-only sequence of ``bytes``.
+
+    Each item is made on demand from the record's payload (``b""`` for a tombstone);
+    :attr:`buffer_info` gives the C arrays of payload pointers and lengths, so a compiled loop can
+    read the lines without one Python object each. Valid until the consumer's next ``consume()``
+    or ``close()``; after that any access raises ``RuntimeError``.
+    """
+
+    cdef _Held held
+    cdef const char** ptr
+    cdef Py_ssize_t* size
+    cdef readonly Py_ssize_t n
+
+    def __dealloc__(self):
+        free(self.ptr)
+        free(self.size)
+
+    cdef int _check(self) except -1:
+        if self.held.msgs == NULL:
+            raise RuntimeError("the values of a batch are valid until the next consume() or close()")
+        return 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        cdef Py_ssize_t k
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        k = i
+        if k < 0:
+            k += self.n
+        if k < 0 or k >= self.n:
+            raise IndexError("Lines index out of range")
+        self._check()
+        if self.ptr[k] == NULL:
+            return b""
+        return PyBytes_FromStringAndSize(self.ptr[k], self.size[k])
+
+    def __iter__(self):
+        cdef Py_ssize_t k
+        for k in range(self.n):
+            yield self[k]
+
+    def __repr__(self):
+        return f"<Lines of {self.n} records>"
+
+    @property
+    def buffer_info(self):
+        """``(address of const char* [n], address of Py_ssize_t [n], n)``; NULL pointer = tombstone."""
+        self._check()
+        return <uintptr_t>self.ptr, <uintptr_t>self.size, self.n
+
+
+Sequence.register(Lines)
+
+
 cdef class BatchConsumer:
     """A subscribed consumer returning batches grouped by partition (see the module doc).
 
@@ -239,6 +317,7 @@ cdef class BatchConsumer:
     cdef bint closed
     cdef readonly list errors
     cdef readonly long long last_bytes  # payload bytes of the values the last consume() returned
+    cdef _Held held  # the last batch's records (its Lines point into them)
 
     def __cinit__(self, dict conf):
         cdef char errstr[512]
@@ -259,6 +338,8 @@ cdef class BatchConsumer:
         self.closed = False
 
     def __dealloc__(self):
+        if self.held is not None:
+            self.held.release()
         if self.msgs != NULL:
             free(self.msgs)
         if self.queue != NULL:
@@ -319,14 +400,16 @@ cdef class BatchConsumer:
 
         Returns
         -------
-        list of (int, list of bytes, range or array)
+        list of (int, Lines, range or array)
             ``(partition, values, offsets)`` per partition in first-seen order; tombstones are
-            ``b""``. Per-record errors other than partition EOF go to :attr:`errors` as
+            ``b""``. The values of the previous call are released here (see :class:`Lines`).
+            Per-record errors other than partition EOF go to :attr:`errors` as
             ``(partition, offset, code, reason)``; :attr:`last_bytes` is the total length of the
             returned values (counted here, so the caller need not sum them again).
         """
         self._check()
-        if self.cap < num:
+        self._release()
+        if self.msgs == NULL or self.cap < num:
             free(self.msgs)
             self.msgs = <rd_kafka_message_t**>malloc(num * sizeof(rd_kafka_message_t*))
             if self.msgs == NULL:
@@ -335,29 +418,46 @@ cdef class BatchConsumer:
             self.cap = num
         cdef int tmo = <int>(timeout * 1000)
         cdef ssize_t n
+        cdef _Held held
         with nogil:
             n = api.consume_batch_queue(self.queue, tmo, self.msgs, num)
-        try:
+        if n <= 0:
+            self.last_bytes = 0
+            self._reraise()
             if n < 0:  # bad arguments only (librdkafka reports broker trouble as error records)
-                self._reraise()
                 raise KafkaException(KafkaError(KafkaError._FAIL, "rd_kafka_consume_batch_queue failed"))
-            return self._group(n)
+            return []
+        # the records now belong to a _Held (their Lines point into them); the next call gets a new array
+        held = _Held()
+        held.msgs, held.n = self.msgs, n
+        self.msgs, self.cap = NULL, 0
+        self.held = held
+        try:
+            return self._group(held)
+        except BaseException:
+            self._release()
+            raise
         finally:
-            for i in range(max(n, 0)):
-                api.message_destroy(self.msgs[i])
             self._reraise()
 
-    cdef list _group(self, ssize_t n):
+    cdef _release(self):
+        if self.held is not None:
+            self.held.release()
+            self.held = None
+
+    cdef list _group(self, _Held held):
+        cdef ssize_t n = held.n
+        cdef rd_kafka_message_t** msgs = held.msgs
         cdef rd_kafka_message_t* m
+        cdef Lines vals
         cdef ssize_t i, j, k, ngroups = 0
         cdef int g = -1
         # per group: partition, count, first/last offset, consecutive?; per message: its group
         cdef int* gi = <int*>malloc(max(n, 1) * sizeof(int))
         cdef int64_t* info = <int64_t*>malloc(max(n, 1) * 5 * sizeof(int64_t))
         cdef list out = []
-        cdef list vals
         cdef array offs = None
-        cdef object v, offsets
+        cdef object offsets
         cdef long long nbytes = 0
         self.last_bytes = 0
         if gi == NULL or info == NULL:
@@ -366,7 +466,7 @@ cdef class BatchConsumer:
             raise MemoryError()
         try:
             for i in range(n):
-                m = self.msgs[i]
+                m = msgs[i]
                 if m.err:
                     gi[i] = -1
                     if m.err != ERR_PARTITION_EOF:
@@ -396,7 +496,13 @@ cdef class BatchConsumer:
                 info[5 * g + 1] += 1
                 info[5 * g + 3] = m.offset
             for j in range(ngroups):
-                vals = PyList_New(info[5 * j + 1])
+                vals = Lines()
+                vals.held = held
+                vals.n = info[5 * j + 1]
+                vals.ptr = <const char**>malloc(max(vals.n, 1) * sizeof(char*))
+                vals.size = <Py_ssize_t*>malloc(max(vals.n, 1) * sizeof(Py_ssize_t))
+                if vals.ptr == NULL or vals.size == NULL:
+                    raise MemoryError()
                 if info[5 * j + 4]:
                     offsets = range(info[5 * j + 2], info[5 * j + 3] + 1)
                 else:
@@ -406,10 +512,9 @@ cdef class BatchConsumer:
                 for i in range(n):
                     if gi[i] != j:
                         continue
-                    m = self.msgs[i]
-                    v = b"" if m.payload == NULL else PyBytes_FromStringAndSize(m.payload, m.len)
-                    Py_INCREF(v)  # PyList_SET_ITEM steals a reference
-                    PyList_SET_ITEM(vals, k, v)
+                    m = msgs[i]
+                    vals.ptr[k] = m.payload  # NULL: a tombstone (b"")
+                    vals.size[k] = <Py_ssize_t>m.len if m.payload != NULL else 0
                     if not info[5 * j + 4]:
                         offs.data.as_longlongs[k] = m.offset
                     k += 1
@@ -472,6 +577,7 @@ cdef class BatchConsumer:
         if self.closed:
             return
         self.closed = True  # the client stays usable until consumer_close returns: on_revoke commits
+        self._release()
         with nogil:
             api.consumer_close(self.rk)
         api.queue_destroy(self.queue)

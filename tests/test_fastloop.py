@@ -217,3 +217,48 @@ def test_huge_sizes_identical():
         lines.append(b'"'.join([q[0], q[1], q[2].replace(q[2].split()[1], big), *q[3:6], b" ".join(tail)]))
     res = _assert_same(_batches(lines, 1000), window_s=60, lateness_s=BIG, max_future_s=BIG)
     assert res["points"]
+
+
+class _InPlace:
+    """Lines seen through ``buffer_info`` (pointer + length per record, NULL for a tombstone), as the
+    batch consumer (``streams._rdbatch.Lines``) hands them to the compiled loop; items on demand."""
+
+    def __init__(self, lines):
+        import ctypes
+
+        self._lines = [line or b"" for line in lines]
+        self._bufs = [ctypes.create_string_buffer(line, len(line)) if line else None for line in lines]
+        self._ptrs = (ctypes.c_void_p * len(lines))(*[ctypes.addressof(b) if b is not None else None for b in self._bufs])
+        self._sizes = (ctypes.c_ssize_t * len(lines))(*[len(b) if b is not None else 0 for b in self._bufs])
+
+    @property
+    def buffer_info(self):
+        import ctypes
+
+        return ctypes.addressof(self._ptrs), ctypes.addressof(self._sizes), len(self._lines)
+
+    def __len__(self):
+        return len(self._lines)
+
+    def __getitem__(self, i):
+        return self._lines[i]
+
+    def __iter__(self):
+        return iter(self._lines)
+
+
+def test_lines_read_in_place_identical():
+    # generated lines with mutations (slow path, rejections) and tombstones (None): the compiled loop
+    # reading pointers must take every decision the list path takes, and hand the slow path the same bytes
+    rng = random.Random(11)
+    lines = [line for _, _, line in generate_lines(n=6000, seed=5)]
+    lines = [_mutate(x, rng) if rng.random() < 0.05 else x for x in lines]
+    for i in range(0, len(lines), 997):
+        lines[i] = None
+    batches = _batches([x or b"" for x in lines], 1500, partitions=2)
+    want = _run(True, batches, window_s=10, lateness_s=BIG, max_future_s=BIG)
+    pure = _run(False, batches, window_s=10, lateness_s=BIG, max_future_s=BIG)
+    got = _run(True, [(p, _InPlace([x or None for x in ls]), now) for p, ls, now in batches],
+               window_s=10, lateness_s=BIG, max_future_s=BIG)
+    assert got == want == pure
+    assert any(r[2] == "parse_error" for r in got["rejected"])

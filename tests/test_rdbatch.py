@@ -52,9 +52,11 @@ def _conf(b, group: str) -> dict:
 
 
 def _drain(c, want: int, timeout: float = 30.0) -> list:
+    """Batches until ``want`` records, values copied to lists of bytes (a batch's Lines are
+    valid only until the next consume)."""
     out, deadline = [], time.monotonic() + timeout
     while sum(len(v) for _, v, _ in out) < want and time.monotonic() < deadline:
-        out.extend(c.consume(1000, 0.2))
+        out.extend((q, list(v), o) for q, v, o in c.consume(1000, 0.2))
     return out
 
 
@@ -86,6 +88,51 @@ def test_batches_grouped_by_partition_with_offsets_and_tombstones(broker):
         assert c.errors == []
         assert {tp.partition for tp in c.assignment()} == {0, 1, 2}
         assert consumer_lag(c) == 0
+    finally:
+        c.close()
+
+
+def test_values_are_lines_read_in_place_and_released_by_the_next_call(broker):
+    from collections.abc import Sequence
+
+    topic = _topic(broker, 1)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+    sent = [b"first", None, b"", b"x" * 5000, "caf\u00e9 \\x22".encode()]
+    for v in sent:
+        p.produce(topic, v, partition=0)
+    assert p.flush(30) == 0
+    c = _rdbatch.BatchConsumer(_conf(broker, f"g-{uuid.uuid4().hex[:6]}"))
+    c.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 30
+        batch = []
+        while not batch and time.monotonic() < deadline:
+            batch = c.consume(100, 0.5)
+        assert len(batch) == 1
+        _, values, offsets = batch[0]
+        assert isinstance(values, _rdbatch.Lines) and isinstance(values, Sequence)
+        want = [v or b"" for v in sent]
+        assert len(values) == len(want) == len(offsets)
+        assert list(values) == want and values[-1] == want[-1] and values[1:3] == want[1:3]
+        with pytest.raises(IndexError):
+            values[len(want)]
+        assert c.last_bytes == sum(map(len, want))
+        # the C view the compiled preagg loop reads: pointer and length per record, NULL for a tombstone
+        import ctypes
+
+        ptrs, sizes, n = values.buffer_info
+        assert n == len(want)
+        pa = (ctypes.c_void_p * n).from_address(ptrs)
+        sa = (ctypes.c_ssize_t * n).from_address(sizes)
+        assert pa[1] is None and sa[1] == 0
+        assert [ctypes.string_at(pa[i], sa[i]) if pa[i] else b"" for i in range(n)] == want
+        # the next call releases the records: the old values refuse to be read (never a dangling read)
+        c.consume(10, 0.1)
+        with pytest.raises(RuntimeError, match="valid until the next consume"):
+            values[0]
+        with pytest.raises(RuntimeError):
+            values.buffer_info
+        assert len(values) == len(want)  # the length alone stays known
     finally:
         c.close()
 
