@@ -283,6 +283,11 @@ class PreaggJob:
             self.consumer.close()
             self.state_t.close()
             self.state_o.close()
+            # Free the producer's client (and its broker connections: left open, it retried a
+            # stopped broker for the life of the process). Only when nothing is outstanding, since
+            # close() flushes without a deadline; what is still queued stays with the object.
+            if self.producer.flush(5) == 0:
+                self.producer.close()
         self.result.cpu_s = time.process_time() - cpu0
         self.result.extra.update(consume_call_s=consume_s, worker_thread_s=time.thread_time() - thread0)
         self.result.wall_s = time.monotonic() - wall0

@@ -114,6 +114,8 @@ def test_end_to_end_metrics_and_dead_letters(broker, consumer):
     job = PreaggJob(s, group=f"g-{uuid.uuid4().hex[:6]}", max_idle=2.0, consumer=consumer)
     res = job.run()
     assert res.reason == "idle" and res.lines == len(lines) and res.extra["consumer"] == consumer
+    with pytest.raises(RuntimeError, match="closed"):  # its client is freed once everything was delivered
+        job.producer.poll(0)
     pts = [decode(v, MetricPoint) for v in _read(broker, names["metrics"])]
     svc = {(p.metric, int(p.window_start.timestamp())): p for p in pts if p.dims["scope"] == "service"}
     assert svc[("requests", t0)].value == 200
