@@ -24,8 +24,10 @@ many of the service's other series are out of band in the same window (``co``). 
 decided again at each later window, so "a dip with a few 502s for a minute or two" can be learned
 to be benign while the same dip lasting alerts, a few windows late. Calibration *waits* (P(real)
 below ``CONFIRM_BELOW``) only while the episode is no longer than two of the series' false alarms
-of its size lasted, and mutes (below ``SUPPRESS_BELOW``) only until it has lasted ``MARGIN`` x as
-long as they did.
+of its size lasted, and only where the episode will be decided again (not for an alert inside the
+band, which has no episode, nor for a later alert of an episode that already alerted: for those a
+wait would be a verdict), and mutes (below ``SUPPRESS_BELOW``) only until it has lasted ``MARGIN`` x
+as long as they did.
 
 Neither may mute a real incident: alerts more than ``MARGIN`` x the false-labeled sizes around them,
 or whose episode lasted more than ``MARGIN`` x as long, always alert, as do alerts in the other
@@ -253,7 +255,9 @@ class Episode:
     none was raised yet, so later windows of the episode are decided again as it grows
     (:meth:`recheck`): "a dip with a few 502s for a minute or two" can be learned to be benign
     while the same dip lasting is not. ``raised``: an alert of this episode was raised (its later
-    windows are not re-decided).
+    windows are not re-decided). Only an alert that can be held this way may be *waited* on
+    (:meth:`decide` tells the model): an alert inside the band (no episode) or a later alert of a
+    raised episode is decided for good.
 
     A missing window (more than 1.5 periods since the last point) ends the episode: with no point
     we do not know where the series was. An episode is measured at ``EPISODE_MAX`` windows at most
@@ -321,11 +325,13 @@ class Episode:
         has moved on since (a batch held several windows of the series), the decision is made
         without touching this episode's state."""
         if start is not None and start != self.start:
-            return model.decide(features, prior)
+            return model.decide(features, prior, wait=False)  # nothing to hold: no wait
         sign = 1 if features.get("direction") == "up" else -1
         if self.held:
             features = {**features, "excess": max(float(features.get("excess", 0.0)), self.excess)}
-        d = model.decide(features, prior)
+        # a hold is a wait only when this episode will be decided again: an episode on the alert's
+        # side that raised nothing yet; an alert inside the band (no episode) is decided for good
+        d = model.decide(features, prior, wait=not self.raised and sign == self.sign)
         if d.alert:
             self.held, self.raised = False, True
             if self.sign and len(self.keys) < EPISODE_KEYS:
@@ -570,7 +576,7 @@ class FeedbackModel:
         self.n_true = self.n_false = 0
 
     # -- decisions -------------------------------------------------------------------------
-    def decide(self, features: dict, prior: MetricPrior | None = None) -> Decision:
+    def decide(self, features: dict, prior: MetricPrior | None = None, wait: bool = True) -> Decision:
         """Should this would-be alert (detector score >= threshold) be raised?
 
         Parameters
@@ -579,6 +585,12 @@ class FeedbackModel:
             From :func:`anomaly_features`.
         prior : MetricPrior, optional
             The series' metric calibration (a fresh one when omitted).
+        wait : bool
+            A muted alert will be decided again at its episode's next window (what
+            :meth:`Episode.decide` tells; it passes False when there is no episode to re-decide,
+            e.g. for an alert inside the band): only then may calibration *hold* below
+            ``CONFIRM_BELOW``; without a re-decision a hold would be a mute, so the bar is
+            ``SUPPRESS_BELOW``.
         """
         prior = prior or MetricPrior()
         x = feature_vector(features)
@@ -596,13 +608,16 @@ class FeedbackModel:
                     and self._lasted(sign, run, MARGIN):
                 return Decision(False, p, f"labeled false alarm pattern: {pat.describe()} (label {pat.label})")
         # P(real) below CONFIRM_BELOW while the episode is no longer than two false alarms of its
-        # size lasted: wait (a muted episode is decided again next window); past that, mute only
-        # below SUPPRESS_BELOW and while it has lasted at most MARGIN x as long as they did
-        bar = CONFIRM_BELOW if self._vouched(sign, size, run, 1.0) else SUPPRESS_BELOW
+        # size lasted: wait (a muted episode is decided again next window); past that, or with no
+        # re-decision to come (``wait`` False: the wait would be a verdict), mute only below
+        # SUPPRESS_BELOW and while it has lasted at most MARGIN x as long as they did
+        bar = CONFIRM_BELOW if wait and self._vouched(sign, size, run, 1.0) else SUPPRESS_BELOW
         if p < bar and self._vouched(sign, size, run):
             cut = size_cutoff([prior.probit, self.layer], x)
             need = f"; alerts like it need >= {cut:.1f}x band" if cut else ""
             lasted = "" if run is None else f" ({run} window{'s' if run != 1 else ''} out of band so far)"
+            if not wait:  # inside the band, or its episode already alerted: decided for good
+                lasted = " (not decided again: no held episode)"
             return Decision(False, p, f"calibrated on labels: P(real) {p:.2f} < {bar}{lasted}{need}")
         return Decision(True, p)
 

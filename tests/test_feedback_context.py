@@ -146,3 +146,45 @@ def test_weights_saved_before_the_context_inputs_keep_what_they_learned():
     assert p.probit.mu == [1.0, 0.8, 0.5, 1.0, 0.5, *PRIOR_MU[5:]] and p.n_false == 1
     p.retract("k1")  # replaying a log of old entries works
     assert p.n_labels == 0
+
+
+def test_an_alert_inside_the_band_is_decided_for_good_not_held():
+    """A hold is a wait only where the episode is decided again. An alert raised at a value inside
+    the band (a detector of sustained change fired on a shift smaller than the single-point band)
+    has no episode to re-decide, so calibration may not wait on it (P(real) < 0.5): it mutes it only
+    below the mute bar (0.2), while an out-of-band alert of the same P(real) is held and decided
+    again at the next window."""
+    from detectors import Result
+    from models.feedback import CONFIRM_BELOW, SUPPRESS_BELOW, MetricPrior
+
+    def alert(value, t):  # expected 100, band 90..110, a cusum alert
+        r = Result(0.5, 1e-5, 100.0, 90.0, 110.0, "up", ("cusum",), "warning")
+        return anomaly_features(r, value, t, "count", age_s=t, run=1)
+
+    m, prior = FeedbackModel(), MetricPrior()
+    for i, (value, hour) in enumerate([(118, 1), (119, 10)]):  # two false alarms, hours apart: no pattern
+        t = (3 + i) * 86400.0 + hour * 3600.0
+        assert m.learn(alert(value, t), "false", f"{i:02d}" + "ab" * 11, prior) is not None
+    t = 20 * 86400.0 + 5 * 3600.0
+    out_f, in_f = alert(112.0, t), alert(108.0, t)
+    for f in (out_f, in_f):
+        assert SUPPRESS_BELOW <= m.decide(f, prior).score < CONFIRM_BELOW  # in the wait's range
+
+    out_ep = Episode()
+    assert out_ep.step(t, 112.0, 90.0, 110.0, 60.0) == 1  # out of band: an episode opens
+    d = out_ep.decide(m, out_f, prior)
+    assert not d.alert and out_ep.recheck(), "an out-of-band alert in the wait's range is held and re-decided"
+    assert out_ep.step(t + 60, 113.0, 90.0, 110.0, 60.0) == 2 and out_ep.recheck()
+
+    in_ep = Episode()
+    assert in_ep.step(t, 108.0, 90.0, 110.0, 60.0) == 0  # inside the band: no episode
+    d = in_ep.decide(m, in_f, prior)
+    assert d.alert and not in_ep.recheck(), "an in-band alert was muted by a wait that no re-decision ends"
+
+    for i in range(3):  # more false alarms like it: P(real) below the mute bar, muted in band too
+        t2 = (6 + i) * 86400.0 + (14 + 3 * i) * 3600.0
+        m.learn(alert(108.0 + i, t2), "false", f"{i + 2:02d}" + "cd" * 11, prior)
+    assert m.decide(in_f, prior).score < SUPPRESS_BELOW
+    in_ep = Episode()
+    in_ep.step(t, 108.0, 90.0, 110.0, 60.0)
+    assert not in_ep.decide(m, in_f, prior).alert
