@@ -22,6 +22,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_Next
 from cpython.object cimport PyObject
 from cpython.long cimport PyLong_FromLongLong, PyLong_CheckExact
+from cpython.float cimport PyFloat_FromDouble
 from libc.string cimport memchr, memcmp, memcpy
 from libc.stdint cimport uint64_t, uintptr_t
 from cpython.list cimport PyList_GET_ITEM as _LIST_ITEM
@@ -133,6 +134,107 @@ cdef inline int _status_code(const char* s) noexcept:
     return -1
 
 
+cdef enum:
+    MAX_ATTEMPTS = 64  # aggregate.MAX_ATTEMPTS: separators of a list fit one uint64 bitmask
+
+
+cdef inline bint _digits(const char* p, Py_ssize_t m) noexcept:
+    cdef Py_ssize_t i
+    for i in range(m):
+        if <unsigned char>p[i] < 48 or <unsigned char>p[i] > 57:
+            return False
+    return True
+
+
+cdef bint _attempts(const char* s, Py_ssize_t j, Py_ssize_t n, Py_ssize_t* tok_s, Py_ssize_t* tok_e,
+                    Py_ssize_t* retries, int64_t* ms) noexcept:
+    """A tail ``s[j:n]`` whose upstream fields are attempt lists, in nginx's shape; else False.
+
+    Accepts exactly what ``aggregate._attempts`` accepts (see there for the rules and why the
+    millisecond sum equals the careful path's rounded float sum). Fills ``tok_s/tok_e[0..3]``
+    (rl, rt, upstream, alternative), ``retries`` and ``ms``, the summed upstream time in
+    milliseconds or -1 when every attempt's time is ``-``.
+    """
+    cdef Py_ssize_t e = n, k, f, start, m, nitems, n0 = 0, nat = 0, nt = 0
+    cdef uint64_t seps, seps0 = 0
+    cdef int64_t total = 0, v
+    cdef unsigned char c
+    while e > j and _isspace(<unsigned char>s[e - 1]):
+        e -= 1
+    # one space before and between fields, no other whitespace (the pure loop's
+    # tail.rstrip() == b" " + b" ".join(tail.split()); s[e - 1] is not a space)
+    if j >= e or s[j] != 32:
+        return False
+    for k in range(j, e):
+        c = <unsigned char>s[k]
+        if _isspace(c) and (c != 32 or s[k + 1] == 32):
+            return False
+    j += 1
+    for f in range(4):  # rl, rt, [upstream], [alternative]
+        start = j
+        while j < e and s[j] != 32:
+            j += 1
+        if j >= e:
+            return False
+        tok_s[f] = start
+        tok_e[f] = j
+        j += 1
+    for f in range(2, 4):  # "[...]" with no other "]"
+        m = tok_e[f] - tok_s[f]
+        if s[tok_s[f]] != 91 or s[tok_e[f] - 1] != 93 or memchr(s + tok_s[f], 93, m - 1) != NULL:
+            return False
+    # addresses, response lengths, response times, statuses
+    for f in range(4):
+        nitems = 0
+        seps = 0
+        while True:
+            start = j
+            while j < e and s[j] != 32 and s[j] != 44:
+                j += 1
+            m = j - start
+            if m == 0 or (m == 1 and s[start] == 58) or nitems == MAX_ATTEMPTS:
+                return False
+            if f == 0:
+                if not (m == 1 and s[start] == 45):
+                    nat += 1
+            elif not (m == 1 and s[start] == 45):
+                if f == 2:  # d.ddd, 1-6 integer digits
+                    if m < 5 or m > 10 or s[j - 4] != 46 or not _digits(s + start, m - 4) or not _digits(s + j - 3, 3):
+                        return False
+                    v = 0
+                    for k in range(start, j):
+                        if s[k] != 46:
+                            v = v * 10 + (s[k] - 48)
+                    total += v
+                    nt += 1
+                elif m > 19 or not _digits(s + start, m):
+                    return False
+            nitems += 1
+            if j < e and s[j] == 44:  # ", "
+                if j + 1 >= e or s[j + 1] != 32:
+                    return False
+                j += 2
+            elif j + 2 < e and s[j + 1] == 58 and s[j + 2] == 32:  # " : "
+                seps |= (<uint64_t>1) << (nitems - 1)
+                j += 3
+            else:
+                break
+        if f == 0:
+            n0 = nitems
+            seps0 = seps
+        elif nitems != n0 or seps != seps0:
+            return False
+        if j >= e:  # the request id must follow
+            return False
+        j += 1
+    # the request id: one token, no comma, not ":"
+    if memchr(s + j, 32, e - j) != NULL or memchr(s + j, 44, e - j) != NULL or (e - j == 1 and s[j] == 58):
+        return False
+    retries[0] = nat - 1 if nat > 1 else 0
+    ms[0] = total if nt else -1
+    return True
+
+
 def loop(agg, st, lines, offsets, list rejected, now):
     """Aggregate ``lines`` of one partition into ``st`` (see ``Aggregator._loop_py``).
 
@@ -167,6 +269,9 @@ def loop(agg, st, lines, offsets, list rejected, now):
     cdef int code
     cdef uint64_t rh = 0
     cdef int64_t bout, bin_
+    cdef bint multi = False
+    cdef Py_ssize_t retries = 0
+    cdef int64_t ums = -1
     # Lines from the batch consumer (streams._rdbatch) point into librdkafka's record buffers:
     # read them in place (no bytes object per line); a line becomes bytes only for the slow path.
     cdef const char** lptr = NULL
@@ -241,7 +346,7 @@ def loop(agg, st, lines, offsets, list rejected, now):
                     cur_ws = ws
                 memcpy(last_ts, p, 26)
                 have_ts = True
-            # tail after the last quote: exactly 9 whitespace-separated fields
+            # tail after the last quote: exactly 9 whitespace-separated fields (else attempt lists below)
             ntok = 0
             j = q[5] + 1
             while j < n:
@@ -257,8 +362,10 @@ def loop(agg, st, lines, offsets, list rejected, now):
                     j += 1
                 tok_e[ntok] = j
                 ntok += 1
+            # several upstream attempts: lists in nginx's shape, or the careful path
+            multi = ntok != 9 and _attempts(s, q[5] + 1, n, tok_s, tok_e, &retries, &ums)
             # p2 = line[q1+1:q2] = b" 200 1234 "; p2[4] must be a space
-            if ntok != 9 or q[2] - q[1] - 1 < 5 or s[q[1] + 5] != 32:
+            if (ntok != 9 and not multi) or q[2] - q[1] - 1 < 5 or s[q[1] + 5] != 32:
                 # the pure loop looks the request line up first (bad ones raise there): same
                 # outcome, the careful path, but keep its cache fill for the same cache contents
                 rq = I_RQ.get(s + q[0] + 1, q[1] - q[0] - 1)
@@ -325,7 +432,15 @@ def loop(agg, st, lines, offsets, list rejected, now):
                 bin_ = 0
         tab.sizes(acc, bout, bin_)
         tab.inc(acc, 0, tab.vid(s + tok_s[1], tok_e[1] - tok_s[1]))
-        tab.inc(acc, 1, tab.vid(s + tok_s[6], tok_e[6] - tok_s[6]))
+        if not multi:
+            tab.inc(acc, 1, tab.vid(s + tok_s[6], tok_e[6] - tok_s[6]))
+        else:
+            # _slow's key: a float (the pure loop's ms / 1000, the same double); rare lines
+            if ums >= 0:
+                tab.inc(acc, 1, tab.obj_vid(PyFloat_FromDouble(<double>ums / 1000.0)))
+            if retries:
+                a = <list>PyList_GET_ITEM(tab.accs, acc)
+                a[3] = a[3] + retries
         # client = head up to its first space (head[:head.find(b" ")]: -1 drops the last byte)
         p = <const char*>memchr(s, 32, hs)
         tab.inc(acc, 2, tab.vid(s, (p - s) if p != NULL else hs - 1))
