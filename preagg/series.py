@@ -28,7 +28,7 @@ from typing import Iterable
 from streams.records import MetricPoint, record_id, series_key
 
 from . import sketches as S
-from .enrich import DEVICE_CLASSES, country, device_class
+from .enrich import DEVICE_CLASSES, country, country_of, device_class
 
 __all__ = ["ADDITIVE", "FULL", "ROUTE", "LATENCY", "service_dims", "build_points", "rollup"]
 
@@ -224,7 +224,7 @@ class _Summary:
         sm.urt = _dd(lv.urt)
         if len(_CLIENTS) > _CLIENTS_MAX:
             _CLIENTS.clear()
-        res = _clients(lv.ips, _CLIENTS, country)
+        res = _clients(lv.ips, _CLIENTS, country_of)  # _CLIENTS caches: no LRU on top
         if res is None:  # a client that is not UTF-8 bytes: the general path
             ips = {_s(k): c for k, c in lv.ips.items()}
             geo = None
