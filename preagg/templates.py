@@ -33,6 +33,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9_\-+=~]{16,}\Z")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*\Z")
 _NUMERIC = re.compile(r"[-+]?\d+(?:[.,]\d+)?\Z")
 _SLUG_ID = re.compile(r"[A-Za-z][A-Za-z_]*[-_]\d{3,}\Z")   # order-12345, user_1001
+_DIGIT = re.compile(r"\d")   # what the rules' \d match (any Unicode decimal digit)
 
 
 def is_id(seg: str) -> bool:
@@ -49,30 +50,41 @@ def is_id(seg: str) -> bool:
     """
     if not seg:
         return False
-    if len(seg) > MAX_WORD:
+    n = len(seg)
+    if n > MAX_WORD:
         # No route word is this long; it is a blob or token.  The cap also bounds the
         # regex work per segment (the e-mail pattern is quadratic on crafted input).
         return True
+    # The rules are tried cheapest-first, not in the order listed above: only the hex rule can
+    # say "not an id" early, and when it applies every rule that could say "id" before it
+    # (number, date, UUID) implies a digit, so the answer is the same in any order.
+    if n >= 8 and _HEX.match(seg):
+        # Only ASCII hex (and "0x") here: a digit is present unless it is all letters.
+        return n >= 16 or not seg.isalpha()
+    if n >= 32 and _UUID.match(seg):
+        return True
+    if _DIGIT.search(seg) is None:
+        # Without a digit only an e-mail ("%40" has digits) or a JWT can still be an id:
+        # number, date, slug-id and token all need one; hex and UUID are done above.
+        if "@" in seg:
+            return _EMAIL.match(seg) is not None
+        return seg.startswith("eyJ") and n >= 16 and _JWT.match(seg) is not None
     c = seg[0]
     if c.isdigit() or c in "+-":
-        if _NUMERIC.match(seg) or _DATE.match(seg):
+        if seg.isdecimal() or _NUMERIC.match(seg) or _DATE.match(seg):
             return True
-    if _UUID.match(seg):
-        return True
-    if len(seg) >= 8 and _HEX.match(seg):
-        return len(seg) >= 16 or any(ch.isdigit() for ch in seg)
     if ("@" in seg or "%40" in seg) and _EMAIL.match(seg):
         return True
     if "-" in seg or "_" in seg:
         if _SLUG_ID.match(seg):
             return True
-    if len(seg) >= 16:
+    if n >= 16:
         if _TOKEN.match(seg):
             # Random tokens mix cases or are digit-heavy; slugs such as
-            # "logstash-monitorama-2013" are neither.
-            digits = sum(ch.isdigit() for ch in seg)
-            if 0 < digits < len(seg) and (
-                    (not seg.islower() and not seg.isupper()) or digits * 4 >= len(seg)):
+            # "logstash-monitorama-2013" are neither.  (ASCII here: digits are 0-9.)
+            digits = n - len(seg.encode().translate(None, b"0123456789"))
+            if 0 < digits < n and (
+                    (not seg.islower() and not seg.isupper()) or digits * 4 >= n):
                 return True
         elif seg.startswith("eyJ") and _JWT.match(seg):
             return True
@@ -80,18 +92,30 @@ def is_id(seg: str) -> bool:
 
 
 def _segment(seg: str) -> str:
-    if is_id(seg):
+    if "." not in seg:
+        return ID if is_id(seg) else seg
+    # A dot rules out the UUID, hex, slug and token rules: a dotted segment can only be an id
+    # when too long, a number or date (starts with a digit or sign), an e-mail or a JWT.
+    c = seg[0]
+    if (len(seg) > MAX_WORD or c.isdigit() or c in "+-" or "@" in seg or "%40" in seg
+            or seg.startswith("eyJ")) and is_id(seg):
         return ID
-    if "." in seg and len(seg) > 9:
+    if len(seg) > 9:
         # Fingerprinted assets: app.3f2a9b1c.js -> app.:id.js (hex part >= 8 with a digit).
-        parts = seg.split(".")
-        if any(len(p) >= 8 and _HEX.match(p) and any(c.isdigit() for c in p) for p in parts):
-            return ".".join(ID if len(p) >= 8 and _HEX.match(p) and any(c.isdigit() for c in p) else p
-                            for p in parts)
+        # Joining unchanged parts gives back seg.
+        return ".".join([ID if len(p) >= 8 and _HEX.match(p) and not p.isalpha() else p
+                         for p in seg.split(".")])
     return seg
 
 
 _CACHE_PATH_MAX = 256   # longest path kept in the LRU (bounds it to ~25 MB)
+
+# Segment -> its template, for segments up to _SEG_LEN_MAX chars; cleared when full (<= ~3 MB).
+# A new path is mostly route words seen before ("api", "v1", "items") plus one or two ids:
+# the words then cost a dict lookup instead of the regex passes of is_id (~0.6 us each).
+_SEGS: dict[str, str] = {}
+_SEGS_MAX = 1 << 14
+_SEG_LEN_MAX = 64
 
 
 @lru_cache(maxsize=1 << 16)
@@ -100,7 +124,18 @@ def _template(path: str, max_depth: int, max_len: int) -> str:
     # segs[0] is "" for absolute paths; keep empty segments so "/a/" stays "/a/".
     if len(segs) > max_depth + 1:
         segs = segs[: max_depth + 1] + ["*"]
-    out = "/".join(_segment(s) for s in segs)
+    cache = _SEGS
+    out = list(map(cache.get, segs))
+    if None in out:
+        for i, t in enumerate(out):
+            if t is None:
+                s = segs[i]
+                t = out[i] = _segment(s)
+                if len(s) <= _SEG_LEN_MAX:
+                    if len(cache) >= _SEGS_MAX:
+                        cache.clear()
+                    cache[s] = t
+    out = "/".join(out)
     return out if len(out) <= max_len else out[:max_len] + "*"
 
 
