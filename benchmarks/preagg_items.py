@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             self.p = p
             self.produce, self.poll, self.flush = (timed(p.produce, "produce"), timed(p.poll, "poll"),
                                                    timed(p.flush, "flush"))
+            self.close = p.close  # run() frees the client at the end (not timed: after the busy period)
 
     clients = J.PreaggJob._clients
 
