@@ -25,6 +25,8 @@ import time
 import uuid
 from pathlib import Path
 
+from benchmarks import GEN_START
+
 # the worker's settings (streams/preagg_job.py) as the baseline
 WORKER_CONF = {"enable.auto.commit": False, "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
                "enable.partition.eof": False, "fetch.max.bytes": 100 * 2**20,
@@ -49,7 +51,7 @@ def produce(bootstrap: str, topic: str, n: int, seed: int = 3) -> int:
     from streams.generator import generate_lines
     from streams.topics import produce_waiting
 
-    sample = [(k, line) for _, k, line in generate_lines(n=10_000, seed=seed, base_rate=2000.0)]
+    sample = [(k, line) for _, k, line in generate_lines(n=10_000, seed=seed, base_rate=2000.0, start=GEN_START)]
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
                   "queue.buffering.max.messages": 2_000_000})
     size = 0

@@ -32,6 +32,8 @@ import time
 import uuid
 from pathlib import Path
 
+from benchmarks import GEN_START
+
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_VENV = ROOT / ".venv-peers"
 QUIX_PIN = "quixstreams==3.28.1"
@@ -47,7 +49,7 @@ def _produce(bootstrap: str, topic: str, n: int, rate: float, seed: int = 1) -> 
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
                   "queue.buffering.max.messages": 2_000_000})
     lines = size = 0
-    for chunk in generate_chunks(n=n, seed=seed, base_rate=rate):
+    for chunk in generate_chunks(n=n, seed=seed, base_rate=rate, start=GEN_START):
         for t, k, line in zip(chunk.times.tolist(), chunk.keys, chunk.lines):
             produce_waiting(p, topic, line, key=k, timestamp=int(t * 1000))
             size += len(line)
@@ -123,7 +125,7 @@ def _core(n: int, rate: float) -> dict:
     from preagg.aggregate import Aggregator
     from streams.generator import generate_lines
 
-    lines = [line for _, _, line in generate_lines(n=n, seed=2, base_rate=rate)]
+    lines = [line for _, _, line in generate_lines(n=n, seed=2, base_rate=rate, start=GEN_START)]
     best = {}
     for _ in range(3):
         agg = Aggregator(window_s=60)
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
     from streams.topics import ensure_topic
 
     res: dict = {"config": {"lines": a.lines, "quix_lines": a.peer_lines, "faust_lines": a.faust_lines,
-                            "generator_base_rate": a.rate,
+                            "generator_base_rate": a.rate, "generator_start": GEN_START,
                             "partitions": a.partitions, "rate_basis": "process CPU seconds (all threads)"}}
     tag = uuid.uuid4().hex[:6]
     with EmbeddedBroker() as b:
