@@ -20,7 +20,8 @@ numenta/NAB at commit ea702d75).  The rules, as NAB applies them:
   score is tried (plus 1.1, which detects nothing) and the highest-scoring
   one kept; on a tie the highest threshold wins.
 * ``normalized = 100 * (raw - null) / (perfect - null)`` where ``perfect`` is
-  ``tpWeight`` per window and ``null`` is the raw score of a detector that
+  ``tpWeight`` per window of the labels file (a window hidden in the
+  probationary period included, as NAB counts it) and ``null`` is the raw score of a detector that
   never fires (``-fnWeight`` per window).
 
 Scores are summed in the same order as NAB sums them, so the results agree
@@ -733,8 +734,13 @@ def null_raw_score(corpus: Sequence[NabFile], profile: Profile) -> float:
 
 
 def perfect_raw_score(corpus: Sequence[NabFile], profile: Profile) -> float:
-    """Raw score of a detector that fires on the first row of every window."""
-    return profile.tp_weight * sum(f.scored_windows for f in corpus)
+    """Raw score of a perfect detector: ``tpWeight`` for every window of the labels.
+
+    As NAB v1.1 (``runner.normalize``) counts it: every window of the labels file, including one that
+    lies entirely inside a file's probationary period, which no detector can score. Such a window
+    therefore lowers every detector's normalised score a little, exactly as on NAB's scoreboard.
+    """
+    return profile.tp_weight * sum(len(f.windows) for f in corpus)
 
 
 def normalized(raw: float, null_raw: float, perfect_raw: float) -> float:

@@ -14,16 +14,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from streams.records import record_id
+from records import record_id, service_of
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-
-
-def service_of(dims: dict[str, str]) -> str:
-    ns, svc = dims.get("namespace"), dims.get("service")
-    if svc:
-        return f"{ns}/{svc}" if ns else svc
-    return "global"
 
 
 @dataclass

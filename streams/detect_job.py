@@ -44,7 +44,7 @@ from models.store import WRITE_CHUNK, SeriesState, StateStore
 from .config import Settings
 from .observability import Counter, Gauge, log_event
 from .topics import consumer_lag
-from .records import Anomaly, DeadLetter, Incident, Label, MetricPoint, RecordError, decode, record_id
+from records import Anomaly, DeadLetter, Incident, Label, MetricPoint, RecordError, decode, record_id
 
 log = logging.getLogger("patrol.detect")
 

@@ -12,18 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker
-from streams.redis_server import LocalRedis
+from sim.broker import EmbeddedBroker
+from sim.redis_server import LocalRedis
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"reference data folder {SHARED} is missing (CI lays shared/ beside the repo)")
-    return SHARED
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,14 @@ import os
 import random
 import re
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from preagg import aggregate
 from preagg.aggregate import Aggregator
-from streams.generator import generate_lines
+from sim.generator import generate_lines
+from fixture_data import log_path
 
-LOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs"
 BIG = 10**9
 
 
@@ -36,8 +35,7 @@ def _compiled_loop_built():
 
 
 def _logs(name: str) -> list[bytes]:
-    path = LOGS / name
-    assert path.is_file(), f"test data missing: {path} (the shared/ folder must sit beside the repo)"
+    path = log_path(name)
     return path.read_bytes().splitlines()
 
 

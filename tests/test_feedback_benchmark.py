@@ -10,17 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.feedback import DEFAULT_NAB
+from fixture_data import nab_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    if not (DEFAULT_NAB / "data").is_dir():
-        pytest.fail(f"NAB data not found at {DEFAULT_NAB} (CI lays shared/ beside the repo)")
     out = tmp_path_factory.mktemp("fb") / "feedback.json"
-    p = subprocess.run([sys.executable, "-m", "benchmarks.feedback", "--quick", "--ks", "0", "5", "--json", str(out)],
+    p = subprocess.run([sys.executable, "-m", "benchmarks.feedback", "--quick", "--ks", "0", "5", "--json", str(out),
+                        "--nab", str(nab_dir())],
                        cwd=ROOT, capture_output=True, text=True, timeout=170)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "[feedback]" in p.stderr  # progress on stderr

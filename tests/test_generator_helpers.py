@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from calendar import timegm
 from dataclasses import dataclass
-from pathlib import Path
 from time import strptime
 
 import numpy as np
+from fixture_data import log_path
 
 _NUM_LIST = r"(?:\d+|-)(?:, (?:\d+|-))*"
 LINE_RE = re.compile(
@@ -25,7 +25,7 @@ LINE_RE = re.compile(
     r'(?P<reqid>[0-9a-f]{32})$'
 )
 
-REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs" / "ingress_nginx_beats_sample.log"
+REAL_SAMPLE = log_path("ingress_nginx_beats_sample.log")
 
 
 @dataclass

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
+import pytest
 
-from streams.generator import generate_chunks, generate_lines, resolve_start
-from streams.generator.sinks import Pacer
+from sim.generator import generate_chunks, generate_lines, resolve_start
+from sim.generator.sinks import Pacer
 from test_generator_helpers import parse
 
 
@@ -50,23 +49,48 @@ def test_base_rate_sets_volume():
     assert 0.95 * 86400 < n < 1.3 * 86400
 
 
+class FakeClock:
+    """A wall clock that moves only when the pacer sleeps: the schedule is checked exactly, at no wait."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.now += seconds
+        self.sleeps += 1
+
+
+def _released(pacer: Pacer, chunks, clock: FakeClock) -> list[tuple[float, float, int]]:
+    """(wall time, first event time, lines) of every slice the pacer releases."""
+    return [(clock.now, float(part.times[0]), len(part)) for c in chunks for part in pacer.slices(c)]
+
+
 def test_pacer_speedup_maps_event_time_to_wall_time():
     start = resolve_start("2026-01-07T12:00:00Z")
     chunks = list(generate_chunks(seed=2, start=start, duration="60s", incidents="none", base_rate=20,
                                   n_clients=500))
-    pacer = Pacer(speedup=120.0)  # 60 simulated seconds -> 0.5 wall seconds
-    t0 = time.monotonic()
-    n = sum(len(part) for c in chunks for part in pacer.slices(c))
-    took = time.monotonic() - t0
-    assert n > 500
-    assert 0.4 < took < 1.5, took
+    clock = FakeClock()
+    released = _released(Pacer(speedup=120.0, clock=clock, sleep=clock.sleep), chunks, clock)
+    assert sum(n for _, _, n in released) > 500
+    wall0, ev0, _ = released[0]
+    for wall, ev, _ in released:  # each slice leaves when its first line is due, never before
+        assert wall - wall0 == pytest.approx((ev - ev0) / 120.0, abs=1e-9)
+    assert 0.45 < released[-1][0] - wall0 <= 0.5  # 60 simulated seconds -> 0.5 wall seconds
+    assert clock.sleeps >= 5  # released in small slices (about 20 a wall second), not one burst
 
 
 def test_pacer_rate_limits_lines_per_second():
     chunks = list(generate_chunks(n=2000, seed=2, start="2026-01-07T12:00:00Z", incidents="none", n_clients=500))
-    pacer = Pacer(rate=4000.0)
-    t0 = time.monotonic()
-    n = sum(len(part) for c in chunks for part in pacer.slices(c))
-    took = time.monotonic() - t0
-    assert n == 2000
-    assert 0.4 < took < 1.5, took
+    clock = FakeClock()
+    released = _released(Pacer(rate=4000.0, clock=clock, sleep=clock.sleep), chunks, clock)
+    assert sum(n for _, _, n in released) == 2000
+    sent = 0
+    for wall, _, n in released:  # the k-th line leaves no earlier than k / rate seconds after the first
+        assert wall - released[0][0] == pytest.approx(sent / 4000.0, abs=1e-9)
+        sent += n
+    assert released[-1][0] - released[0][0] == pytest.approx((2000 - released[-1][2]) / 4000.0)

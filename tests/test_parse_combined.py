@@ -4,12 +4,11 @@ independent regex count, plus specific lines (unterminated quote, \\xXX bytes)."
 import collections
 import re
 from datetime import datetime, timezone
-from pathlib import Path
 
 from preagg.parse import KEYS, get_parser
+from fixture_data import log_path
 
-LOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs"
-COMBINED = LOGS / "apache_combined_10k.log"
+COMBINED = log_path("apache_combined_10k.log")
 
 # Independent of the parser: a plain regex over the raw bytes.
 SIMPLE = re.compile(rb'^(\S+) \S+ \S+ \[([^\]]+)\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+|-) ')
@@ -18,7 +17,6 @@ parse = get_parser("combined")
 
 
 def raw_lines():
-    assert COMBINED.is_file(), f"missing real-data file {COMBINED} (clone the repo next to shared/)"
     data = COMBINED.read_bytes()
     lines = data.split(b"\n")
     assert lines[-1] == b""   # file ends with a newline, nothing after it
@@ -51,7 +49,7 @@ def test_every_line_parses_and_totals_match_an_independent_regex():
     assert got_method == want_method
     assert got_bytes == want_bytes
     assert got_ip == want_ip
-    # Known shape of this file (see shared/data/README.md).
+    # Known shape of this file (see tests/fixtures/README.md).
     assert got_status[200] == 9126 and got_status[404] == 213 and got_status[500] == 3
     assert got_method == {"GET": 9952, "HEAD": 42, "POST": 5, "OPTIONS": 1}
     # Exactly one odd line: the user agent's closing quote is missing.

@@ -8,9 +8,9 @@ import pytest
 
 from preagg.errors import ParseError
 from preagg.parse import KEYS, compile_envoy_format, compile_log_format, get_parser, unwrap_envelope
+from fixture_data import log_path
 
-LOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs"
-BEATS = LOGS / "ingress_nginx_beats_sample.log"
+BEATS = log_path("ingress_nginx_beats_sample.log")
 
 ENVOY_LINE = ('[2016-04-15T20:17:00.310Z] "POST /api/v1/locations?a=1 HTTP/2" 204 - 154 0 226 100 "10.0.35.28" '
               '"nsq2http" "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2" "locations" "tcp://10.0.2.1:80"')

@@ -13,14 +13,13 @@ from hypothesis import strategies as st
 from preagg.errors import ParseError
 from preagg.parse import FORMATS, KEYS, compile_log_format, get_parser
 from preagg.parse.ingress import _slow
+from fixture_data import log_path
 
-LOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs"
 
 
 def _samples():
-    beats = LOGS / "ingress_nginx_beats_sample.log"
-    combined = LOGS / "apache_combined_10k.log"
-    assert beats.is_file() and combined.is_file(), f"missing real-data files under {LOGS}"
+    beats = log_path("ingress_nginx_beats_sample.log")
+    combined = log_path("apache_combined_10k.log")
     lines = beats.read_text().splitlines()
     lines += combined.read_text(errors="replace").splitlines()[::500]
     lines += [

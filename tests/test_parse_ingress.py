@@ -1,20 +1,18 @@
 """ingress-nginx default format: real beats sample lines, hard cases, fast == careful path."""
 
-from pathlib import Path
 
 import pytest
 
 from preagg.errors import ParseError
 from preagg.parse import KEYS, get_parser
 from preagg.parse.ingress import _slow
+from fixture_data import log_path
 
-LOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs"
-BEATS = LOGS / "ingress_nginx_beats_sample.log"
+BEATS = log_path("ingress_nginx_beats_sample.log")
 
 
 def beats_lines():
     # Fail loudly (never skip): the real sample is the point of these tests.
-    assert BEATS.is_file(), f"missing real-data file {BEATS} (clone the repo next to shared/)"
     return BEATS.read_text().splitlines()
 
 

@@ -9,6 +9,7 @@ from conftest import run_patrol
 from detect_helpers import read_topic
 from streams.config import load_settings
 from streams.topics import create_topics
+from fixture_data import log_path
 
 
 def read_all(bootstrap, topic):
@@ -56,12 +57,11 @@ def test_preagg_worker_serves_prometheus_metrics(fresh_kafka):
 
     from confluent_kafka import Producer
 
-    from streams.broker import free_port
+    from sim.broker import free_port
 
     s = load_settings(overrides={"kafka.bootstrap_servers": fresh_kafka.bootstrap})
     create_topics(s)
-    lines = [line.encode() for line in (Path(__file__).resolve().parents[2] / "shared" / "data" / "logs" /
-                                        "ingress_nginx_beats_sample.log").read_text().splitlines()]
+    lines = [line.encode() for line in log_path("ingress_nginx_beats_sample.log").read_text().splitlines()]
     p = Producer({"bootstrap.servers": fresh_kafka.bootstrap})
     for line in lines + [b"garbage that is no log line"]:
         p.produce(s.topics.logs, line, key=b"k")

@@ -5,6 +5,7 @@ import random
 import pytest
 
 from preagg.templates import OTHER, TemplateCap, _template, is_id, template_path
+from fixture_data import log_path
 
 
 @pytest.mark.parametrize("path,want", [
@@ -142,8 +143,7 @@ def test_real_combined_paths():
 
     from preagg.parse import get_parser
 
-    logs = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs" / "apache_combined_10k.log"
-    assert logs.is_file(), f"missing real-data file {logs}"
+    logs = log_path("apache_combined_10k.log")
     parse = get_parser("combined")
     paths, templates = set(), {}
     for line in logs.read_bytes().splitlines():

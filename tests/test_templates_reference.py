@@ -6,13 +6,13 @@ paths built from real-looking segments, and on every path of the real logs.
 """
 
 import re
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from preagg import templates as T
 from preagg.templates import (_DATE, _EMAIL, _HEX, _JWT, _NUMERIC, _SLUG_ID, _TOKEN, _UUID, MAX_WORD, is_id,
+from fixture_data import log_path
                               template_path)
 
 # --- reference: the rules before the speed-up --------------------------------------------------
@@ -135,9 +135,7 @@ def test_template_path_matches_the_reference(path, segs):
 
 
 def test_real_log_paths_match_the_reference():
-    logs = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs"
-    files = [logs / "apache_combined_10k.log", logs / "ingress_nginx_beats_sample.log"]
-    assert all(f.is_file() for f in files), f"missing real-data files under {logs}"
+    files = [log_path("apache_combined_10k.log"), log_path("ingress_nginx_beats_sample.log")]
     request = re.compile(rb'"[A-Z]+ (\S+)')
     seen = set()
     for f in files:
@@ -155,7 +153,7 @@ def test_real_log_paths_match_the_reference():
 def test_generated_paths_match_the_reference():
     import itertools
 
-    from streams.generator import generate_lines
+    from sim.generator import generate_lines
     request = re.compile(rb'"[A-Z]+ (\S+)')
     n = 0
     for _, _, line in itertools.islice(generate_lines(30_000, seed=3), 30_000):

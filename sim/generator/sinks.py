@@ -98,7 +98,10 @@ class Pacer:
 
     SLICE = 512  # lines per release: small enough for smooth pacing at demo rates
 
-    def __init__(self, speedup: float | None = None, rate: float | None = None):
+    def __init__(self, speedup: float | None = None, rate: float | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        # clock and sleep are injectable so the schedule can be checked without waiting on a real clock
+        self._clock, self._sleep = clock, sleep
         if speedup is not None and speedup <= 0:
             speedup = None
         self.speedup, self.rate = speedup, rate
@@ -115,7 +118,7 @@ class Pacer:
             yield chunk
             return
         if self._wall0 is None and len(chunk):
-            self._wall0, self._ev0 = time.monotonic(), float(chunk.times[0])
+            self._wall0, self._ev0 = self._clock(), float(chunk.times[0])
         # About 20 releases per wall second at low rates, so pacing stays smooth.
         if self.rate:
             per_wall_s = self.rate
@@ -128,9 +131,9 @@ class Pacer:
                 due = self._wall0 + self._n / self.rate
             else:
                 due = self._wall0 + (float(chunk.times[i]) - self._ev0) / self.speedup
-            delay = due - time.monotonic()
+            delay = due - self._clock()
             if delay > 0:
-                time.sleep(delay)
+                self._sleep(delay)
             part = Chunk(chunk.times[i:i + step], chunk.keys[i:i + step], chunk.lines[i:i + step])
             self._n += len(part)
             yield part

@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Settings
+from streams.config import Settings
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Stage:
         fd, name = tempfile.mkstemp(prefix=f"patrol-{self.name}-", suffix=".log")
         self.log_path = Path(name)
         env = {**os.environ, **self.env}
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *self.argv], stdout=fd, stderr=fd,
+        self.proc = subprocess.Popen([sys.executable, "-m", "cli.app", *self.argv], stdout=fd, stderr=fd,
                                      stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         os.close(fd)
 
@@ -68,18 +68,13 @@ def _env(s: Settings) -> dict[str, str]:
 
 def demo_stages(s: Settings, rate: float, speedup: float, start: str | None = None,
                 truth: str | None = None) -> list[Stage]:
-    """The stages that exist today, wired to the demo's broker and topics."""
-    from . import available
-
+    """The three stages (generator, preagg, detect) as child processes on the demo's broker and topics."""
     env = _env(s)
-    stages = []
-    if "generate" in available():
-        stages.append(Stage("generator", ["generate", "--bootstrap", s.kafka.bootstrap_servers, "--topic", s.topics.logs,
-                                          "--rate", str(rate), "--speedup", str(speedup), "--incidents", "default",
-                                          *(["--start", start] if start else []),
-                                          *(["--ground-truth", truth] if truth else [])], env))
-    if "preagg" in available():
-        stages.append(Stage("preagg", ["run", "preagg", "--bootstrap", s.kafka.bootstrap_servers], env))
-    if "detect" in available():
-        stages.append(Stage("detect", ["run", "detect", "--bootstrap", s.kafka.bootstrap_servers], env))
-    return stages
+    return [
+        Stage("generator", ["generate", "--bootstrap", s.kafka.bootstrap_servers, "--topic", s.topics.logs,
+                            "--rate", str(rate), "--speedup", str(speedup), "--incidents", "default",
+                            *(["--start", start] if start else []),
+                            *(["--ground-truth", truth] if truth else [])], env),
+        Stage("preagg", ["run", "preagg", "--bootstrap", s.kafka.bootstrap_servers], env),
+        Stage("detect", ["run", "detect", "--bootstrap", s.kafka.bootstrap_servers], env),
+    ]

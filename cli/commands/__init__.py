@@ -1,13 +1,5 @@
 """CLI commands, one module per concern; ``register`` wires them into ``patrol``."""
 
-# Stage commands the demo can run as child processes; grows as the stages land.
-STAGE_COMMANDS: tuple[str, ...] = ("generate", "preagg", "detect")
-
-
-def available() -> set[str]:
-    """Names of the stage commands this build has (the demo runs exactly these)."""
-    return set(STAGE_COMMANDS)
-
 
 def register(app, run_app) -> None:
     """Add the commands of this package to the top-level app and the ``run`` group."""

@@ -13,13 +13,14 @@ the meaning of known fields may have changed.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from .keys import record_id, series_key
 
 SCHEMA_VERSION = 1
 
@@ -100,17 +101,6 @@ class Sketch(BaseModel):
 
     def raw(self) -> bytes:
         return base64.b64decode(self.data)
-
-
-def series_key(metric: str, dims: dict[str, str]) -> str:
-    """Canonical series key: ``metric{k1=v1,k2=v2}`` with dims sorted by name."""
-    inner = ",".join(f"{k}={dims[k]}" for k in sorted(dims))
-    return f"{metric}{{{inner}}}"
-
-
-def record_id(*parts: Any) -> str:
-    """Deterministic id from its parts, so a replay produces the same id."""
-    return hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=12).hexdigest()
 
 
 class MetricPoint(Record):

@@ -17,7 +17,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .config import ConfigError, Settings, load_settings, masked_dump
+from streams.config import ConfigError, Settings, load_settings, masked_dump
+
+from .commands import register
 
 app = typer.Typer(
     name="patrol",
@@ -88,7 +90,7 @@ def schema(
     kind: Annotated[Optional[str], typer.Argument(help="Record kind (access_log, metric_point, anomaly, incident, label, dead_letter); all when omitted.")] = None,
 ) -> None:
     """Print the JSON Schema of the wire records."""
-    from .records import json_schemas
+    from records import json_schemas
 
     schemas = json_schemas()
     if kind is not None:
@@ -127,7 +129,7 @@ def _require_broker(s: Settings) -> None:
 @topics_app.command("create")
 def topics_create(bootstrap: BootstrapOpt = None) -> None:
     """Create every topic with explicit configs (idempotent: existing topics are left alone)."""
-    from .topics import create_topics
+    from streams.topics import create_topics
 
     s = settings(**{"kafka.bootstrap_servers": bootstrap})
     _require_broker(s)
@@ -143,7 +145,7 @@ def topics_create(bootstrap: BootstrapOpt = None) -> None:
 @topics_app.command("list")
 def topics_list(bootstrap: BootstrapOpt = None) -> None:
     """List the project's topics with partitions and message counts."""
-    from .topics import describe_topics
+    from streams.topics import describe_topics
 
     s = settings(**{"kafka.bootstrap_servers": bootstrap})
     _require_broker(s)
@@ -163,8 +165,8 @@ def broker(
     import signal
     import time
 
-    from .broker import BrokerStartError, EmbeddedBroker
-    from .topics import create_topics
+    from sim.broker import BrokerStartError, EmbeddedBroker
+    from streams.topics import create_topics
 
     try:
         b = EmbeddedBroker(host=host, port=port).start()
@@ -188,14 +190,8 @@ def broker(
         b.stop()
 
 
-def _register_optional_commands() -> None:
-    """Commands whose modules live beside this one (one module per concern)."""
-    from .commands import register
-
-    register(app, run_app)
-
-
-_register_optional_commands()
+# the commands of cli/commands/ (one module per concern), after this module's own
+register(app, run_app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()
