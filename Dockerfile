@@ -2,11 +2,14 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY setup.py ./
+COPY records ./records
 COPY preagg ./preagg
 COPY detectors ./detectors
 COPY models ./models
 COPY streams ./streams
-COPY benchmarks ./benchmarks
+COPY sim ./sim
+COPY cli ./cli
 RUN pip install --no-cache-dir .
 USER 65534
 ENTRYPOINT ["patrol"]

@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml setup.py preagg/_fastloop.pyx preagg/_tables.pxi stream
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ingress-patrol needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,bench,experimental]'
 	@touch $@
 
 redis:

@@ -11,9 +11,10 @@ Batch (many series, one window at a time)::
 
     b = detectors.BatchEnsemble(n_series=10_000)
     res = b.update(values, t)         # arrays, identical to the one-point path
+
+Detectors outside the default ensemble live in ``detectors.experimental``.
 """
 from .base import Detector, DetectorResult
-from .bocpd import BOCPDDetector
 from .calibration import TailCalibrator
 from .changepoint import CusumDetector
 from .ensemble import (DEFAULT_THRESHOLD, METRIC_KINDS, STATE_VERSION, BatchEnsemble, BatchResult, Ensemble, Result,
@@ -22,8 +23,7 @@ from .likelihood import ResidualLikelihood
 from .ratio import RatioDetector
 from .seasonal import SeasonalDetector
 from .spike import SpikeDetector
-from .stl import STLDetector
 
-__all__ = ["DEFAULT_THRESHOLD", "METRIC_KINDS", "STATE_VERSION", "BOCPDDetector", "BatchEnsemble", "BatchResult", "CusumDetector",
-           "Detector", "DetectorResult", "Ensemble", "RatioDetector", "ResidualLikelihood", "Result", "STLDetector", "SeasonalDetector",
+__all__ = ["DEFAULT_THRESHOLD", "METRIC_KINDS", "STATE_VERSION", "BatchEnsemble", "BatchResult", "CusumDetector",
+           "Detector", "DetectorResult", "Ensemble", "RatioDetector", "ResidualLikelihood", "Result", "SeasonalDetector",
            "SpikeDetector", "TailCalibrator", "default_ensemble"]

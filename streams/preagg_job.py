@@ -408,10 +408,3 @@ class PreaggJob:
         except KafkaException as exc:  # informative only: never fail a commit over it
             log.debug("could not read consumer lag: %s", exc)
 
-
-if __name__ == "__main__":
-    import typer
-
-    from cli.commands.preagg import preagg
-
-    typer.run(preagg)

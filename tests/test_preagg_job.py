@@ -136,7 +136,7 @@ def test_end_to_end_metrics_and_dead_letters(broker, consumer):
 
 def _worker(broker, names, group, max_idle=3.0):
     env = {**os.environ, **_env(broker, names), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "streams.preagg_job", "--group", group, "--max-idle", str(max_idle)],
+    return subprocess.Popen([sys.executable, "-m", "cli.app", "run", "preagg", "--group", group, "--max-idle", str(max_idle)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from preagg import templates as T
 from preagg.templates import (_DATE, _EMAIL, _HEX, _JWT, _NUMERIC, _SLUG_ID, _TOKEN, _UUID, MAX_WORD, is_id,
-from fixture_data import log_path
                               template_path)
+from fixture_data import log_path
 
 # --- reference: the rules before the speed-up --------------------------------------------------
 # The patterns are the module's own: what this file pins is the order and the shortcuts the fast

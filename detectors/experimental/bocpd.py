@@ -17,7 +17,7 @@ change point.
 Examples
 --------
 >>> import numpy as np
->>> from detectors.bocpd import BOCPDDetector
+>>> from detectors.experimental.bocpd import BOCPDDetector
 >>> rng = np.random.default_rng(2)
 >>> x = np.r_[rng.normal(0, 1, 200), rng.normal(4, 1, 100)]
 >>> det = BOCPDDetector()
@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln, logsumexp, stdtr
 
-from .base import DetectorResult, tail_to_z
+from ..base import DetectorResult, tail_to_z
 
 
 class BOCPDDetector:
