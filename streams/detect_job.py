@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import signal
 import threading
 import time
@@ -36,7 +35,7 @@ from prometheus_client import Histogram
 
 from models.incidents import Incident as OpenIncident
 from models.incidents import IncidentTracker
-from models.feedback import anomaly_features
+from models import alerting
 from models.partials import PartialMerger, is_partial
 from models.pool import Outcome, SeriesPool, Snapshot
 from models.store import WRITE_CHUNK, SeriesState, StateStore
@@ -44,7 +43,7 @@ from models.store import WRITE_CHUNK, SeriesState, StateStore
 from .config import Settings
 from .observability import Counter, Gauge, log_event
 from .topics import consumer_lag
-from records import Anomaly, DeadLetter, Incident, Label, MetricPoint, RecordError, decode, record_id
+from records import DeadLetter, Incident, Label, MetricPoint, RecordError, decode, record_id
 
 log = logging.getLogger("patrol.detect")
 
@@ -94,30 +93,6 @@ class DetectStats:
     suppressed: int = 0
     labels_applied: int = 0
     started: float = field(default_factory=time.monotonic)
-
-
-def severity_of(result, score: float, threshold: float) -> str:
-    """The ensemble's severity; a point above a lowered service threshold but below the
-    ensemble's warning level is ``info``."""
-    return result.severity if result.severity in ("warning", "critical") else "info"
-
-
-def _finite(x: float, default: float) -> float:
-    x = float(x)
-    return x if math.isfinite(x) else default
-
-
-def anomaly_record(o: Outcome, severity: str, incident_id: str | None, event: str | None,
-                   features: dict | None = None) -> Anomaly:
-    p, r = o.point, o.result
-    # Before a detector has a band (warm-up) expected/lower/upper can be NaN, which JSON cannot carry.
-    exp = _finite(r.expected, p.value)
-    return Anomaly(
-        id=record_id(p.series, p.window_start.isoformat(), o.model_version), series=p.series, metric=p.metric,
-        dims=p.dims, window_start=p.window_start, window_end=p.window_end, observed=p.value,
-        expected=exp, lower=_finite(r.lower, min(exp, p.value)), upper=_finite(r.upper, max(exp, p.value)), score=min(max(o.score, 0.0), 1.0),
-        severity=severity, direction=r.direction or ("up" if p.value >= r.expected else "down"), detectors=list(r.fired), model_version=o.model_version,
-        incident_id=incident_id, incident_event=event, context=o.context, features=features or {})
 
 
 class DetectWorker:
@@ -348,30 +323,19 @@ class DetectWorker:
         self._incidents_loaded.update(key[len(INCIDENT_KEY):] for key in new)
 
     def _publish(self, out: Outcome, threshold: float) -> None:
-        p = out.point
-        t = out.t
-        svc = out.service
-        # a would-be alert, or a later window of an episode whose alert feedback muted (decided again
-        # as the episode goes on: its length is part of what labels taught)
-        alert = out.score >= threshold or out.recheck
-        if alert:
-            series = self.pool.series[p.series]
-            features = anomaly_features(out.result, p.value, t, series.group.kind.kind, threshold,
-                                        age_s=series.age_s(t), run=max(out.run, 1),
-                                        co=self.pool.service_context(series, t))
-            decision = series.episode.decide(series.feedback, features, self.pool.prior(p.metric), start=out.episode)
-            if not decision.alert:  # labels said alerts like this are false alarms
-                if out.score >= threshold:  # a would-be alert (a muted episode's later windows are not)
-                    SUPPRESSED.inc()
-                    self.stats.suppressed += 1
-                alert = False
-        if alert:
-            sev = severity_of(out.result, out.score, threshold)
-            ev = self.incidents.on_anomaly(svc, p.series, t, sev)
+        svc, t = out.service, out.t
+        decision = alerting.decide(out, self.pool, threshold)
+        if decision.suppressed:
+            SUPPRESSED.inc()
+            self.stats.suppressed += 1
+        if decision.alert:
+            ev = self.incidents.on_anomaly(svc, out.point.series, t, decision.severity)
             self._incidents_dirty.add(svc)
             inc = self.incidents.current(svc)
-            rec = anomaly_record(out, sev, inc.id if inc else None, ev.event if ev else None, features)
-            self.producer.produce(self.s.topics.anomalies, rec.to_bytes(), key=p.series.encode(), on_delivery=self._delivered)
+            rec = alerting.anomaly_record(out, decision.severity, inc.id if inc else None, ev.event if ev else None,
+                                          decision.features)
+            self.producer.produce(self.s.topics.anomalies, rec.to_bytes(), key=out.point.series.encode(),
+                                  on_delivery=self._delivered)
             ANOMALIES_OUT.inc()
             self.stats.anomalies += 1
             if ev is not None:
