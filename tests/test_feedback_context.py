@@ -131,7 +131,7 @@ def test_episode_state_round_trips_and_older_states_load():
 
 
 def test_weights_saved_before_the_context_inputs_keep_what_they_learned():
-    from models.feedback_calib import FEATURES, PRIOR_MU, MetricPrior
+    from models.feedback.calibration import FEATURES, PRIOR_MU, MetricPrior
 
     old_series = {"v": 2, "w": [[-0.5, 0.1, 0.2, 0.0, 0.1], [0.4, 0.9, 0.9, 1.0, 1.0]], "pat": [], "maxf": [None, None],
                   "n": [0, 3], "seen": [], "changes": [],
