@@ -153,7 +153,10 @@ class Anomaly(Record):
     expected: float = Field(description="Value the model expected.")
     lower: float = Field(description="Lower edge of the normal band.")
     upper: float = Field(description="Upper edge of the normal band.")
-    score: float = Field(ge=0.0, le=1.0, description="Calibrated anomaly probability in [0, 1].")
+    score: float = Field(ge=0.0, le=1.0, description=(
+        "Surprise on a log scale, not a probability: min(1, -log10(p) / 10), where p is the calibrated "
+        "probability of a value at least this unusual under the series' model. 0.3 = p of 1e-3, 0.5 = 1e-5, "
+        "1 = 1e-10 or less."))
     severity: Severity
     direction: Direction
     detectors: list[str] = Field(default_factory=list, description="Detectors that fired.")
