@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
+from preagg.aggregate import Aggregator
 from sim.generator import INCIDENT_TYPES, Schedule, TrafficModel, generate_chunks, resolve_start
 from test_generator_helpers import parse
 
@@ -29,7 +30,7 @@ def run():
     lines = [l for c in generate_chunks(seed=9, start=START, incidents=SPEC, duration="3h40m", base_rate=5.0,
                                         ground_truth=gt, n_clients=3000) for l in c.lines]
     records = [json.loads(x) for x in gt.getvalue().splitlines()]
-    return parse(lines), {r["type"]: r for r in records}, records
+    return parse(lines), {r["type"]: r for r in records}, records, lines
 
 
 def _win(p, a: float, b: float, svc: str | None = None) -> np.ndarray:
@@ -38,7 +39,7 @@ def _win(p, a: float, b: float, svc: str | None = None) -> np.ndarray:
 
 
 def test_error_spike_raises_5xx_ratio(run):
-    p, _, _ = run
+    p, _, _, _ = run
     svc = "api-catalog-3000"
     def ratio(a, b):
         m = _win(p, a, b, svc)
@@ -51,7 +52,7 @@ def test_error_spike_raises_5xx_ratio(run):
 
 
 def test_latency_spike_raises_target_latency(run):
-    p, _, _ = run
+    p, _, _, _ = run
     svc = "media-images-8080"
     med = lambda a, b: np.nanmedian(p.utime[_win(p, a, b, svc)])
     assert med(20 * M, 35 * M) > 3 * med(0, 20 * M)
@@ -61,7 +62,7 @@ def test_latency_spike_raises_target_latency(run):
 
 
 def test_traffic_drop_reduces_target_volume(run):
-    p, _, _ = run
+    p, _, _, _ = run
     svc = "shop-storefront-80"
     inside = _win(p, 60 * M, 75 * M, svc).sum()
     around = (_win(p, 45 * M, 60 * M, svc).sum() + _win(p, 75 * M, 90 * M, svc).sum()) / 2
@@ -69,7 +70,7 @@ def test_traffic_drop_reduces_target_volume(run):
 
 
 def test_level_shift_raises_target_volume_persistently(run):
-    p, _, _ = run
+    p, _, _, _ = run
     svc = "api-catalog-3000"
     # Windows symmetric around the 15:00 peak, so seasonality alone would give a ratio near 1.
     before, inside = _win(p, 60 * M, 120 * M, svc).sum(), _win(p, 120 * M, 180 * M, svc).sum()
@@ -82,7 +83,7 @@ def test_level_shift_raises_target_volume_persistently(run):
 
 
 def test_slow_drift_ramps_latency(run):
-    p, _, _ = run
+    p, _, _, _ = run
     svc = "media-images-8080"
     med = lambda a, b: np.nanmedian(p.utime[_win(p, a, b, svc)])
     base = med(105 * M, 120 * M)
@@ -93,7 +94,7 @@ def test_slow_drift_ramps_latency(run):
 
 
 def test_scan_404_from_one_client(run):
-    p, gt, _ = run
+    p, gt, _, _ = run
     rec = gt["scan_404"]
     client, svc = rec["target"]["client"], rec["target"]["service"]
     inside = _win(p, 80 * M, 90 * M, svc)
@@ -108,7 +109,7 @@ def test_scan_404_from_one_client(run):
 
 
 def test_brute_force_401_from_one_client(run):
-    p, gt, _ = run
+    p, gt, _, _ = run
     rec = gt["brute_force_401"]
     client, svc = rec["target"]["client"], rec["target"]["service"]
     assert svc == "identity-auth-9000"
@@ -120,7 +121,7 @@ def test_brute_force_401_from_one_client(run):
 
 
 def test_ground_truth_records_match_spec(run):
-    _, gt, records = run
+    _, gt, records, _ = run
     assert len(records) == 7 and set(gt) == set(INCIDENT_TYPES)
     expect = {"error_spike": (20, 15, "api-catalog-3000"), "latency_spike": (20, 15, "media-images-8080"),
               "traffic_drop": (60, 15, "shop-storefront-80"), "scan_404": (80, 10, None),
@@ -136,8 +137,8 @@ def test_ground_truth_records_match_spec(run):
         assert r["target"]["host"].endswith("example.com") and r["target"]["namespace"]
         assert r["metrics"] and all(m["direction"] in ("up", "down") for m in r["metrics"])
         assert r["id"].startswith("inc-")
-    assert gt["traffic_drop"]["metrics"][0] == {"metric": "requests", "direction": "down",
-                                                "dims": {"service": "shop-storefront-80"}}
+    assert gt["traffic_drop"]["metrics"][0] == {"metric": "requests", "direction": "down", "dims": {
+        "scope": "service", "namespace": "shop", "service": "storefront", "port": "80"}}
     assert gt["scan_404"]["target"]["client"] and gt["brute_force_401"]["target"]["client"]
     assert gt["error_spike"]["target"]["client"] is None
     assert len({r["id"] for r in records}) == 7
@@ -185,3 +186,27 @@ def test_level_shift_down_is_recorded_as_down():
     model = TrafficModel(seed=0, n_clients=100)
     (inc,) = Schedule(model, START, "level_shift@1h:2h@api-catalog-3000*0.5").all_until(START + 86400)
     assert inc.ground_truth(model)["metrics"][0]["direction"] == "down"
+
+
+def test_ground_truth_names_series_the_pipeline_emits(run):
+    """Every (metric, dims) a ground-truth record lists is a series pre-aggregation really publishes,
+    and it moves the way the record says during the incident."""
+    _, gt, records, lines = run
+    agg = Aggregator(window_s=60)
+    agg.feed(lines)
+    agg.close_all()
+    values: dict[tuple, dict[float, float]] = {}
+    for cw in agg.drain():
+        for pt in cw.points():
+            values.setdefault((pt.metric, tuple(sorted(pt.dims.items()))), {})[pt.window_start.timestamp()] = pt.value
+    for rec in records:
+        for m in rec["metrics"]:
+            series = values.get((m["metric"], tuple(sorted(m["dims"].items()))))
+            assert series, f"{rec['type']}: the pipeline emits no series {m}"
+            during = [v for t, v in series.items() if rec["start_epoch"] <= t < rec["end_epoch"]]
+            before = [v for t, v in series.items() if rec["start_epoch"] - 3600 <= t < rec["start_epoch"]]
+            if rec["type"] in ("slow_drift", "level_shift"):
+                continue  # a ramp or a long shift: its mean against the hour before says little at the start
+            assert during and before, (rec["type"], m)
+            moved = np.mean(during) - np.mean(before)
+            assert (moved > 0) if m["direction"] == "up" else (moved < 0), (rec["type"], m, moved)

@@ -16,25 +16,29 @@ from typing import IO, Iterator
 
 import numpy as np
 
+from preagg.series import service_dims
+
 from .traffic import SIDX, Batch, TrafficModel
 
-# type -> (default magnitude, meaning, metrics expected to move with direction)
+# type -> (default magnitude, meaning, metrics expected to move with direction). The metric names are
+# the pre-aggregation stage's (docs/preagg.md, "Series set"), on the target's service series:
+# tests/test_generator_incidents.py checks that the pipeline emits every one of them.
 TYPES: dict[str, tuple[float, str, list[tuple[str, str]]]] = {
     "error_spike": (0.25, "fraction of the target's requests turned into 5xx",
-                    [("error_ratio", "up"), ("requests_5xx", "up")]),
+                    [("error_ratio", "up"), ("status_5xx", "up")]),
     "latency_spike": (5.0, "multiplier on the target's upstream latency",
-                      [("request_time_p50", "up"), ("request_time_p95", "up"), ("request_time_p99", "up")]),
+                      [("request_time_p50", "up"), ("request_time_p90", "up"), ("request_time_p99", "up")]),
     "traffic_drop": (0.15, "fraction of the target's requests that still arrive",
                      [("requests", "down")]),
     "level_shift": (1.6, "persistent multiplier on the target's request rate",
                     [("requests", "up")]),
     "slow_drift": (3.0, "latency multiplier reached at the end (linear ramp from 1)",
-                   [("request_time_p50", "up"), ("request_time_p95", "up")]),
+                   [("request_time_p50", "up"), ("request_time_p90", "up")]),
+    # the scanning / brute-forcing client itself is named in the record's target.client
     "scan_404": (0.0, "scanner requests per simulated second (0 = 20% of base rate)",
-                 [("requests_404", "up"), ("status_4xx_ratio", "up"), ("client_requests", "up"),
-                  ("unique_paths", "up")]),
+                 [("status_4xx", "up"), ("distinct_404_paths", "up"), ("top_clients", "up")]),
     "brute_force_401": (0.0, "login attempts per simulated second (0 = 10% of base rate)",
-                        [("requests_401", "up"), ("status_4xx_ratio", "up"), ("client_requests", "up")]),
+                        [("auth_failures", "up"), ("status_4xx", "up"), ("top_clients", "up")]),
 }
 ALIASES = {"scan": "scan_404", "404_scan": "scan_404", "brute_force": "brute_force_401", "brute_401": "brute_force_401",
            "error": "error_spike", "latency": "latency_spike", "drop": "traffic_drop", "drift": "slow_drift"}
@@ -98,13 +102,12 @@ class Incident:
         """The JSON-able ground-truth record (see docs/generator.md)."""
         svc = model.services[self.service]
         client = model.client_ip[self.client].decode() if self.client is not None else None
-        dims = {"service": svc.upstream}
+        dims = {"scope": "service", **service_dims(svc.upstream)}  # the target's service series, as preagg names them
         metrics = []
         for m, d in TYPES[self.type][2]:
             if self.type == "level_shift" and self.magnitude < 1:
                 d = "down"
-            md = dict(dims, client=client) if m == "client_requests" else dict(dims)
-            metrics.append({"metric": m, "direction": d, "dims": md})
+            metrics.append({"metric": m, "direction": d, "dims": dict(dims)})
         return {
             "id": self.id, "type": self.type,
             "start": iso(self.start), "end": iso(self.end),
