@@ -22,24 +22,37 @@ RANK = {"records": 0, "preagg": 1, "detectors": 1, "models": 2, "streams": 3, "s
 CYTHON_IMPORT = re.compile(r"^\s*(?:from\s+(\.*)([\w.]*)\s+c?import|c?import\s+([\w.]+))", re.M)
 
 
+def _package(module: str) -> str | None:
+    """The project package a module path names (``patrol.models.pool`` and ``models.pool`` alike)."""
+    parts = module.split(".")
+    if parts[0] == "patrol" and len(parts) > 1:
+        parts = parts[1:]
+    return parts[0] if parts[0] in RANK else None
+
+
 def project_imports(path: Path, package: str) -> list[tuple[int, str]]:
-    """(line, top-level project package) of every import in a module, relative imports resolved."""
+    """(line, project package) of every import in a module, relative imports resolved."""
     found = []
     if path.suffix == ".pyx":  # Cython is not Python syntax: its import lines are read as text
         text = path.read_text()
         for m in CYTHON_IMPORT.finditer(text):
-            name = package if m.group(1) else (m.group(2) or m.group(3))
-            if name.split(".")[0] in RANK:
-                found.append((text.count("\n", 0, m.start()) + 1, name.split(".")[0]))
+            name = package if m.group(1) else _package(m.group(2) or m.group(3))
+            if name:
+                found.append((text.count("\n", 0, m.start()) + 1, name))
         return found
     for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            names = [package] if node.level else [node.module or ""]
+            if node.level:
+                names = [package]
+            elif node.module == "patrol":  # from patrol import detectors
+                names = [alias.name for alias in node.names]
+            else:
+                names = [node.module or ""]
         else:
             continue
-        found += [(node.lineno, n.split(".")[0]) for n in names if n.split(".")[0] in RANK]
+        found += [(node.lineno, pkg) for pkg in map(_package, names) if pkg]
     return found
 
 
@@ -64,9 +77,12 @@ def test_the_check_sees_an_upward_import(tmp_path):
         (tmp_path / package).mkdir()
     (tmp_path / "detectors" / "leaky.py").write_text("def f():\n    from streams.topics import x\n")
     (tmp_path / "preagg" / "peer.py").write_text("import detectors\n")
-    (tmp_path / "models" / "ok.py").write_text("from records import series_key\nfrom . import sibling\n")
+    (tmp_path / "models" / "ok.py").write_text("from records import series_key\nfrom . import sibling\n"
+                                               "from patrol.detectors import Result\n")
+    (tmp_path / "records" / "up.py").write_text("from patrol import cli\n")
     (tmp_path / "preagg" / "_loop.pyx").write_text("cimport cython\nfrom models.pool import SeriesPool\n")
-    assert upward_imports(tmp_path) == ["preagg/peer.py:1 (preagg) imports detectors",
+    assert upward_imports(tmp_path) == ["records/up.py:1 (records) imports cli",
+                                        "preagg/peer.py:1 (preagg) imports detectors",
                                         "preagg/_loop.pyx:2 (preagg) imports models",
                                         "detectors/leaky.py:2 (detectors) imports streams"]
 
