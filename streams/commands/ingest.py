@@ -213,8 +213,8 @@ class Reporter:
         self.live = enabled and self.console.is_terminal
         self.every = every if enabled else 0.0
         self.src: Optional[Source] = None
-        self.src_lines0 = 0
         self.src_t0 = time.monotonic()
+        self.src0 = (0, 0)
         self.next_plain = time.monotonic() + self.every
         self.progress = None
         self.task = None
@@ -228,23 +228,23 @@ class Reporter:
             self.progress.start()
 
     def start(self, src: Source) -> None:
-        self.src, self.src_lines0, self.src_t0 = src, self.c.lines, time.monotonic()
+        self.src, self.src_t0, self.src0 = src, time.monotonic(), (self.c.lines, self.c.bytes)
         if self.progress is not None:
-            if self.task is not None:
-                self.progress.update(self.task, completed=self.progress.tasks[self.task].total or 0)
             self.task = self.progress.add_task(src.name + (" (gzip)" if src.gzip else ""), total=src.size,
                                                stats="")
 
     def _stats(self) -> str:
-        el = max(time.monotonic() - self.c.started, 1e-6)
-        return f"{self.c.lines:,} lines  {_size(self.c.bytes)}  {self.c.lines / el:,.0f} lines/s"
+        """This input's lines, bytes and rate (a bar per input on a terminal)."""
+        el = max(time.monotonic() - self.src_t0, 1e-6)
+        lines, size = self.c.lines - self.src0[0], self.c.bytes - self.src0[1]
+        return f"{lines:,} lines  {_size(size)}  {lines / el:,.0f} lines/s"
 
     def tick(self) -> None:
         """Called every few hundred lines; cheap when nothing is due."""
         now = time.monotonic()
         if self.progress is not None:
             pos = self.src.position() if self.src else None
-            self.progress.update(self.task, completed=pos if pos is not None else 0, stats=self._stats())
+            self.progress.update(self.task, stats=self._stats(), **({"completed": pos} if pos is not None else {}))
             return
         if self.every <= 0 or now < self.next_plain:
             return
@@ -257,6 +257,12 @@ class Reporter:
             eta = spent * (1 - frac) / frac if frac > 0 else None
             line += f"  {100 * frac:.0f}%" + (f"  ETA {_clock(eta)}" if eta is not None else "")
         self.console.print(line, soft_wrap=True)
+
+    def done(self, src: Source) -> None:
+        """``src`` was read to its end (called before it is closed)."""
+        if self.progress is not None and self.task is not None:
+            total = src.size or 1  # stdin: a full bar once it ended
+            self.progress.update(self.task, completed=total, total=total, stats=self._stats())
 
     def stop(self) -> None:
         if self.progress is not None:
@@ -276,7 +282,7 @@ class Reporter:
         if stopped:
             self.console.print(f"ingest: stopped early: {stopped}", soft_wrap=True)
         if lost:
-            self.console.print(f"[red]error:[/] {lost:,} lines NOT delivered (first error: {c.first_error})",
+            self.console.print(f"[red]error:[/] {lost:,} line{'s' if lost != 1 else ''} NOT delivered (first error: {c.first_error})",
                                soft_wrap=True)
 
 
@@ -364,6 +370,7 @@ def ingest_all(paths: list[str], producer, topic: str, key_of: Callable[[bytes],
                 if n % POLL_EVERY == 0 or rate:
                     producer.poll(0)
                     reporter.tick()
+            reporter.done(src)
         finally:
             src.close()
 
