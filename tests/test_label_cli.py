@@ -28,10 +28,10 @@ def mins(m: float) -> datetime:
 
 
 def make_anomaly(metric: str, service: str, minute: float, detectors: list[str], severity: str = "warning",
-                 incident: str | None = None, observed: float = 0.4) -> Anomaly:
+                 incident: str | None = None, observed: float = 0.4, base: datetime | None = None) -> Anomaly:
     dims = {"service": service}
     key = series_key(metric, dims)
-    ws = mins(minute)
+    ws = (base or NOW) + timedelta(minutes=minute)
     return Anomaly(id=record_id(key, ws.isoformat(), 1), series=key, metric=metric, dims=dims, window_start=ws,
                    window_end=ws + timedelta(minutes=1), observed=observed, expected=0.02, lower=0.0, upper=0.05,
                    score=0.995, severity=severity, direction="up", detectors=detectors, incident_id=incident,
@@ -145,15 +145,34 @@ def test_list_filters_table_and_json(seeded):
     assert ids("--until", mins(-60).isoformat(), "--since", "1d") == {t.all[0].id, t.all[3].id, t.all[6].id}
     assert ids("--detector", "seasonal") == {t.all[1].id, t.all[2].id}
 
+    # Piped (as here), `list` prints TSV: a header, one line per anomaly, full values; counts on stderr.
     listing = t.patrol("list", "--service", "web", "--limit", "2")
-    table = listing.stdout
-    assert "error_ratio{service=web}" in table and "requests{service=api}" not in table
-    assert "2 of 3 matching anomalies" in table and short_of(t.all[2]) in table and short_of(t.all[0]) not in table
+    header, *lines = listing.stdout.splitlines()
+    cols = header.split("\t")
+    got = [dict(zip(cols, line.split("\t"))) for line in lines]
+    assert [r["id"] for r in got] == [t.all[2].id, t.all[1].id]
+    assert all(len(line.split("\t")) == len(cols) for line in lines)
+    assert got[0]["short_id"] == short_of(t.all[2]) and got[0]["series"] == "error_ratio{service=web}"
+    assert got[0]["window_start"] == t.all[2].window_start.isoformat() and got[0]["incident_id"] == "inc-web-1"
+    assert float(got[1]["observed"]) == t.all[1].observed and got[1]["detectors"] == "spike,seasonal"
+    assert got[1]["label"] == ""
+    assert "2 of 3 matching anomalies" in listing.stderr and "2 of 3" not in listing.stdout
     assert "skipped 1 undecodable records" in listing.stderr and "not JSON" in listing.stderr
+    # --format table into a pipe renders at the table's own width, nothing folded or cut at 80 columns
+    wide = t.patrol("list", "--format", "table", "--limit", "4", COLUMNS="80").stdout
+    assert "4 of 7 matching anomalies" in wide and max(len(line) for line in wide.splitlines()) > 80
+    row = next(line for line in wide.splitlines() if short_of(t.all[1]) in line)
+    assert "error_ratio{service=web}" in row and "spike,seasonal" in row and "warning" in row
+    assert json.loads(t.patrol("list", "--format", "json", "-n", "1").stdout)[0]["id"] == t.all[5].id
+    assert t.patrol("list", "--format", "tsv", "--json", check=False).returncode == 2
     incidents = {i["incident_id"]: i for i in t.json("list", "--incidents", "--json")}
     assert set(incidents) == {"inc-web-1", "inc-api-7"}
     assert incidents["inc-web-1"]["state"] == "resolved" and incidents["inc-web-1"]["last"] == mins(-4).isoformat()
     assert incidents["inc-api-7"]["state"] == "opened"  # no incident record: from its anomaly
+    inc_tsv = t.patrol("list", "--incidents").stdout.splitlines()
+    assert inc_tsv[0].split("\t")[:4] == ["last", "incident_id", "service", "state"]
+    assert [line.split("\t")[1] for line in inc_tsv[1:]] == ["inc-web-1", "inc-api-7"]  # most recent first
+    assert inc_tsv[1].split("\t")[3] == "resolved" and inc_tsv[1].split("\t")[8] == "unlabeled=1"
 
     t.patrol("mark", t.all[1].id[:10], "true")
     assert ids("--unlabeled") == set(t.by_id) - {t.all[1].id}
