@@ -116,10 +116,10 @@ def test_files_gzip_and_stdin_arrive_complete_keyed_and_in_order(kafka, tmp_path
     # CRLF and LF endings, blank lines (skipped, counted), odd bytes, and no newline at the very end
     plain.write_bytes(b"\n".join(l for _, l in a[:700]) + b"\r\n\r\n" + b"\r\n".join(l for _, l in a[700:1000])
                       + b"\n\n" + b"\n".join([*ODD, *(l for _, l in a[1000:])]))
-    gz = tmp_path / "b.log.1"  # no .gz suffix: gzip is recognised by its magic bytes
-    with gzip.open(gz, "wb") as fh:
-        fh.write(b"".join(l + b"\n" for _, l in b))
-    stdin = b"".join(l + b"\n" for _, l in c)
+    gz = tmp_path / "b.log.1"  # no .gz suffix: gzip is recognised by its magic bytes; two members
+    gz.write_bytes(gzip.compress(b"".join(l + b"\n" for _, l in b[:500]))
+                   + gzip.compress(b"".join(l + b"\n" for _, l in b[500:])))
+    stdin = gzip.compress(b"".join(l + b"\n" for _, l in c))  # gzip through a pipe (plain stdin: SIGINT test)
 
     r = run_bytes(["ingest", str(plain), "-", str(gz), "--progress-every", "0"], logs.env, stdin)
     err = r.stderr.decode()

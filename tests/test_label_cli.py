@@ -300,3 +300,70 @@ def test_missing_topic_and_missing_broker_are_clear(kafka):
     assert r.returncode == 1 and "no-such-topic-xyz" in r.stderr and "does not exist" in r.stderr
     r = run_patrol("label", "list")
     assert r.returncode == 2 and "PATROL_KAFKA__BOOTSTRAP_SERVERS" in r.stderr
+
+
+REPLAY = datetime(2020, 2, 7, 12, 0, tzinfo=timezone.utc)  # replayed logs: years before the wall clock
+
+
+@pytest.fixture
+def replayed(kafka):
+    """Anomalies from replayed 2020 logs: minutes before 12:00 UTC on 2020-02-07."""
+    t = Topics(kafka.bootstrap)
+    t.back = {m: make_anomaly("error_ratio", "web", -m, ["spike"], base=REPLAY) for m in (0, 30, 100, 200, 1500)}
+    t.back[45] = make_anomaly("latency_p99", "we\tb\nx", -45, ["spike", "seasonal"], base=REPLAY)
+    t.produce(t.anomalies, list(t.back.values()))
+    return t
+
+
+def test_times_count_back_from_the_newest_anomaly(replayed):
+    t = replayed
+    ids = lambda *args: {r["id"] for r in t.json("list", "--json", *args)}  # noqa: E731
+    back = lambda *ms: {t.back[m].id for m in ms}  # noqa: E731
+    r = t.patrol("list", "--json", "--since", "2h")
+    assert {a["id"] for a in json.loads(r.stdout)} == back(0, 30, 45, 100)
+    assert "since 2020-02-07 10:00 UTC (2h before the newest anomaly, 2020-02-07 12:00 UTC)" in r.stderr
+    assert ids("--since", "newest-30m") == back(0, 30)
+    assert ids("--since", "2020-02-07 11:00", "--until", "2020-02-07T11:40Z") == back(30, 45)
+    assert ids("--since", "2020-02-07") == back(0, 30, 45, 100, 200)  # a date alone is its midnight, UTC
+    assert ids("--until", "1.5h") == back(100, 200, 1500)
+
+    # Wall-clock times are asked for explicitly; when they hide everything, the user is told why.
+    r = t.patrol("list", "--since", "now-2h")
+    assert r.returncode == 0 and r.stdout.splitlines() == [r.stdout.splitlines()[0]]  # the TSV header only
+    assert "no anomaly in the time window" in r.stderr and "2h before the wall clock" in r.stderr
+    assert "newest anomaly on the topic is at 2020-02-07 12:00 UTC" in r.stderr and "--since 2h" in r.stderr
+    r = t.patrol("mark-all", "false", "--service", "web", "--since", "now-1h", check=False)
+    assert r.returncode == 1 and "nothing marked" in r.stderr and "--since 1h" in r.stderr
+    dry = t.patrol("mark-all", "false", "--service", "web", "--since", "90m", "--dry-run")
+    assert "would mark 2 anomalies false" in dry.stdout and "1h 30m before the newest anomaly" in dry.stdout
+    assert t.labels_on_topic() == []
+    bad = t.patrol("list", "--since", "2 hours ago", check=False)
+    assert bad.returncode == 2 and "cannot read time" in bad.stderr and "now-2h" in bad.stderr
+
+    # A tab or newline inside a value is escaped, so each anomaly stays one TSV line.
+    tsv = t.patrol("list", "--metric", "latency_p99").stdout.splitlines()
+    assert len(tsv) == 2 and tsv[1].split("\t")[5] == "we\\tb\\nx"
+
+
+def test_unchanged_verdicts_are_not_published_again(seeded):
+    t = seeded
+    a = t.all
+    t.patrol("mark", a[0].id, "true")
+    again = t.patrol("mark", a[0].id, "true")
+    assert "is already true" in again.stdout and "nothing published" in again.stdout
+    assert len(t.labels_on_topic()) == 1
+    t.patrol("mark", a[0].id, "true", "--force", "--note", "confirmed by on-call")
+    assert [lb.note for _, lb in t.labels_on_topic()] == [None, "confirmed by on-call"]
+
+    # Undoing the repeated label leaves the verdict as it was, and says so (never "true -> true").
+    dry = t.patrol("undo", "--dry-run").stdout
+    assert f"anomaly {a[0].id}: true (unchanged: the undone label repeated the verdict before it)" in dry
+    assert "->" not in dry
+    t.patrol("undo")
+    assert f"anomaly {a[0].id}: true -> unlabeled (retracted)" in t.patrol("undo", "--dry-run").stdout
+
+    # Someone else labeled after you: undoing your label keeps theirs.
+    t.patrol("mark", a[1].id, "false")
+    t.patrol("mark", a[1].id, "true", "--author", "bob")
+    dry = t.patrol("undo", "--dry-run").stdout
+    assert f"anomaly {a[1].id}: true (unchanged: a later label by bob keeps it)" in dry

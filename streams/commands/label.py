@@ -78,7 +78,7 @@ def default_author() -> str:
 
 
 def fail(msg: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/] {msg}", highlight=False)
+    err.print(f"[red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -194,7 +194,7 @@ def explain_empty(win: TimeWindow, total: int, topic: str, matched_without_time:
         return f"no anomalies on {topic!r} at all"
     if not (win.since or win.until) or matched_without_time == 0:
         return f"no anomaly matches these filters ({total} on {topic!r})"
-    msg = f"no anomaly in the time window ({win.describe()}); {matched_without_time} match the other filters"
+    msg = f"no anomaly in the time window: {win.describe()}; {matched_without_time} match the other filters"
     if win.newest is not None:
         msg += f"; the newest anomaly on the topic is at {win.newest:%Y-%m-%d %H:%M} UTC ({ago(win.newest, win.now)})"
         if win.since is not None and win.since.anchor == "now" and win.since.back:
@@ -255,6 +255,12 @@ def _note(msg: str) -> None:
     err.print(msg, highlight=False, soft_wrap=True)
 
 
+def _summary(msg: str, shown: int) -> None:
+    """Counts for tsv/json output go to stderr (stdout stays data); an empty result had its note."""
+    if shown:
+        _note(escape(msg))
+
+
 ANOMALY_TSV = ["window_start", "id", "short_id", "series", "metric", "service", "observed", "expected", "lower",
                "upper", "score", "severity", "direction", "detectors", "incident_id", "incident_event", "label",
                "label_author", "label_at"]
@@ -300,18 +306,18 @@ def list_(
     window = f"; {win.describe()}" if win.describe() else ""
     if not rows:
         untimed = len(AnomalyFilter(**flt.fields).apply(snap.anomalies.values(), snap.book))
-        _note(f"[yellow]note:[/] {explain_empty(win, len(snap.anomalies), topic, untimed)}")
+        _note(f"[yellow]note:[/] {escape(explain_empty(win, len(snap.anomalies), topic, untimed))}")
     if incidents:
         return _list_incidents(rows, snap, short, limit, fmt, window)
     shown = rows[:limit]
     summary = f"{len(shown)} of {len(rows)} matching anomalies ({len(snap.anomalies)} on {topic}), newest first{window}"
     if fmt == ListFmt.json:
         typer.echo(json.dumps([anomaly_row(a, snap.book, short[a.id]) for a in shown], indent=2))
-        _note(summary)
+        _summary(summary, len(shown))
         return
     if fmt == ListFmt.tsv:
         print_tsv(ANOMALY_TSV, [_anomaly_tsv_row(a, snap.book, short[a.id]) for a in shown])
-        _note(summary)
+        _summary(summary, len(shown))
         return
     table = Table(title=escape(summary), title_justify="left")
     for col, kw in [("time (UTC)", {}), ("id", {"style": "cyan"}), ("series", {"overflow": "fold"}),
@@ -368,7 +374,7 @@ def _list_incidents(rows: list[Anomaly], snap: "Snapshot", short: dict, limit: O
                f"incident){window}")
     if fmt == ListFmt.json:
         typer.echo(json.dumps(items, indent=2))
-        _note(summary)
+        _summary(summary, len(items))
         return
     if fmt == ListFmt.tsv:
         # lists as space-separated items (series keys have commas; use --format json for exact lists)
@@ -376,7 +382,7 @@ def _list_incidents(rows: list[Anomaly], snap: "Snapshot", short: dict, limit: O
                                   r["anomalies"], " ".join(r["series"]),
                                   " ".join(f"{k}={v}" for k, v in r["labels"].items()), " ".join(r["anomaly_ids"])]
                                  for r in items])
-        _note(summary)
+        _summary(summary, len(items))
         return
     table = Table("last (UTC)", "incident", "service", "state", "severity", "anomalies", "series", "labels",
                   title=escape(summary), title_justify="left")
