@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -229,3 +230,48 @@ def test_sigint_flushes_what_was_read_and_exits_130(kafka):
     err = err.decode()
     assert proc.returncode == 130, err
     assert "100 of 100 lines" in err and "stopped early: SIGINT" in err and "Traceback" not in err
+
+
+def run_in_pty(args: list[str], env: dict, timeout: float = 120) -> tuple[int, str]:
+    """``patrol`` with stdout and stderr on a pseudo-terminal (what a person at a terminal sees)."""
+    import pty
+    import select
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
+    full.update(env, COLUMNS="160", TERM="xterm-256color")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(PATROL), *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=full)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    # colours and cursor moves stripped: what is left is the text on the screen (redraws included)
+    return rc, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+
+
+def test_progress_bar_on_a_terminal(kafka, tmp_path):
+    logs = Logs(kafka.bootstrap, partitions=1)
+    sent = generated(400, 9)
+    f = tmp_path / "tty.log.gz"
+    f.write_bytes(gzip.compress(b"".join(l + b"\n" for _, l in sent)))
+    rc, screen = run_in_pty(["ingest", str(f), "--rate", "400"], logs.env)
+    assert rc == 0, screen
+    assert "tty.log.gz (gzip)" in screen and "100%" in screen and "400 lines" in screen and "ETA" in screen
+    assert "━" in screen  # the bar itself
+    assert "400 of 400 lines" in screen
+    assert [v for _, _, v, _ in logs.read(400)] == [l for _, l in sent]

@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from conftest import run_patrol
+from test_ingest import run_in_pty
 from models.labels import LabelBook
 from streams.records import Anomaly, Incident, Label, MetricPoint, decode, record_id, series_key
 from streams.topics import ensure_topic
@@ -339,6 +340,11 @@ def test_times_count_back_from_the_newest_anomaly(replayed):
     assert t.labels_on_topic() == []
     bad = t.patrol("list", "--since", "2 hours ago", check=False)
     assert bad.returncode == 2 and "cannot read time" in bad.stderr and "now-2h" in bad.stderr
+
+    # On a terminal the default is the table.
+    rc, screen = run_in_pty(["label", "list", "--since", "2h"], t.env)
+    assert rc == 0 and "4 of 4 matching anomalies" in screen and "┃ time (UTC)" in screen
+    assert "2h before the newest anomaly" in screen and "\t" not in screen
 
     # A tab or newline inside a value is escaped, so each anomaly stays one TSV line.
     tsv = t.patrol("list", "--metric", "latency_p99").stdout.splitlines()

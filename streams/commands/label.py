@@ -78,7 +78,7 @@ def default_author() -> str:
 
 
 def fail(msg: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/] {escape(msg)}", highlight=False, soft_wrap=not err.is_terminal)
     return typer.Exit(code)
 
 
@@ -252,7 +252,8 @@ def print_table(table: Table) -> None:
 
 
 def _note(msg: str) -> None:
-    err.print(msg, highlight=False, soft_wrap=True)
+    # one line per message in logs and pipes; wrapped at word boundaries on a terminal
+    err.print(msg, highlight=False, soft_wrap=not err.is_terminal)
 
 
 def _summary(msg: str, shown: int) -> None:
@@ -319,10 +320,12 @@ def list_(
         print_tsv(ANOMALY_TSV, [_anomaly_tsv_row(a, snap.book, short[a.id]) for a in shown])
         _summary(summary, len(shown))
         return
+    if not rows:
+        return  # the note said why; an empty table says nothing more
     table = Table(title=escape(summary), title_justify="left")
     for col, kw in [("time (UTC)", {}), ("id", {"style": "cyan"}), ("series", {"overflow": "fold"}),
                     ("observed", {"justify": "right"}), ("expected \\[band]", {"justify": "right"}),
-                    ("score", {"justify": "right"}), ("severity", {}), ("detectors", {}), ("incident", {}),
+                    ("score", {"justify": "right"}), ("severity", {}), ("detectors", {"overflow": "fold"}), ("incident", {}),
                     ("label", {})]:
         table.add_column(col, **kw)
     sev_color = {"info": "dim", "warning": "yellow", "critical": "bold red"}
@@ -383,6 +386,10 @@ def _list_incidents(rows: list[Anomaly], snap: "Snapshot", short: dict, limit: O
                                   " ".join(f"{k}={v}" for k, v in r["labels"].items()), " ".join(r["anomaly_ids"])]
                                  for r in items])
         _summary(summary, len(items))
+        return
+    if not items:
+        if rows:
+            _note(escape(summary))
         return
     table = Table("last (UTC)", "incident", "service", "state", "severity", "anomalies", "series", "labels",
                   title=escape(summary), title_justify="left")
@@ -639,4 +646,4 @@ def stats(
         for key, g in result.get(grouping, {}).items():
             p = "-" if g.precision is None else f"{g.precision:.3f}"
             table.add_row(key, str(g.labeled), str(g.true), str(g.false), str(g.ignore), p)
-        out.print(table)
+        print_table(table)
