@@ -275,3 +275,27 @@ def test_progress_bar_on_a_terminal(kafka, tmp_path):
     assert "━" in screen  # the bar itself
     assert "400 of 400 lines" in screen
     assert [v for _, _, v, _ in logs.read(400)] == [l for _, l in sent]
+
+
+def test_pacer_holds_lines_to_the_rate_and_saves_no_credit_while_idle():
+    from streams.commands.ingest import Pacer
+
+    clock = [0.0]
+    waited = []
+
+    def wait(s):  # a fake clock: waiting advances it
+        waited.append(s)
+        clock[0] += s
+
+    p = Pacer(10.0, wait, clock=lambda: clock[0])
+    for n in range(5):
+        p.hold(n)
+    assert clock[0] == pytest.approx(0.4) and sum(waited) == pytest.approx(0.4)  # 10 lines/s
+    clock[0] += 100.0  # the input was quiet for 100 s: no 1000-line burst allowed after it
+    waited.clear()
+    for n in range(5, 10):
+        p.hold(n)
+    assert sum(waited) == pytest.approx(0.4)
+    waited.clear()
+    Pacer(None, wait).hold(10**6)
+    assert waited == []  # unpaced: never waits

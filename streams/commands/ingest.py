@@ -290,22 +290,30 @@ class Reporter:
 
 
 class Pacer:
-    """Holds line ``n`` until ``t0 + n / rate`` (wall clock), serving the producer while it waits."""
+    """Holds line ``n`` until ``t0 + n / rate`` (wall clock), serving the producer while it waits.
 
-    def __init__(self, rate: Optional[float], wait: Callable[[float], object]):
-        self.rate, self.wait = rate, wait
+    Time the input spent idle (a quiet ``tail -f``) is not saved up: when the schedule is more than
+    ``MAX_BEHIND`` seconds behind, it restarts from now, so a burst after a pause still goes out at
+    ``rate`` instead of all at once.
+    """
+
+    MAX_BEHIND = 1.0
+
+    def __init__(self, rate: Optional[float], wait: Callable[[float], object],
+                 clock: Callable[[], float] = time.monotonic):
+        self.rate, self.wait, self.clock = rate, wait, clock
         self.t0: Optional[float] = None
 
     def hold(self, n: int) -> None:
         if not self.rate:
             return
-        now = time.monotonic()
-        if self.t0 is None:
-            self.t0 = now
+        now = self.clock()
+        if self.t0 is None or now - (self.t0 + n / self.rate) > self.MAX_BEHIND:
+            self.t0 = now - n / self.rate
         delay = self.t0 + n / self.rate - now
         while delay > 0:
             self.wait(min(delay, 0.2))
-            delay = self.t0 + n / self.rate - time.monotonic()
+            delay = self.t0 + n / self.rate - self.clock()
 
 
 def _quiet_logger() -> logging.Logger:
