@@ -21,14 +21,17 @@ import logging
 import os
 import re
 import signal
+import stat
 import sys
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import IO, Annotated, Callable, Iterator, Optional
 
 import typer
+
+from .ingest_progress import Counts, Reporter
 
 GZIP_MAGIC = b"\x1f\x8b"
 # librdkafka settings for bulk line shipping; settings' kafka.extra (in client_config) override them.
@@ -112,10 +115,13 @@ def open_source(path: str) -> Source:
         size = None
         head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
     else:
-        raw = open(path, "rb")
-        st = os.fstat(raw.fileno())
-        size = st.st_size if os.path.isfile(path) else None  # a FIFO or /dev/stdin has no useful size
-        head = raw.peek(2)[:2]
+        try:
+            raw = open(path, "rb")
+            st = os.fstat(raw.fileno())
+            head = raw.peek(2)[:2]
+        except OSError as exc:  # gone or unreadable since check_inputs
+            raise IngestError(f"cannot read {path}: {exc.strerror or exc}") from None
+        size = st.st_size if stat.S_ISREG(st.st_mode) else None  # a FIFO or /dev/stdin has no useful size
     is_gz = head == GZIP_MAGIC
     lines: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if is_gz else raw  # type: ignore[assignment]
     return Source("stdin" if path == "-" else path, raw, lines, size, is_gz)
@@ -169,121 +175,6 @@ def key_function(mode: KeyMode, log_format: str) -> Callable[[bytes], Optional[b
         return up.encode() if up else None
 
     return upstream
-
-
-# ---------------------------------------------------------------- progress
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
-
-
-def _clock(s: float) -> str:
-    s = int(s + 0.5)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-@dataclass
-class Counts:
-    lines: int = 0           # produced (handed to the producer)
-    bytes: int = 0
-    empty: int = 0           # zero-length lines skipped
-    refused: int = 0         # lines the producer refused outright (e.g. larger than message.max.bytes)
-    failed: int = 0          # delivery failures reported by the broker / timeouts
-    first_error: Optional[str] = None
-    started: float = field(default_factory=time.monotonic)
-
-    def error(self, msg: str) -> None:
-        self.first_error = self.first_error or msg
-
-
-class Reporter:
-    """Progress on stderr: a rich progress bar on a terminal, a plain line every ``every`` seconds
-    otherwise (``every`` <= 0: none); the summary is always printed."""
-
-    def __init__(self, counts: Counts, enabled: bool, every: float):
-        from rich.console import Console
-
-        self.c = counts
-        self.console = Console(stderr=True, highlight=False)
-        self.live = enabled and self.console.is_terminal
-        self.every = every if enabled else 0.0
-        self.src: Optional[Source] = None
-        self.src_t0 = time.monotonic()
-        self.src0 = (0, 0)
-        self.next_plain = time.monotonic() + self.every
-        self.progress = None
-        self.task = None
-        if self.live:
-            from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                     TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
-                                     TextColumn("ETA"), TimeRemainingColumn(), console=self.console)
-            self.progress.start()
-
-    def start(self, src: Source) -> None:
-        self.src, self.src_t0, self.src0 = src, time.monotonic(), (self.c.lines, self.c.bytes)
-        if self.progress is not None:
-            self.task = self.progress.add_task(src.name + (" (gzip)" if src.gzip else ""), total=src.size,
-                                               stats="")
-
-    def _stats(self) -> str:
-        """This input's lines, bytes and rate (a bar per input on a terminal)."""
-        el = max(time.monotonic() - self.src_t0, 1e-6)
-        lines, size = self.c.lines - self.src0[0], self.c.bytes - self.src0[1]
-        return f"{lines:,} lines  {_size(size)}  {lines / el:,.0f} lines/s"
-
-    def tick(self) -> None:
-        """Called every few hundred lines; cheap when nothing is due."""
-        now = time.monotonic()
-        if self.progress is not None:
-            pos = self.src.position() if self.src else None
-            self.progress.update(self.task, stats=self._stats(), **({"completed": pos} if pos is not None else {}))
-            return
-        if self.every <= 0 or now < self.next_plain:
-            return
-        self.next_plain = now + self.every
-        line = f"ingest: {self.src.name if self.src else '-'}: {self._stats()}"
-        pos = self.src.position() if self.src else None
-        if pos is not None and self.src.size:
-            frac = pos / self.src.size
-            spent = now - self.src_t0
-            eta = spent * (1 - frac) / frac if frac > 0 else None
-            line += f"  {100 * frac:.0f}%" + (f"  ETA {_clock(eta)}" if eta is not None else "")
-        self.console.print(line, soft_wrap=True)
-
-    def done(self, src: Source) -> None:
-        """``src`` was read to its end (called before it is closed)."""
-        if self.progress is not None and self.task is not None:
-            total = src.size or 1  # stdin: a full bar once it ended
-            self.progress.update(self.task, completed=total, total=total, stats=self._stats())
-
-    def stop(self) -> None:
-        if self.progress is not None:
-            self.tick()
-            self.progress.stop()
-
-    def summary(self, topic: str, n_inputs: int, delivered: int, stopped: Optional[str]) -> None:
-        c = self.c
-        el = max(time.monotonic() - c.started, 1e-6)
-        lost = c.lines + c.refused - delivered
-        msg = (f"ingest: {delivered:,} of {c.lines + c.refused:,} lines ({_size(c.bytes)}) from {n_inputs} "
-               f"input{'s' if n_inputs != 1 else ''} delivered to {topic!r} in {el:.1f} s "
-               f"({delivered / el:,.0f} lines/s)")
-        if c.empty:
-            msg += f"; {c.empty:,} empty lines skipped"
-        self.console.print(msg, soft_wrap=True)
-        if stopped:
-            self.console.print(f"ingest: stopped early: {stopped}", soft_wrap=True)
-        if lost:
-            self.console.print(f"[red]error:[/] {lost:,} line{'s' if lost != 1 else ''} NOT delivered (first error: {c.first_error})",
-                               soft_wrap=True)
 
 
 # ---------------------------------------------------------------- the run
