@@ -7,6 +7,7 @@ each line's expected key) plus hand-made odd lines; every test uses its own topi
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import signal
@@ -299,3 +300,23 @@ def test_pacer_holds_lines_to_the_rate_and_saves_no_credit_while_idle():
     waited.clear()
     Pacer(None, wait).hold(10**6)
     assert waited == []  # unpaced: never waits
+
+
+def test_ingested_lines_feed_preagg_and_bad_ones_are_dead_lettered(kafka, tmp_path):
+    """The point of ingest: `patrol run preagg` turns what it sent into metric points, and dead-letters
+    (never drops) the lines it passed through unjudged."""
+    tag = uuid.uuid4().hex[:8]
+    roles = {"logs": f"e2e-logs-{tag}", "metrics": f"e2e-mp-{tag}", "anomalies": f"e2e-an-{tag}",
+             "labels": f"e2e-lb-{tag}", "dlq": f"e2e-dlq-{tag}"}
+    env = {"PATROL_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap,
+           **{f"PATROL_TOPICS__{role.upper()}": name for role, name in roles.items()}}
+    assert run_patrol("topics", "create", env=env).returncode == 0
+    good = [l for _, l in generated(2000, 10)]
+    f = tmp_path / "mixed.log"
+    f.write_bytes(b"\n".join(good[:1000] + ODD[:3] + good[1000:]) + b"\n")
+    r = run_patrol("ingest", str(f), "--no-progress", env=env)
+    assert r.returncode == 0 and "2,003 of 2,003 lines" in r.stderr, r.stderr
+    r = run_patrol("run", "preagg", "--max-idle", "3", env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout.strip().splitlines()[-1])
+    assert stats["lines"] == 2003 and stats["dead_letters"] == 3 and stats["points"] > 0
