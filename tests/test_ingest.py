@@ -320,3 +320,38 @@ def test_ingested_lines_feed_preagg_and_bad_ones_are_dead_lettered(kafka, tmp_pa
     assert r.returncode == 0, r.stderr
     stats = json.loads(r.stdout.strip().splitlines()[-1])
     assert stats["lines"] == 2003 and stats["dead_letters"] == 3 and stats["points"] > 0
+
+
+def test_upstream_key_regex_agrees_with_the_parser():
+    """The regex shortcut for ingress-nginx lines gives the key the full parser gives, and lines it
+    does not match fall back to the parser."""
+    from preagg.parse import get_parser
+    from streams.commands.ingest import INGRESS_UPSTREAM, KeyMode, key_function
+
+    parse = get_parser("ingress-nginx")
+
+    def parsed(line):
+        try:
+            up = parse(line).get("upstream_name")
+        except Exception:
+            return None
+        return up.encode() if up else None
+
+    base = [l for _, l in generated(3000, 11)]
+    one = base[0]
+    head, tail = one.split(b"] [] ", 1)[0].rsplit(b" [", 1)[0], one.split(b"] [] ", 1)[1]  # around the upstream
+    variants = [
+        one.replace(b"] [] ", b"] [shop-canary-8080] ", 1),                    # alternative upstream set
+        head + b" [default-web-8080] [] 10.0.0.1:80, 10.0.0.2:80 0, 12 0.001, 0.002 502, 200 abc",
+        b'{"log": "' + one.replace(b'"', b'\\"') + b'", "kubernetes": {"namespace_name": "shop"}}',
+        b'1.2.3.4 - - [07/Feb/2020:11:48:51 +0000] "GET / HTTP/1.1" 200 5 "-" "curl" 89 0.001 [] [] - - - - id',
+        b'83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /x HTTP/1.1" 200 203 "-" "Mozilla"',  # combined
+        tail,
+    ]
+    key = key_function(KeyMode.upstream, "ingress-nginx")
+    lines = base + variants
+    assert [key(line) for line in lines] == [parsed(line) for line in lines]
+    assert [key(v) for v in variants[:2]] == [parsed(one), b"default-web-8080"]
+    assert sum(INGRESS_UPSTREAM.search(line) is not None for line in base) == len(base)  # the shortcut is used
+    assert key_function(KeyMode.upstream, "combined")(variants[-2]) is None  # no upstream in that format
+    assert key_function(KeyMode.none, "ingress-nginx")(one) is None
