@@ -48,7 +48,7 @@ def produce(bootstrap: str, topic: str, n: int, seed: int = 3) -> int:
     """``n`` generated default-format lines into ``topic`` (10k distinct lines, cycled; keyed)."""
     from confluent_kafka import Producer
 
-    from streams.generator import generate_lines
+    from sim.generator import generate_lines
     from streams.topics import produce_waiting
 
     sample = [(k, line) for _, k, line in generate_lines(n=10_000, seed=seed, base_rate=2000.0, start=GEN_START)]
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--stage-pairs", type=int, default=0, help="instead: K paired runs of the whole 60 s stage")
     a = ap.parse_args(argv)
 
-    from streams.broker import EmbeddedBroker
+    from sim.broker import EmbeddedBroker
     from streams.topics import ensure_topic
 
     res: dict = {"config": {"messages": a.messages, "partitions": a.partitions, "batch": 10000,

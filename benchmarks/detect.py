@@ -34,10 +34,10 @@ import numpy as np
 from confluent_kafka import Consumer, Producer
 
 from models.incidents import service_of
-from streams.broker import EmbeddedBroker, free_port
+from sim.broker import EmbeddedBroker, free_port
 from streams.config import load_settings
-from streams.records import MetricPoint
-from streams.redis_server import LocalRedis
+from records import MetricPoint
+from sim.redis_server import LocalRedis
 from streams.topics import create_topics, produce_waiting
 
 T0 = datetime(2026, 11, 2, tzinfo=timezone.utc)
@@ -106,7 +106,7 @@ def one_point_peer(n_series: int, n_windows: int, limit_s: float = 20.0) -> dict
     """The same scoring, one Ensemble.update per point (what a per-event framework agent would do)."""
     from detectors import default_ensemble
     from models.metric_kinds import kind_of
-    from streams.records import decode
+    from records import decode
 
     rng = np.random.default_rng(0)
     models: dict[str, object] = {}

@@ -43,7 +43,7 @@ def _produce(bootstrap: str, topic: str, n: int, rate: float, seed: int = 1) -> 
     """Generate ``n`` lines into ``topic`` (key = upstream, timestamp = event time); returns (lines, bytes)."""
     from confluent_kafka import Producer
 
-    from streams.generator import generate_chunks
+    from sim.generator import generate_chunks
     from streams.topics import produce_waiting
 
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
@@ -123,7 +123,7 @@ def _core(n: int, rate: float) -> dict:
     from ddsketch import DDSketch
 
     from preagg.aggregate import Aggregator
-    from streams.generator import generate_lines
+    from sim.generator import generate_lines
 
     lines = [line for _, _, line in generate_lines(n=n, seed=2, base_rate=rate, start=GEN_START)]
     best = {}
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(rss_child(a.rss_child)))
         return {}
 
-    from streams.broker import EmbeddedBroker
+    from sim.broker import EmbeddedBroker
     from streams.topics import ensure_topic
 
     res: dict = {"config": {"lines": a.lines, "quix_lines": a.peer_lines, "faust_lines": a.faust_lines,

@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import streams.preagg_job as J
     from benchmarks.preagg import _produce
     from preagg.aggregate import Aggregator, ClosedWindow
-    from streams.broker import EmbeddedBroker
+    from sim.broker import EmbeddedBroker
     from streams.config import load_settings
-    from streams.records import MetricPoint
+    from records import MetricPoint
     from streams.topics import ensure_topic
 
     tt = time.thread_time

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import preagg.aggregate as A
     from preagg.enrich import warm
-    from streams.generator import generate_lines
+    from sim.generator import generate_lines
 
     lines = [line for _, _, line in generate_lines(n=a.lines, seed=2, base_rate=2000.0, start=GEN_START)]
     warm()

@@ -361,7 +361,7 @@ def service_context(others: list[int]) -> float:
 
 
 def features_of(anomaly, metric_kind: str | None = None) -> dict:
-    """:func:`anomaly_features` of a published :class:`streams.records.Anomaly` (labels carry only its id).
+    """:func:`anomaly_features` of a published :class:`records.Anomaly` (labels carry only its id).
 
     ``p_value`` is recovered from the score (``score = -log10(p) / 10``); ``metric_kind`` defaults to
     :func:`models.metric_kinds.kind_of` of the anomaly's metric.
@@ -369,7 +369,7 @@ def features_of(anomaly, metric_kind: str | None = None) -> dict:
     Examples
     --------
     >>> from datetime import datetime, timezone
-    >>> from streams.records import Anomaly
+    >>> from records import Anomaly
     >>> a = Anomaly(id="a1", series="requests{service=web}", metric="requests", window_start=datetime(2026, 1, 5, 3,
     ...             tzinfo=timezone.utc), window_end=datetime(2026, 1, 5, 3, 1, tzinfo=timezone.utc), observed=130.0,
     ...             expected=100.0, lower=90.0, upper=110.0, score=0.7, severity="warning", direction="up",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from streams.records import record_id
+from records import record_id
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 

@@ -1,7 +1,7 @@
 """Label bookkeeping: latest verdict per anomaly, the undo chain, precision per group.
 
-Pure functions and plain data, no I/O: the CLI (``streams/commands/label.py``) reads the
-``anomaly-labels`` topic, feeds the :class:`~streams.records.Label` records here in topic order, and
+Pure functions and plain data, no I/O: the CLI (``cli/commands/label.py``) reads the
+``anomaly-labels`` topic, feeds the :class:`~records.Label` records here in topic order, and
 publishes whatever label :meth:`LabelBook.plan_undo` returns.
 
 Undo design
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping, Sequence
 
-from streams.records import Anomaly, Label, LabelVerdict, record_id
+from records import Anomaly, Label, LabelVerdict, record_id
 
 from .incidents import service_of as service_name  # one service naming for incidents, filters and stats
 

@@ -11,7 +11,7 @@ so a crash replays them.
 from __future__ import annotations
 
 from preagg.series import rollup
-from streams.records import MetricPoint
+from records import MetricPoint
 
 
 def is_partial(p: MetricPoint) -> bool:

@@ -1,4 +1,4 @@
-"""Mergeable sketches and their compact wire form inside :class:`streams.records.Sketch`.
+"""Mergeable sketches and their compact wire form inside :class:`records.Sketch`.
 
 Why these codecs: sketches travel in every latency / unique-count metric point so that 10 s
 windows roll up to 1 min and 1 h *exactly* (bin-wise / register-wise merge), and the metrics
@@ -30,7 +30,7 @@ from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 from ddsketch.store import DenseStore
 
-from streams.records import Sketch
+from records import Sketch
 
 __all__ = [
     "DD_ACCURACY", "HLL_LG_K", "TOPK_LG_MAX", "dd_from_counts", "dd_from_bins", "dd_key", "dd_start", "dd_to_sketch", "dd_from_sketch", "dd_merge",

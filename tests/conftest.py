@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker
-from streams.redis_server import LocalRedis
+from sim.broker import EmbeddedBroker
+from sim.redis_server import LocalRedis
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

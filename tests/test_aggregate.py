@@ -14,7 +14,7 @@ import pytest
 from preagg.aggregate import Aggregator
 from preagg.parse import get_parser
 from preagg.series import FULL, rollup
-from streams.generator import generate_lines
+from sim.generator import generate_lines
 
 LOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs"
 BIG = 10**9  # lateness/future bounds that accept every line of an old file
@@ -260,7 +260,7 @@ def test_garbage_and_late_lines_are_rejected_with_reasons():
 def test_points_are_what_validated_records_would_be():
     # build_points skips pydantic validation (model_construct) for speed: every point must be
     # byte-identical to one built through MetricPoint.make and round-trip through decode.
-    from streams.records import MetricPoint, decode, record_id
+    from records import MetricPoint, decode, record_id
 
     _, _, points = _run(_gen(8000, seed=9), partition=2, window_s=10)
     assert points
@@ -286,7 +286,7 @@ def test_point_bytes_do_not_depend_on_the_process_hash_seed():
     import subprocess
     import sys
 
-    code = ("import hashlib\nfrom preagg.aggregate import Aggregator\nfrom streams.generator import generate_lines\n"
+    code = ("import hashlib\nfrom preagg.aggregate import Aggregator\nfrom sim.generator import generate_lines\n"
             "lines = [l for _, _, l in generate_lines(n=20000, seed=4, base_rate=400.0)]\n"
             "agg = Aggregator(window_s=60); agg.feed(lines); agg.close_all()\n"
             "print(hashlib.sha256(b''.join(p.to_bytes() for cw in agg.drain() for p in cw.points())).hexdigest())\n")

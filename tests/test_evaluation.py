@@ -1,4 +1,4 @@
-from models.evaluation import evaluate, service_matches
+from sim.evaluation import evaluate, service_matches
 
 TRUTH = [
     {"id": "e1", "type": "error_spike", "start_epoch": 3600, "end_epoch": 4200,

@@ -339,7 +339,7 @@ def test_the_label_patrol_undo_publishes_unlearns_through_the_model():
     from datetime import datetime, timezone
 
     from models.labels import LabelBook, label_for
-    from streams.records import Anomaly
+    from records import Anomaly
 
     def anomaly(day, value, minute=180):
         ws = datetime.fromtimestamp(day * DAY + minute * 60, timezone.utc)

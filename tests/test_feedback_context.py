@@ -12,7 +12,7 @@ from benchmarks.metric_stream import metric_windows
 from models.feedback import Episode, FeedbackModel, anomaly_features
 from models.pool import SeriesPool
 from models.store import StateStore
-from streams.records import MetricPoint
+from records import MetricPoint
 
 DAY = 1440
 T = detectors.DEFAULT_THRESHOLD

@@ -15,8 +15,8 @@ import typer
 from confluent_kafka import Consumer
 from typer.testing import CliRunner
 
-from streams.commands.generate import generate
-from streams.generator import generate_lines, resolve_start
+from cli.commands.generate import generate
+from sim.generator import generate_lines, resolve_start
 from test_generator_helpers import LINE_RE, parse
 
 START = "2026-01-05T09:00:00Z"
@@ -103,7 +103,7 @@ def test_kafka_output_and_failed_delivery_exit_code(kafka):
     (["--rate", "100", "--speedup", "10", "--base-rate", "5"], "drop one of"),
 ])
 def test_bad_arguments_exit_2_with_reason(args, msg):
-    # In-process with typer's runner, registered as streams/cli.py does (app.command("generate")), to keep
+    # In-process with typer's runner, registered as cli/app.py does (app.command("generate")), to keep
     # the suite fast; the tests above run the real `patrol generate` process.
     app = typer.Typer()
     app.command("generate")(generate)

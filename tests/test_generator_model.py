@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from streams.generator import generate_chunks, generate_lines, resolve_start
-from streams.generator.sinks import Pacer
+from sim.generator import generate_chunks, generate_lines, resolve_start
+from sim.generator.sinks import Pacer
 from test_generator_helpers import parse
 
 

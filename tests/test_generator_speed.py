@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from streams.generator import Generator, write_file
+from sim.generator import Generator, write_file
 
 
 def test_file_generation_at_least_150k_lines_per_cpu_second():

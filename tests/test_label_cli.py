@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from conftest import run_patrol
 from test_ingest import run_in_pty
 from models.labels import LabelBook
-from streams.records import Anomaly, Incident, Label, MetricPoint, decode, record_id, series_key
+from records import Anomaly, Incident, Label, MetricPoint, decode, record_id, series_key
 from streams.topics import ensure_topic
 
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)

@@ -6,7 +6,7 @@ import pytest
 
 from models.labels import (AmbiguousId, LabelBook, NothingToUndo, UnknownId, is_retraction, label_for, make_label,
                            precision_stats, resolve_id, short_ids, undo_target)
-from streams.records import Anomaly, LabelVerdict
+from records import Anomaly, LabelVerdict
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
@@ -139,8 +139,8 @@ def test_filter_combines_fields_and_accepts_namespaced_service():
 
 
 def test_terminal_chart_draws_series_band_and_focus():
-    from models.charts import ChartData, terminal_chart
-    from streams.records import MetricPoint
+    from cli.charts import ChartData, terminal_chart
+    from records import MetricPoint
 
     focus = anomaly("f")
     points = [MetricPoint.make("error_ratio", {"service": "web"}, at(m), at(m + 1), 1.0 if m == 0 else 0.1)

@@ -3,8 +3,8 @@
 import redis
 from confluent_kafka import Consumer, Producer
 
-from streams.broker import EmbeddedBroker
-from streams.redis_server import LocalRedis
+from sim.broker import EmbeddedBroker
+from sim.redis_server import LocalRedis
 from streams.topics import ensure_topic
 
 

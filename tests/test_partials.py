@@ -2,7 +2,7 @@ from datetime import datetime, timedelta, timezone
 
 from models.partials import PartialMerger, is_partial
 from preagg.series import build_points, rollup
-from streams.records import MetricPoint
+from records import MetricPoint
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

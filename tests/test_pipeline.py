@@ -56,7 +56,7 @@ def test_preagg_worker_serves_prometheus_metrics(fresh_kafka):
 
     from confluent_kafka import Producer
 
-    from streams.broker import free_port
+    from sim.broker import free_port
 
     s = load_settings(overrides={"kafka.bootstrap_servers": fresh_kafka.bootstrap})
     create_topics(s)

@@ -14,7 +14,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.broker import EmbeddedBroker
+from sim.broker import EmbeddedBroker
 from streams.topics import consumer_lag, ensure_topic
 
 try:

@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from streams.records import (SCHEMA_VERSION, Anomaly, DeadLetter, MetricPoint, RecordError, Sketch, decode,
+from records import (SCHEMA_VERSION, Anomaly, DeadLetter, MetricPoint, RecordError, Sketch, decode,
                              json_schemas, series_key)
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)

@@ -3,7 +3,7 @@
 import numpy as np
 
 from preagg import sketches as S
-from streams.records import MetricPoint, Sketch, decode
+from records import MetricPoint, Sketch, decode
 
 
 def _exact(values, q):
@@ -134,7 +134,7 @@ def test_constructor_builds_what_model_construct_builds():
     # fields set, extra and private state, for the point and the sketch models.
     from datetime import datetime, timezone
 
-    from streams.records import MetricPoint
+    from records import MetricPoint
 
     t = datetime(2026, 11, 27, tzinfo=timezone.utc)
     sk = S.dd_to_sketch(S.dd_from_counts([(0.012, 4)]))

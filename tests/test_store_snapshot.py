@@ -9,7 +9,7 @@ from benchmarks.metric_stream import metric_windows
 from models.feedback import anomaly_features
 from models.pool import SeriesPool
 from models.store import SeriesState, StateStore
-from streams.records import MetricPoint
+from records import MetricPoint
 
 FIELDS = ("format", "state", "last_window", "model_version", "extra")  # "updated" is the write time
 

@@ -106,7 +106,7 @@ class DemoView:
         """Found / missed incidents and false alarms so far, from the generator's ground truth."""
         import json
 
-        from models.evaluation import evaluate
+        from sim.evaluation import evaluate
 
         if not self.truth_path or not os.path.exists(self.truth_path):
             return None

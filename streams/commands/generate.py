@@ -1,6 +1,6 @@
 """``patrol generate``: synthetic ingress-nginx traffic with labelled incidents, to a file or Kafka.
 
-Registered by ``streams/cli.py`` as ``app.command("generate")(generate)``.
+Registered by ``cli/app.py`` as ``app.command("generate")(generate)``.
 """
 
 from __future__ import annotations

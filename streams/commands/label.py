@@ -1,8 +1,8 @@
 """``patrol label``: review anomalies, label them true/false/ignore, undo, export, precision stats.
 
-Labels are :class:`~streams.records.Label` records on the labels topic keyed by anomaly id (the
+Labels are :class:`~records.Label` records on the labels topic keyed by anomaly id (the
 topic is compacted: the latest label of an anomaly wins). Every command reads the topics as a
-bounded snapshot (see ``streams.labels_io``); bookkeeping lives in ``models.labels``.
+bounded snapshot (see ``cli.labels_io``); bookkeeping lives in ``models.labels``.
 Exit codes: 0 ok, 1 broker/topic trouble, 2 bad input (unknown or ambiguous id, bad option).
 """
 
@@ -39,8 +39,8 @@ label_app = typer.Typer(help="Review anomalies and label them (true, false, igno
 out = Console()
 err = Console(stderr=True)
 
-# Same option as `patrol topics create` (defined here too: importing streams.cli from this module
-# at import time would be circular, since streams.cli registers this sub-app while it loads).
+# Same option as `patrol topics create` (defined here too: importing cli.app from this module
+# at import time would be circular, since cli.app registers this sub-app while it loads).
 BootstrapOpt = Annotated[Optional[str], typer.Option("--bootstrap", "-b", help="Kafka bootstrap servers (overrides kafka.bootstrap_servers).")]
 
 
@@ -419,7 +419,7 @@ def show(
     chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Draw the terminal chart.")] = True,
 ) -> None:
     """One anomaly with its label history and a chart of its series around it."""
-    from models.charts import ChartData, png_chart, terminal_chart
+    from cli.charts import ChartData, png_chart, terminal_chart
 
     size = _parse_size(png_size) if png is not None else None
     snap = snapshot(bootstrap)

@@ -27,7 +27,7 @@ def preagg(
                  "preagg.allowed_lateness_s": lateness, "preagg.log_format": fmt}
     try:
         try:
-            from streams.cli import settings as cli_settings  # honours --config/--set of `patrol`
+            from cli.app import settings as cli_settings  # honours --config/--set of `patrol`
         except ImportError:  # pragma: no cover - running without the CLI module
             cli_settings = None
         s = cli_settings(**overrides) if cli_settings else load_settings(None, overrides)
