@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from conftest import run_patrol
+from test_ingest import run_in_pty
 from models.labels import LabelBook
 from records import Anomaly, Incident, Label, MetricPoint, decode, record_id, series_key
 from streams.topics import ensure_topic
@@ -28,10 +29,10 @@ def mins(m: float) -> datetime:
 
 
 def make_anomaly(metric: str, service: str, minute: float, detectors: list[str], severity: str = "warning",
-                 incident: str | None = None, observed: float = 0.4) -> Anomaly:
+                 incident: str | None = None, observed: float = 0.4, base: datetime | None = None) -> Anomaly:
     dims = {"service": service}
     key = series_key(metric, dims)
-    ws = mins(minute)
+    ws = (base or NOW) + timedelta(minutes=minute)
     return Anomaly(id=record_id(key, ws.isoformat(), 1), series=key, metric=metric, dims=dims, window_start=ws,
                    window_end=ws + timedelta(minutes=1), observed=observed, expected=0.02, lower=0.0, upper=0.05,
                    score=0.995, severity=severity, direction="up", detectors=detectors, incident_id=incident,
@@ -145,15 +146,34 @@ def test_list_filters_table_and_json(seeded):
     assert ids("--until", mins(-60).isoformat(), "--since", "1d") == {t.all[0].id, t.all[3].id, t.all[6].id}
     assert ids("--detector", "seasonal") == {t.all[1].id, t.all[2].id}
 
+    # Piped (as here), `list` prints TSV: a header, one line per anomaly, full values; counts on stderr.
     listing = t.patrol("list", "--service", "web", "--limit", "2")
-    table = listing.stdout
-    assert "error_ratio{service=web}" in table and "requests{service=api}" not in table
-    assert "2 of 3 matching anomalies" in table and short_of(t.all[2]) in table and short_of(t.all[0]) not in table
+    header, *lines = listing.stdout.splitlines()
+    cols = header.split("\t")
+    got = [dict(zip(cols, line.split("\t"))) for line in lines]
+    assert [r["id"] for r in got] == [t.all[2].id, t.all[1].id]
+    assert all(len(line.split("\t")) == len(cols) for line in lines)
+    assert got[0]["short_id"] == short_of(t.all[2]) and got[0]["series"] == "error_ratio{service=web}"
+    assert got[0]["window_start"] == t.all[2].window_start.isoformat() and got[0]["incident_id"] == "inc-web-1"
+    assert float(got[1]["observed"]) == t.all[1].observed and got[1]["detectors"] == "spike,seasonal"
+    assert got[1]["label"] == ""
+    assert "2 of 3 matching anomalies" in listing.stderr and "2 of 3" not in listing.stdout
     assert "skipped 1 undecodable records" in listing.stderr and "not JSON" in listing.stderr
+    # --format table into a pipe renders at the table's own width, nothing folded or cut at 80 columns
+    wide = t.patrol("list", "--format", "table", "--limit", "4", COLUMNS="80").stdout
+    assert "4 of 7 matching anomalies" in wide and max(len(line) for line in wide.splitlines()) > 80
+    row = next(line for line in wide.splitlines() if short_of(t.all[1]) in line)
+    assert "error_ratio{service=web}" in row and "spike,seasonal" in row and "warning" in row
+    assert json.loads(t.patrol("list", "--format", "json", "-n", "1").stdout)[0]["id"] == t.all[5].id
+    assert t.patrol("list", "--format", "tsv", "--json", check=False).returncode == 2
     incidents = {i["incident_id"]: i for i in t.json("list", "--incidents", "--json")}
     assert set(incidents) == {"inc-web-1", "inc-api-7"}
     assert incidents["inc-web-1"]["state"] == "resolved" and incidents["inc-web-1"]["last"] == mins(-4).isoformat()
     assert incidents["inc-api-7"]["state"] == "opened"  # no incident record: from its anomaly
+    inc_tsv = t.patrol("list", "--incidents").stdout.splitlines()
+    assert inc_tsv[0].split("\t")[:4] == ["last", "incident_id", "service", "state"]
+    assert [line.split("\t")[1] for line in inc_tsv[1:]] == ["inc-web-1", "inc-api-7"]  # most recent first
+    assert inc_tsv[1].split("\t")[3] == "resolved" and inc_tsv[1].split("\t")[8] == "unlabeled=1"
 
     t.patrol("mark", t.all[1].id[:10], "true")
     assert ids("--unlabeled") == set(t.by_id) - {t.all[1].id}
@@ -281,3 +301,75 @@ def test_missing_topic_and_missing_broker_are_clear(kafka):
     assert r.returncode == 1 and "no-such-topic-xyz" in r.stderr and "does not exist" in r.stderr
     r = run_patrol("label", "list")
     assert r.returncode == 2 and "PATROL_KAFKA__BOOTSTRAP_SERVERS" in r.stderr
+
+
+REPLAY = datetime(2020, 2, 7, 12, 0, tzinfo=timezone.utc)  # replayed logs: years before the wall clock
+
+
+@pytest.fixture
+def replayed(kafka):
+    """Anomalies from replayed 2020 logs: minutes before 12:00 UTC on 2020-02-07."""
+    t = Topics(kafka.bootstrap)
+    t.back = {m: make_anomaly("error_ratio", "web", -m, ["spike"], base=REPLAY) for m in (0, 30, 100, 200, 1500)}
+    t.back[45] = make_anomaly("latency_p99", "we\tb\nx", -45, ["spike", "seasonal"], base=REPLAY)
+    t.produce(t.anomalies, list(t.back.values()))
+    return t
+
+
+def test_times_count_back_from_the_newest_anomaly(replayed):
+    t = replayed
+    ids = lambda *args: {r["id"] for r in t.json("list", "--json", *args)}  # noqa: E731
+    back = lambda *ms: {t.back[m].id for m in ms}  # noqa: E731
+    r = t.patrol("list", "--json", "--since", "2h")
+    assert {a["id"] for a in json.loads(r.stdout)} == back(0, 30, 45, 100)
+    assert "since 2020-02-07 10:00 UTC (2h before the newest anomaly, 2020-02-07 12:00 UTC)" in r.stderr
+    assert ids("--since", "newest-30m") == back(0, 30)
+    assert ids("--since", "2020-02-07 11:00", "--until", "2020-02-07T11:40Z") == back(30, 45)
+    assert ids("--since", "2020-02-07") == back(0, 30, 45, 100, 200)  # a date alone is its midnight, UTC
+    assert ids("--until", "1.5h") == back(100, 200, 1500)
+
+    # Wall-clock times are asked for explicitly; when they hide everything, the user is told why.
+    r = t.patrol("list", "--since", "now-2h")
+    assert r.returncode == 0 and r.stdout.splitlines() == [r.stdout.splitlines()[0]]  # the TSV header only
+    assert "no anomaly in the time window" in r.stderr and "2h before the wall clock" in r.stderr
+    assert "newest anomaly on the topic is at 2020-02-07 12:00 UTC" in r.stderr and "--since 2h" in r.stderr
+    r = t.patrol("mark-all", "false", "--service", "web", "--since", "now-1h", check=False)
+    assert r.returncode == 1 and "nothing marked" in r.stderr and "--since 1h" in r.stderr
+    dry = t.patrol("mark-all", "false", "--service", "web", "--since", "90m", "--dry-run")
+    assert "would mark 2 anomalies false" in dry.stdout and "1h 30m before the newest anomaly" in dry.stdout
+    assert t.labels_on_topic() == []
+    bad = t.patrol("list", "--since", "2 hours ago", check=False)
+    assert bad.returncode == 2 and "cannot read time" in bad.stderr and "now-2h" in bad.stderr
+
+    # On a terminal the default is the table.
+    rc, screen = run_in_pty(["label", "list", "--since", "2h"], t.env)
+    assert rc == 0 and "4 of 4 matching anomalies" in screen and "┃ time (UTC)" in screen
+    assert "2h before the newest anomaly" in screen and "\t" not in screen
+
+    # A tab or newline inside a value is escaped, so each anomaly stays one TSV line.
+    tsv = t.patrol("list", "--metric", "latency_p99").stdout.splitlines()
+    assert len(tsv) == 2 and tsv[1].split("\t")[5] == "we\\tb\\nx"
+
+
+def test_unchanged_verdicts_are_not_published_again(seeded):
+    t = seeded
+    a = t.all
+    t.patrol("mark", a[0].id, "true")
+    again = t.patrol("mark", a[0].id, "true")
+    assert "is already true" in again.stdout and "nothing published" in again.stdout
+    assert len(t.labels_on_topic()) == 1
+    t.patrol("mark", a[0].id, "true", "--force", "--note", "confirmed by on-call")
+    assert [lb.note for _, lb in t.labels_on_topic()] == [None, "confirmed by on-call"]
+
+    # Undoing the repeated label leaves the verdict as it was, and says so (never "true -> true").
+    dry = t.patrol("undo", "--dry-run").stdout
+    assert f"anomaly {a[0].id}: true (unchanged: the undone label repeated the verdict before it)" in dry
+    assert "->" not in dry
+    t.patrol("undo")
+    assert f"anomaly {a[0].id}: true -> unlabeled (retracted)" in t.patrol("undo", "--dry-run").stdout
+
+    # Someone else labeled after you: undoing your label keeps theirs.
+    t.patrol("mark", a[1].id, "false")
+    t.patrol("mark", a[1].id, "true", "--author", "bob")
+    dry = t.patrol("undo", "--dry-run").stdout
+    assert f"anomaly {a[1].id}: true (unchanged: a later label by bob keeps it)" in dry

@@ -6,12 +6,14 @@ def register(app, run_app) -> None:
     from .demo import demo
     from .detect import detect
     from .generate import generate
+    from .ingest import ingest
     from .label import label_app
     from .models import models_app
     from .preagg import preagg
 
     app.command("demo")(demo)
     app.command("generate")(generate)
+    app.command("ingest")(ingest)
     run_app.command("preagg")(preagg)
     run_app.command("detect")(detect)
     app.add_typer(label_app, name="label")

@@ -26,12 +26,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from models.labels import (AmbiguousId, AnomalyFilter, LabelBook, NothingToUndo, UnknownId, is_retraction,
-                           label_for, parse_when, precision_stats, resolve_id, service_name, short_ids,
-                           SEVERITY_ORDER)
+                           label_for, precision_stats, resolve_id, service_name, short_ids, SEVERITY_ORDER)
 
 from streams.config import Settings
 from cli.labels_io import LabelIOError, ReadStats, publish_labels, read_anomalies, read_labels, read_series
 from records import Anomaly, Incident, Label, LabelVerdict, Severity
+from .timespec import TimeSpec, ago, parse_time, span
 
 label_app = typer.Typer(help="Review anomalies and label them (true, false, ignore); labels feed retraining.",
                         no_args_is_help=True)
@@ -49,10 +49,16 @@ class Fmt(str, Enum):
     json = "json"
 
 
+class ListFmt(str, Enum):
+    table = "table"
+    tsv = "tsv"
+    json = "json"
+
+
 ServiceOpt = Annotated[Optional[str], typer.Option("--service", help="Only this service: name or namespace/name.")]
 MetricOpt = Annotated[Optional[str], typer.Option("--metric", help="Only this metric, e.g. error_ratio.")]
 SeverityOpt = Annotated[Optional[Severity], typer.Option("--severity", help="Minimum severity.")]
-SinceOpt = Annotated[Optional[str], typer.Option("--since", help="Window start at/after: 2h, 30m, 7d (before now) or ISO time.")]
+SinceOpt = Annotated[Optional[str], typer.Option("--since", help="Window start at/after: 2h, 30m, 7d (before the NEWEST ANOMALY), now-2h (before the wall clock) or ISO time (UTC if no zone).")]
 UntilOpt = Annotated[Optional[str], typer.Option("--until", help="Window start at/before: same forms as --since.")]
 LabeledOpt = Annotated[Optional[bool], typer.Option("--labeled/--unlabeled", help="Only anomalies with / without a verdict.", show_default=False)]
 DetectorOpt = Annotated[Optional[str], typer.Option("--detector", help="Only anomalies this detector fired on.")]
@@ -72,7 +78,7 @@ def default_author() -> str:
 
 
 def fail(msg: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/] {msg}", highlight=False)
+    err.print(f"[red]error:[/] {escape(msg)}", highlight=False, soft_wrap=not err.is_terminal)
     return typer.Exit(code)
 
 
@@ -131,16 +137,69 @@ def snapshot(bootstrap: Optional[str], anomalies: bool = True) -> Snapshot:
     return Snapshot(s, conf, found, incidents, book)
 
 
+@dataclass
+class Filter:
+    """The filters of `list`/`mark-all`, checked before Kafka is read; times resolve against the data."""
+
+    fields: dict
+    since: Optional[TimeSpec]
+    until: Optional[TimeSpec]
+
+    def is_empty(self) -> bool:
+        return self.since is None and self.until is None and all(v is None for v in self.fields.values())
+
+    def resolve(self, anomalies: dict[str, Anomaly]) -> tuple[AnomalyFilter, "TimeWindow"]:
+        """The filter with ``--since``/``--until`` as points in time: a bare duration counts back from
+        the newest anomaly on the topic (event time), ``now-...`` from the wall clock."""
+        newest = max((a.window_start for a in anomalies.values()), default=None)
+        win = TimeWindow(self.since, self.until, newest, datetime.now(timezone.utc))
+        return AnomalyFilter(**self.fields, since=win.start, until=win.end), win
+
+
+@dataclass
+class TimeWindow:
+    since: Optional[TimeSpec]
+    until: Optional[TimeSpec]
+    newest: Optional[datetime]
+    now: datetime
+
+    @property
+    def start(self) -> Optional[datetime]:
+        return self.since.resolve(self.newest, self.now) if self.since else None
+
+    @property
+    def end(self) -> Optional[datetime]:
+        return self.until.resolve(self.newest, self.now) if self.until else None
+
+    def describe(self) -> str:
+        """``since 2026-11-27 12:00 UTC (2h before the newest anomaly, ...)``; empty without times."""
+        parts = [f"{opt} {spec.describe(self.newest, self.now)}"
+                 for opt, spec in (("since", self.since), ("until", self.until)) if spec is not None]
+        return "; ".join(parts)
+
+
 def make_filter(service=None, metric=None, severity=None, since=None, until=None, labeled=None, detector=None,
-                incident=None, series=None) -> AnomalyFilter:
-    now = datetime.now(timezone.utc)
+                incident=None, series=None) -> Filter:
     try:
-        return AnomalyFilter(service=service, metric=metric, severity=severity.value if severity else None,
-                             since=parse_when(since, now) if since else None,
-                             until=parse_when(until, now) if until else None,
-                             labeled=labeled, detector=detector, incident=incident, series=series)
+        return Filter(dict(service=service, metric=metric, severity=severity.value if severity else None,
+                           labeled=labeled, detector=detector, incident=incident, series=series),
+                      since=parse_time(since) if since else None, until=parse_time(until) if until else None)
     except ValueError as exc:
         raise fail(str(exc)) from None
+
+
+def explain_empty(win: TimeWindow, total: int, topic: str, matched_without_time: int) -> str:
+    """Why nothing matched, and what to type instead, when the time window is what hid everything."""
+    if total == 0:
+        return f"no anomalies on {topic!r} at all"
+    if not (win.since or win.until) or matched_without_time == 0:
+        return f"no anomaly matches these filters ({total} on {topic!r})"
+    msg = f"no anomaly in the time window: {win.describe()}; {matched_without_time} match the other filters"
+    if win.newest is not None:
+        msg += f"; the newest anomaly on the topic is at {win.newest:%Y-%m-%d %H:%M} UTC ({ago(win.newest, win.now)})"
+        if win.since is not None and win.since.anchor == "now" and win.since.back:
+            msg += f"; a bare duration counts back from it instead: --since {span(win.since.back)}"
+    return msg
 
 
 def _fmt(x: float) -> str:
@@ -168,31 +227,105 @@ def _label_cell(book: LabelBook, aid: str) -> str:
     return f"[{color}]{label.verdict.value}[/] {escape(label.author or '')}".rstrip()
 
 
+def tsv_cell(v) -> str:
+    """One TSV cell: backslash, tab, newline and carriage return escaped (``\\``, ``\\t``, ``\\n``,
+    ``\\r``) so every row stays one line of tab-separated fields; None is empty."""
+    if v is None:
+        return ""
+    text = v if isinstance(v, str) else repr(v) if isinstance(v, float) else str(v)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def print_tsv(header: list[str], rows: list[list]) -> None:
+    lines = ["\t".join(header)] + ["\t".join(tsv_cell(v) for v in row) for row in rows]
+    typer.echo("\n".join(lines))
+
+
+def print_table(table: Table) -> None:
+    """A rich table on stdout; when stdout is not a terminal, at the table's natural width (rich
+    would otherwise fold or cut it at 80 columns)."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    width = Console(width=100_000).measure(table).maximum
+    Console(width=max(width, 40), highlight=False).print(table)
+
+
+def _note(msg: str) -> None:
+    # one line per message in logs and pipes; wrapped at word boundaries on a terminal
+    err.print(msg, highlight=False, soft_wrap=not err.is_terminal)
+
+
+def _summary(msg: str, shown: int) -> None:
+    """Counts for tsv/json output go to stderr (stdout stays data); an empty result had its note."""
+    if shown:
+        _note(escape(msg))
+
+
+ANOMALY_TSV = ["window_start", "id", "short_id", "series", "metric", "service", "observed", "expected", "lower",
+               "upper", "score", "severity", "direction", "detectors", "incident_id", "incident_event", "label",
+               "label_author", "label_at"]
+
+
+def _anomaly_tsv_row(a: Anomaly, book: LabelBook, short: str) -> list:
+    label = book.latest.get(a.id)
+    if label is not None and is_retraction(label):
+        label = None
+    return [a.window_start.isoformat(), a.id, short, a.series, a.metric, service_name(a.dims), a.observed,
+            a.expected, a.lower, a.upper, a.score, a.severity.value, a.direction.value, ",".join(a.detectors),
+            a.incident_id, a.incident_event, label.verdict.value if label else None,
+            label.author if label else None, label.at.isoformat() if label else None]
+
+
 @label_app.command("list")
 def list_(
     bootstrap: BootstrapOpt = None, service: ServiceOpt = None, metric: MetricOpt = None,
     severity: SeverityOpt = None, since: SinceOpt = None, until: UntilOpt = None, labeled: LabeledOpt = None,
     detector: DetectorOpt = None, incident: IncidentOpt = None, series: SeriesOpt = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many rows (newest first).", min=1)] = 50,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="At most this many rows, newest first (default: 50 for a table, all for tsv/json).", min=1, show_default=False)] = None,
     incidents: Annotated[bool, typer.Option("--incidents", help="One row per incident instead of per anomaly.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout (a list) instead of a table.")] = False,
+    fmt: Annotated[Optional[ListFmt], typer.Option("--format", "-f", help="table, tsv or json (default: table on a terminal, tsv when piped).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
-    """Recent anomalies (newest first) with their labels; filters combine with AND."""
+    """Recent anomalies (newest first) with their labels; filters combine with AND.
+
+    On a terminal: a table. Piped or redirected: TSV (a header row, then one line per row, nothing
+    cut), unless --format says otherwise; counts and hints go to stderr.
+    """
+    if as_json:
+        if fmt not in (None, ListFmt.json):
+            raise fail("--json and --format disagree; give one")
+        fmt = ListFmt.json
+    fmt = fmt or (ListFmt.table if out.is_terminal else ListFmt.tsv)
+    limit = limit or (50 if fmt == ListFmt.table else None)
     flt = make_filter(service, metric, severity, since, until, labeled, detector, incident, series)
     snap = snapshot(bootstrap)
-    rows = flt.apply(snap.anomalies.values(), snap.book)
+    query, win = flt.resolve(snap.anomalies)
+    rows = query.apply(snap.anomalies.values(), snap.book)
     short = short_ids(snap.anomalies)
+    topic = snap.settings.topics.anomalies
+    window = f"; {win.describe()}" if win.describe() else ""
+    if not rows:
+        untimed = len(AnomalyFilter(**flt.fields).apply(snap.anomalies.values(), snap.book))
+        _note(f"[yellow]note:[/] {escape(explain_empty(win, len(snap.anomalies), topic, untimed))}")
     if incidents:
-        return _list_incidents(rows, snap, short, limit, as_json)
+        return _list_incidents(rows, snap, short, limit, fmt, window)
     shown = rows[:limit]
-    if as_json:
+    summary = f"{len(shown)} of {len(rows)} matching anomalies ({len(snap.anomalies)} on {topic}), newest first{window}"
+    if fmt == ListFmt.json:
         typer.echo(json.dumps([anomaly_row(a, snap.book, short[a.id]) for a in shown], indent=2))
+        _summary(summary, len(shown))
         return
-    table = Table(title=f"{len(shown)} of {len(rows)} matching anomalies ({len(snap.anomalies)} on "
-                        f"{snap.settings.topics.anomalies}), newest first", title_justify="left")
+    if fmt == ListFmt.tsv:
+        print_tsv(ANOMALY_TSV, [_anomaly_tsv_row(a, snap.book, short[a.id]) for a in shown])
+        _summary(summary, len(shown))
+        return
+    if not rows:
+        return  # the note said why; an empty table says nothing more
+    table = Table(title=escape(summary), title_justify="left")
     for col, kw in [("time (UTC)", {}), ("id", {"style": "cyan"}), ("series", {"overflow": "fold"}),
                     ("observed", {"justify": "right"}), ("expected \\[band]", {"justify": "right"}),
-                    ("score", {"justify": "right"}), ("severity", {}), ("detectors", {}), ("incident", {}),
+                    ("score", {"justify": "right"}), ("severity", {}), ("detectors", {"overflow": "fold"}), ("incident", {}),
                     ("label", {})]:
         table.add_column(col, **kw)
     sev_color = {"info": "dim", "warning": "yellow", "critical": "bold red"}
@@ -202,10 +335,15 @@ def list_(
                       escape(f"{_fmt(a.expected)} [{_fmt(a.lower)}, {_fmt(a.upper)}]"), f"{a.score:.3f}",
                       f"[{sev_color[a.severity.value]}]{a.severity.value}", ",".join(a.detectors) or "-", escape(inc),
                       _label_cell(snap.book, a.id))
-    out.print(table)
+    print_table(table)
 
 
-def _list_incidents(rows: list[Anomaly], snap: "Snapshot", short: dict, limit: int, as_json: bool) -> None:
+INCIDENT_TSV = ["last", "incident_id", "service", "state", "severity", "opened", "anomalies", "series", "labels",
+                "anomaly_ids"]
+
+
+def _list_incidents(rows: list[Anomaly], snap: "Snapshot", short: dict, limit: Optional[int], fmt: ListFmt,
+                    window: str) -> None:
     """One row per incident having a matching anomaly: the incident's latest record (when the detector
     published one) completed by its anomalies and their labels."""
     members: dict[str, list[Anomaly]] = {}
@@ -233,18 +371,33 @@ def _list_incidents(rows: list[Anomaly], snap: "Snapshot", short: dict, limit: i
         })
     items.sort(key=lambda r: r["last"], reverse=True)
     outside = sum(1 for a in rows if not a.incident_id)
+    total = len(items)
     items = items[:limit]
-    if as_json:
+    summary = (f"{len(items)} of {total} incidents, most recent first ({outside} matching anomalies outside any "
+               f"incident){window}")
+    if fmt == ListFmt.json:
         typer.echo(json.dumps(items, indent=2))
+        _summary(summary, len(items))
+        return
+    if fmt == ListFmt.tsv:
+        # lists as space-separated items (series keys have commas; use --format json for exact lists)
+        print_tsv(INCIDENT_TSV, [[r["last"], r["incident_id"], r["service"], r["state"], r["severity"], r["opened"],
+                                  r["anomalies"], " ".join(r["series"]),
+                                  " ".join(f"{k}={v}" for k, v in r["labels"].items()), " ".join(r["anomaly_ids"])]
+                                 for r in items])
+        _summary(summary, len(items))
+        return
+    if not items:
+        if rows:
+            _note(escape(summary))
         return
     table = Table("last (UTC)", "incident", "service", "state", "severity", "anomalies", "series", "labels",
-                  title=f"{len(items)} incidents, most recent first ({outside} matching anomalies outside any incident)",
-                  title_justify="left")
+                  title=escape(summary), title_justify="left")
     for r in items:
         table.add_row(_when(datetime.fromisoformat(r["last"])), escape(r["incident_id"][:12]), escape(r["service"]),
                       r["state"], r["severity"], str(r["anomalies"]), escape("\n".join(r["series"])),
                       ", ".join(f"{v} {k}" for k, v in r["labels"].items()))
-    out.print(table)
+    print_table(table)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -320,11 +473,18 @@ def mark(
     bootstrap: BootstrapOpt = None,
     note: Annotated[Optional[str], typer.Option("--note", help="Why (kept with the label).")] = None,
     author: AuthorOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Publish even when the anomaly already has this verdict (e.g. to add a note).")] = False,
 ) -> None:
-    """Label one anomaly true, false or ignore."""
+    """Label one anomaly true, false or ignore (a verdict it already has is left alone unless --force)."""
     snap = snapshot(bootstrap)
     a = snap.resolve(anomaly_id)
     before = snap.book.verdict(a.id)
+    if before == verdict and not force:
+        cur = snap.book.latest[a.id]
+        out.print(f"{a.id} {a.series} at {_when(a.window_start)} is already {verdict.value} (label by "
+                  f"{cur.author or '-'} at {cur.at.isoformat(timespec='seconds')}); nothing published "
+                  "(--force publishes it again, e.g. with a --note)", highlight=False)
+        return
     label = label_for(a, verdict, datetime.now(timezone.utc), note=note, author=author or default_author())
     snap.publish([label])
     was = f" (was {before.value})" if before else ""
@@ -352,18 +512,22 @@ def mark_all(
         raise fail("mark-all without a filter would label every anomaly; give filters (--service, --metric, "
                    "--since, ...) or --all")
     snap = snapshot(bootstrap)
-    matched = flt.apply(snap.anomalies.values(), snap.book)
+    query, win = flt.resolve(snap.anomalies)
+    matched = query.apply(snap.anomalies.values(), snap.book)
     todo = [a for a in matched if snap.book.verdict(a.id) != verdict]
     if not matched:
-        raise fail("no anomaly matches these filters; nothing marked", 1)
+        untimed = len(AnomalyFilter(**flt.fields).apply(snap.anomalies.values(), snap.book))
+        raise fail(explain_empty(win, len(snap.anomalies), snap.settings.topics.anomalies, untimed)
+                   + "; nothing marked", 1)
     at = datetime.now(timezone.utc)
     who = author or default_author()
     labels = [label_for(a, verdict, at, note=note, author=who) for a in todo]
     if not dry_run and labels:
         snap.publish(labels)
     verb = "would mark" if dry_run else "marked"
+    window = f"; {win.describe()}" if win.describe() else ""
     out.print(f"{verb} {len(labels)} anomalies {verdict.value} ({len(matched) - len(todo)} of {len(matched)} "
-              f"matching already {verdict.value})", highlight=False)
+              f"matching already {verdict.value}){window}", highlight=False)
 
 
 @label_app.command("undo")
@@ -389,11 +553,27 @@ def undo(
     what = "label" if len(plans) == 1 else f"{len(plans)} labels (one mark-all)"
     out.print(f"{verb} {what} by {who} from {first.at.isoformat(timespec='seconds')}:", highlight=False)
     for p in plans[:20]:
-        now = p.restored.value if p.restored else "unlabeled (retracted)"
-        out.print(f"  anomaly {p.undone.anomaly_id}: {p.undone.verdict.value} -> {now}  (label {p.undone.id})",
+        out.print(f"  anomaly {p.undone.anomaly_id}: {undo_effect(snap.book, p)}  (label {p.undone.id})",
                   highlight=False)
     if len(plans) > 20:
         out.print(f"  ... and {len(plans) - 20} more", highlight=False)
+
+
+def undo_effect(book: LabelBook, plan) -> str:
+    """What an undo does to the anomaly's effective verdict: ``false -> true``, ``true -> unlabeled
+    (retracted)``, or ``true (unchanged: ...)`` when the verdict stays (the undone label repeated the
+    one before it, or someone labeled the anomaly after it). The undo label is published either way:
+    it is what marks the undone label as undone, so the next undo walks further back."""
+    before = book.verdict(plan.undone.anomaly_id)
+    after = plan.restored
+    if before != after:
+        return f"{before.value if before else 'unlabeled'} -> {after.value if after else 'unlabeled (retracted)'}"
+    latest = book.latest.get(plan.undone.anomaly_id)
+    if latest is not None and latest.id != plan.undone.id:
+        why = f"a later label by {latest.author or '-'} keeps it"
+    else:
+        why = "the undone label repeated the verdict before it"
+    return f"{after.value if after else 'unlabeled'} (unchanged: {why})"
 
 
 EXPORT_FIELDS = ["anomaly_id", "verdict", "author", "at", "note", "label_id", "series", "metric", "service",
@@ -466,4 +646,4 @@ def stats(
         for key, g in result.get(grouping, {}).items():
             p = "-" if g.precision is None else f"{g.precision:.3f}"
             table.add_row(key, str(g.labeled), str(g.true), str(g.false), str(g.ignore), p)
-        out.print(table)
+        print_table(table)
