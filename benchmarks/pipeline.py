@@ -223,7 +223,7 @@ class Variant:
         return {"anomalies": f"anomalies-{self.name}", "labels": f"labels-{self.name}"}
 
 
-_DETECT_STOP = re.compile(r"detect stopped: (\d+) points, (\d+) anomalies, (\d+) duplicates skipped, (\d+) dead letters")
+_DETECT_STOP = re.compile(r"detect stopped: (\d+) points, (\d+) anomalies, (\d+) duplicates\s+skipped, (\d+)\s+dead")
 
 
 class Pipeline:
@@ -263,7 +263,8 @@ class Pipeline:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
         env.update({"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                     "PATROL_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap, "PATROL_REDIS__URL": self.redis.url,
-                    "PATROL_KAFKA__SESSION_TIMEOUT_MS": "6000", "PATROL_SERVICE__LOG_LEVEL": "WARNING"})
+                    "PATROL_KAFKA__SESSION_TIMEOUT_MS": "6000", "PATROL_SERVICE__LOG_LEVEL": "WARNING",
+                    "COLUMNS": "400"})  # rich wraps the detect summary line at the terminal width
         if self.args.format:
             env["PATROL_PREAGG__LOG_FORMAT"] = self.args.format
         if variant is not None:
@@ -354,6 +355,22 @@ class Pipeline:
                      for i in recs if isinstance(i, Incident)]
         return anomalies, incidents, objs
 
+    def dead_letters(self) -> dict:
+        """Dead letters by stage topic and code (bad lines, late events, rejected points)."""
+        from collections import Counter
+
+        from streams.labels_io import read_records
+        from streams.records import DeadLetter
+
+        def scope(d) -> str:  # a rejected metric point's scope (global, service, route); lines: "-"
+            try:
+                return json.loads(d.raw_bytes()).get("dims", {}).get("scope", "-")
+            except ValueError:
+                return "-"
+
+        recs = read_records(self.conf, self.s.topics.dlq, (DeadLetter,))
+        return dict(Counter(f"{d.source_topic or '-'}:{d.code}:{scope(d)}" for d in recs).most_common())
+
     def series_state(self, v: Variant) -> dict:
         """Series and services the detect stage holds state for, and how many labels retrained."""
         from models.store import StateStore
@@ -368,9 +385,12 @@ class Pipeline:
 
 
 # -- labels -----------------------------------------------------------------------------------------
-def label_first(pipe: Pipeline, v: Variant, truth: dict, k: int, before: float) -> dict:
-    """The operator: the first ``k`` anomalies of each series (window start before ``before``),
-    labeled from the truth, published as ``patrol label mark`` publishes them."""
+def label_first(pipe: Pipeline, v: Variant, truth: dict, k: int, since: float, before: float) -> dict:
+    """The operator: the first ``k`` anomalies of each series with a window start in ``[since, before)``,
+    labeled from the truth, published as ``patrol label mark`` publishes them.
+
+    ``since`` is the end of the warm-up: the feedback model ignores labels on alerts raised while a
+    series was younger than a day (``models.feedback.WARMUP_S``), so the operator starts after it."""
     from datetime import datetime, timezone
 
     from models.labels import label_for
@@ -379,7 +399,7 @@ def label_first(pipe: Pipeline, v: Variant, truth: dict, k: int, before: float) 
     _, _, objs = pipe.records(v)
     by_series: dict[str, list] = {}
     for a in sorted(objs.values(), key=lambda a: a.window_start):
-        if a.window_start.timestamp() < before:
+        if since <= a.window_start.timestamp() < before:
             by_series.setdefault(a.series, []).append(a)
     labels, verdicts = [], {"true": 0, "false": 0}
     now = datetime.now(timezone.utc)
@@ -405,7 +425,9 @@ def parse_args(argv=None):
     ap.add_argument("--format", help="log format for preagg (preagg.log_format; default ingress-nginx)")
     ap.add_argument("--unkeyed", action="store_true", help="produce the lines without a key (default: key = upstream name)")
     ap.add_argument("--label-first", type=int, default=0, metavar="K", help="label the first K anomalies of each series")
-    ap.add_argument("--label-days", type=float, default=1.0, help="length of the labeling period from the truth start")
+    ap.add_argument("--label-days", type=float, default=2.0,
+                    help="labels go on anomalies from the warm-up's end to this many days after the truth start; "
+                         "the labeled/unlabeled comparison covers the days after (default 2)")
     ap.add_argument("--warmup-days", type=float, default=1.0, help="days left out of the false counts (default 1)")
     g = ap.add_argument_group("generated data (no --logs)")
     g.add_argument("--days", type=float, default=3.0, help="simulated days (default 3)")
@@ -443,7 +465,10 @@ def run(args) -> dict:
     truth = validate_truth(json.loads(Path(truth_path).read_text()))
     labeling = args.label_first > 0
     variants = list(VARIANTS) if labeling else ["unlabeled"]
-    split = truth["start"] + args.label_days * DAY if labeling else None
+    # whole minutes: a split inside a 60 s window would leave the window's second-phase lines late
+    split = truth["start"] + (args.label_days * DAY) // 60 * 60 if labeling else None
+    if labeling and not (args.warmup_days < args.label_days < truth["days"]):
+        raise SystemExit("--label-first needs --warmup-days < --label-days < the truth's days")
     log_dir = work / "logs"
     log_dir.mkdir(exist_ok=True)
     pipe = Pipeline(args, variants, log_dir)
@@ -460,7 +485,8 @@ def run(args) -> dict:
             phases.append(pipe.run_phase(phase))
             log(f"phase {phase}: stages done in {phases[-1]['phase_wall_s']} s")
             if labeling and phase == 0:
-                label_res = label_first(pipe, pipe.variants["labeled"], truth, args.label_first, split)
+                label_res = label_first(pipe, pipe.variants["labeled"], truth, args.label_first,
+                                        truth["start"] + args.warmup_days * DAY, split)
                 log(f"labels: {label_res}")
         results = {}
         for name, v in pipe.variants.items():
@@ -476,6 +502,7 @@ def run(args) -> dict:
         out["anomalies"] = len(anomalies)
         out["incidents_opened"] = len({i["id"] for i in incidents if i["event"] == "opened"})
         out["series"] = state["series"]
+        out["dead_letters"] = pipe.dead_letters()
         out["run"] = {
             "lines": lines, "unkeyed_lines": sum(f.unkeyed for f in fed_all),
             "upstreams": len(set().union(*(f.upstreams for f in fed_all))),
@@ -513,6 +540,9 @@ def run(args) -> dict:
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
     return out
 
 
@@ -529,12 +559,7 @@ def main(argv=None) -> None:
         logs, truth, n = make_data(args.make_data, args.days, args.services, args.base_rate, args.seed, args.start)
         log(f"wrote {n} lines to {logs} and the truth to {truth}")
         return
-    res = run(args)
-    text = json.dumps(res, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    print(json.dumps(run(args), indent=2))
 
 
 if __name__ == "__main__":
