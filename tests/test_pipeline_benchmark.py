@@ -140,6 +140,8 @@ def test_false_sources_counts_openers():
     assert src["incidents_by_opening_scope"] == {"route": 1, "global": 1}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # about a minute alone; the idle tails and a busy machine stretch it
 def test_tiny_end_to_end_run_on_broker_and_redis(tmp_path):
     """Three simulated hours of five services through generate -> feed -> patrol run preagg / detect,
     with an operator labeling the first two anomalies of each series after a short warm-up."""
