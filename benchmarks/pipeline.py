@@ -443,7 +443,8 @@ def parse_args(argv=None):
     r.add_argument("--preagg-idle", type=float, default=5.0, help="preagg stops after this many idle seconds")
     r.add_argument("--detect-idle", type=float, default=20.0, help="detect stops after this many idle seconds")
     r.add_argument("--timeout", type=float, default=3600.0, help="fail a phase that takes longer (seconds)")
-    r.add_argument("--keep", type=Path, metavar="DIR", help="keep generated data and worker logs here")
+    r.add_argument("--keep", type=Path, metavar="DIR", help="keep generated data, worker logs and the anomaly and "
+                   "incident records here")
     return ap.parse_args(argv)
 
 
@@ -490,9 +491,13 @@ def run(args) -> dict:
                 log(f"labels: {label_res}")
         results = {}
         for name, v in pipe.variants.items():
-            anomalies, incidents, _ = pipe.records(v)
+            anomalies, incidents, objs = pipe.records(v)
             state = pipe.series_state(v)
             results[name] = (anomalies, incidents, state)
+            if args.keep:  # the records themselves, for looking into the false alarms
+                with open(work / f"anomalies-{name}.jsonl", "wb") as fh:
+                    fh.writelines(a.to_bytes() + b"\n" for a in objs.values())
+                (work / f"incidents-{name}.json").write_text(json.dumps(incidents, default=str) + "\n")
         anomalies, incidents, state = results["unlabeled"]
         main = score(truth, anomalies, incidents, state["services"], args.warmup_days)
         lines = sum(f.lines for f in fed_all)

@@ -140,6 +140,18 @@ def test_false_sources_counts_openers():
     assert src["incidents_by_opening_scope"] == {"route": 1, "global": 1}
 
 
+def test_feed_reads_the_upstream_key_and_event_time_of_generated_lines():
+    from benchmarks.pipeline import _UPSTREAM, LineTimes
+    from streams.generator import generate_lines
+
+    times = LineTimes()
+    rows = list(generate_lines(n=2000, seed=3, start="2026-01-05T00:00:00Z", incidents="none"))
+    for t, key, line in rows:
+        assert _UPSTREAM.search(line).group(1) == key  # the shipper's key, as the generator sets it
+        assert times(line) == int(t)                    # the line's time, to the second
+    assert _UPSTREAM.search(b"not a log line") is None and times(b"not a log line") is None
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # about a minute alone; the idle tails and a busy machine stretch it
 def test_tiny_end_to_end_run_on_broker_and_redis(tmp_path):
@@ -176,3 +188,5 @@ def test_tiny_end_to_end_run_on_broker_and_redis(tmp_path):
         assert labels[name]["false_incidents_per_service_day"] >= 0
         assert labels[name]["found"]["all"]["total"] == 2  # brute force (1:45) and drop (2:30) follow the labels
     assert json.loads(out.read_text())["found"] == res["found"]
+    kept = (tmp_path / "work" / "anomalies-labeled.jsonl").read_text().splitlines()
+    assert 0 < len(kept) <= run_["detect"]["labeled"]["anomalies"]  # unique ids; a replay republishes some
