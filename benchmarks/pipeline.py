@@ -4,10 +4,10 @@
     python -m benchmarks.pipeline            # generates 3 simulated days of 5 services and runs them
 
 The log lines go, as fast as they go, into the logs topic of an embedded broker
-(:class:`streams.broker.EmbeddedBroker`) with :func:`streams.topics.produce_waiting`, keyed by the
+(:class:`sim.broker.EmbeddedBroker`) with :func:`streams.topics.produce_waiting`, keyed by the
 upstream name as a shipper keys them (``--unkeyed``: no key). Then ``patrol run preagg`` and
 ``patrol run detect`` (the CLI itself, as child processes) run concurrently on them, the detect
-stage's state in a real ``redis-server`` (:class:`streams.redis_server.LocalRedis`); preagg stops
+stage's state in a real ``redis-server`` (:class:`sim.redis_server.LocalRedis`); preagg stops
 after ``--preagg-idle`` seconds without input (closing every window), detect after ``--detect-idle``
 seconds without points, and is started again if it stopped before it had read every point. The
 anomaly and incident records of the anomalies topic are scored by :mod:`benchmarks.pipeline_score`.
@@ -15,13 +15,13 @@ anomaly and incident records of the anomalies topic are scored by :mod:`benchmar
 ``--label-first K``: the logs are fed in two phases split at ``--label-days`` after the truth start.
 After the first phase an operator labels, for each series, the first K anomalies (true when it lies
 in a truth window of its service widened by 10 min, false otherwise) with the code path of
-``patrol label mark`` (:func:`models.labels.label_for`, :func:`streams.labels_io.publish_labels`);
+``patrol label mark`` (:func:`models.labels.label_for`, :func:`cli.labels_io.publish_labels`);
 the detect workers, restarted for the second phase, read the labels topic. Two detect consumer
 groups (own Redis prefix, anomalies and labels topics) read the same metric points, both stopped and
 restarted at the split, so they differ only by the labels: ``unlabeled`` (the main figures) and
 ``labeled``. The JSON compares their false counts (and found incidents) after the labeling period.
 
-Data for development: with no ``--logs``, ``patrol generate``'s engine (:mod:`streams.generator`)
+Data for development: with no ``--logs``, ``patrol generate``'s engine (:mod:`sim.generator`)
 writes ``--days`` simulated days of ``--services`` services (default incident mix) and its ground
 truth is converted (:func:`benchmarks.pipeline_score.truth_from_ground_truth`); ``--make-data DIR``
 only writes them. Progress goes to stderr; see docs/pipeline-benchmark.md.
@@ -62,8 +62,8 @@ def log(msg: str) -> None:
 # -- data -------------------------------------------------------------------------------------------
 def make_data(out_dir: Path, days: float, services: int, base_rate: float, seed: int, start: str) -> tuple[Path, Path, int]:
     """Generated logs (``access.log``) and truth (``truth.json``) in ``out_dir``; returns paths and lines."""
-    from streams.generator import generate_chunks, resolve_start
-    from streams.generator.catalog import SERVICES
+    from sim.generator import generate_chunks, resolve_start
+    from sim.generator.catalog import SERVICES
 
     if not 2 <= services <= len(SERVICE_ORDER):
         raise SystemExit(f"--services must be 2..{len(SERVICE_ORDER)} (the generator's catalog)")
@@ -171,7 +171,7 @@ class Child:
         self.out = open(log_dir / f"{name}.out", "ab")
         self.err_path = log_dir / f"{name}.log"
         self.err = open(self.err_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *argv], stdout=self.out, stderr=self.err,
+        self.proc = subprocess.Popen([sys.executable, "-m", "cli.app", *argv], stdout=self.out, stderr=self.err,
                                      stdin=subprocess.DEVNULL, env=env, cwd=ROOT, start_new_session=True)
         self.rc: int | None = None
         self.cpu_s = 0.0
@@ -230,8 +230,8 @@ class Pipeline:
     """Broker, redis-server, topics, and the preagg/detect children of each phase."""
 
     def __init__(self, args, variants: list[str], log_dir: Path):
-        from streams.broker import EmbeddedBroker
-        from streams.redis_server import LocalRedis
+        from sim.broker import EmbeddedBroker
+        from sim.redis_server import LocalRedis
 
         self.args, self.log_dir = args, log_dir
         self.broker = EmbeddedBroker().start()
@@ -343,8 +343,8 @@ class Pipeline:
     # -- results ------------------------------------------------------------------------------------
     def records(self, v: Variant) -> tuple[list, list, dict]:
         """Anomalies and incidents of ``v`` (as dicts, the last record of an id winning) and the Anomaly objects."""
-        from streams.labels_io import read_records
-        from streams.records import Anomaly, Incident
+        from cli.labels_io import read_records
+        from records import Anomaly, Incident
 
         recs = read_records(self.conf, v.topics()["anomalies"], (Anomaly, Incident))
         objs = {r.id: r for r in recs if isinstance(r, Anomaly)}
@@ -359,8 +359,8 @@ class Pipeline:
         """Dead letters by stage topic and code (bad lines, late events, rejected points)."""
         from collections import Counter
 
-        from streams.labels_io import read_records
-        from streams.records import DeadLetter
+        from cli.labels_io import read_records
+        from records import DeadLetter
 
         def scope(d) -> str:  # a rejected metric point's scope (global, service, route); lines: "-"
             try:
@@ -394,7 +394,7 @@ def label_first(pipe: Pipeline, v: Variant, truth: dict, k: int, since: float, b
     from datetime import datetime, timezone
 
     from models.labels import label_for
-    from streams.labels_io import publish_labels
+    from cli.labels_io import publish_labels
 
     _, _, objs = pipe.records(v)
     by_series: dict[str, list] = {}
@@ -554,7 +554,7 @@ def run(args) -> dict:
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.convert_truth:
-        from streams.generator import resolve_start
+        from sim.generator import resolve_start
 
         recs = [json.loads(x) for x in args.convert_truth.read_text().splitlines() if x.strip()]
         text = json.dumps(truth_from_ground_truth(recs, resolve_start(args.start), args.days), indent=1) + "\n"
