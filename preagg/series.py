@@ -5,12 +5,14 @@ Series set (``dims["scope"]`` tells the level; see ``docs/preagg.md``)
 * ``global``  - everything this partition saw in the window.
 * ``service`` - per ``$proxy_upstream_name`` split into ``namespace``/``service``/``port``
   (``-`` for requests rejected before routing).
-* ``route``   - per service + ``host`` + ``method`` + URL ``template``, for the
-  :data:`ROUTE_TOP_K` busiest routes of each service in the window (the template cap bounds
-  the candidates: at most ``max_templates_per_host`` + 1 templates per host).
+* ``route``   - per service + ``host`` + ``method`` + URL ``template``, for at most
+  :data:`ROUTE_TOP_K` routes of each service, chosen by a :class:`RouteSelector` (the busiest,
+  with hysteresis, so the set stays the same from window to window and one-off paths never get
+  a series). Junk requests (request lines that are no HTTP request) have no route; they count
+  in their service's ``requests`` and ``junk_requests``.
 
 Status class is not a dimension of its own: it is split into the ``status_Nxx`` metrics, which
-keeps the series count at (services + 1) x 26 + services x ROUTE_TOP_K x 4 per window.
+keeps the series count at (services + 1) x 27 + services x ROUTE_TOP_K x 4 per window.
 
 ``global`` and ``service`` carry :data:`FULL`; ``route`` carries :data:`ROUTE`. Every point carries
 ``stats["partition"]`` and an id of (series, window, partition): a service's logs share a Kafka
@@ -30,10 +32,11 @@ from streams.records import MetricPoint, record_id, series_key
 from . import sketches as S
 from .enrich import DEVICE_CLASSES, country, country_of, device_class
 
-__all__ = ["ADDITIVE", "FULL", "ROUTE", "LATENCY", "service_dims", "build_points", "rollup"]
+__all__ = ["ADDITIVE", "FULL", "ROUTE", "LATENCY", "RouteSelector", "route_counts", "service_dims", "build_points",
+           "rollup"]
 
 ADDITIVE = ("requests", "status_2xx", "status_3xx", "status_4xx", "status_5xx", "bytes_in", "bytes_out",
-            "upstream_retries", "auth_failures")
+            "upstream_retries", "auth_failures", "junk_requests")
 LATENCY = ("request_time", "upstream_time")
 _Q = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 FULL = ADDITIVE + ("error_ratio",) + tuple(f"{f}_{q}" for f in LATENCY for q in ("p50", "p90", "p99", "mean")) + (
@@ -69,10 +72,10 @@ def service_dims(upstream: str) -> dict[str, str]:
 class _Level:
     """Raw per-window accumulator of one output series (merged from fine keys at close)."""
 
-    __slots__ = ("n", "cls", "bout", "bin", "retry", "auth", "rt", "urt", "ips", "uas", "p404")
+    __slots__ = ("n", "cls", "bout", "bin", "retry", "auth", "junk", "rt", "urt", "ips", "uas", "p404")
 
     def __init__(self):
-        self.n = self.bout = self.bin = self.retry = self.auth = 0
+        self.n = self.bout = self.bin = self.retry = self.auth = self.junk = 0
         self.cls = [0, 0, 0, 0, 0, 0]  # index = first status digit (0: unknown)
         self.rt: dict = {}
         self.urt: dict = {}
@@ -217,7 +220,8 @@ class _Summary:
         sm = cls()
         c = lv.cls
         sm.counts.update(requests=lv.n, status_2xx=c[2], status_3xx=c[3], status_4xx=c[4], status_5xx=c[5],
-                         bytes_in=lv.bin, bytes_out=lv.bout, upstream_retries=lv.retry, auth_failures=lv.auth)
+                         bytes_in=lv.bin, bytes_out=lv.bout, upstream_retries=lv.retry, auth_failures=lv.auth,
+                         junk_requests=lv.junk)
         sm.rt = _dd(lv.rt)
         if not full:
             return sm
@@ -362,7 +366,119 @@ _new_point = S.constructor(MetricPoint, ("id", "series", "metric", "dims", "wind
                                          "count", "stats", "sketch"))
 
 
-def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_top_k: int = ROUTE_TOP_K) -> list[MetricPoint]:
+def route_counts(accs: dict) -> dict:
+    """``{upstream: {(host, method, template): requests}}`` of a window's fine accumulators, in
+    accumulator order; junk requests (template ``None``) are no route."""
+    out: dict = {}
+    for (up, (host, tmpl), method, _), acc in accs.items():
+        if tmpl is None:
+            continue
+        rc = out.get(up)
+        if rc is None:
+            rc = out[up] = {}
+        rk = (host, method, tmpl)
+        rc[rk] = rc.get(rk, 0) + acc[N]
+    return out
+
+
+def _rkey(r: tuple) -> tuple:
+    return tuple(_s(x) for x in r)
+
+
+class _SvcRoutes:
+    __slots__ = ("kept", "cand")
+
+    def __init__(self):
+        self.kept: dict = {}   # route -> decayed request count (the routes with series)
+        self.cand: dict = {}   # route -> decayed request count (the best others, bounded)
+
+
+class RouteSelector:
+    """Which routes of each service get route series: the busiest, stable over windows.
+
+    A per-window top-K names new routes every window when no route stands out (one-off paths a
+    scanner or a long tail of plain words brings), and every new route is a new series downstream
+    (detector state, Redis keys). Here each service keeps at most ``k`` routes, scored by request
+    counts decayed by ``decay`` per window. A free slot takes the busiest candidate (the first
+    windows, or few routes); a kept route is displaced only by a candidate whose score reaches
+    ``min_count`` requests and beats ``displace_ratio`` times the weakest kept score, at most one
+    displacement per service and window. So the route series a service ever has stay at most
+    ``k`` plus one per window in which a genuinely busier route appeared; one-off paths, whatever
+    they look like, never displace anything (their score stays below ``min_count``).
+
+    Per partition and in window order (what :class:`preagg.aggregate.Aggregator` does at window
+    close). The state is not checkpointed: after a restart the first windows refill the slots, so
+    a replayed window can name other routes than its first emission when more than ``k`` routes
+    compete; service and global series do not depend on it.
+
+    Parameters
+    ----------
+    k : int
+        Routes with series per service.
+    decay : float
+        Score kept from one window to the next (0.7: a route idle for 7 windows weighs < 10 %).
+    displace_ratio : float
+        Hysteresis: how much busier than the weakest kept route a candidate must be.
+    min_count : float
+        Decayed requests a candidate needs before it can displace a kept route.
+    max_candidates : int
+        Candidates tracked per service (the best by score; the rest are forgotten).
+    max_services : int
+        Services tracked; further services get no route series.
+    """
+
+    def __init__(self, k: int = ROUTE_TOP_K, decay: float = 0.7, displace_ratio: float = 2.0,
+                 min_count: float = 3.0, max_candidates: int = 64, max_services: int = 10_000):
+        self.k = k
+        self.decay = decay
+        self.displace_ratio = displace_ratio
+        self.min_count = min_count
+        self.max_candidates = max_candidates
+        self.max_services = max_services
+        self.services: dict = {}
+
+    def select(self, counts: dict) -> set:
+        """Update with one window's :func:`route_counts`; return its ``(upstream, route)`` with series."""
+        out = set()
+        d = self.decay
+        for up, rc in counts.items():
+            sv = self.services.get(up)
+            if sv is None:
+                if len(self.services) >= self.max_services:
+                    continue
+                sv = self.services[up] = _SvcRoutes()
+            kept, cand = sv.kept, sv.cand
+            for r in kept:
+                kept[r] *= d
+            for r in cand:
+                cand[r] *= d
+            for r, c in rc.items():
+                if r in kept:
+                    kept[r] += c
+                else:
+                    cand[r] = cand.get(r, 0.0) + c
+            if cand:
+                ranked = sorted(cand, key=lambda r: (-cand[r], _rkey(r)))
+                while len(kept) < self.k and ranked:
+                    r = ranked.pop(0)
+                    kept[r] = cand.pop(r)
+                if ranked:
+                    best = ranked[0]
+                    low = min(kept, key=lambda r: (kept[r], _rkey(r)))
+                    if cand[best] >= self.min_count and cand[best] > self.displace_ratio * kept[low]:
+                        kept[best] = cand.pop(best)
+                        cand[low] = kept.pop(low)
+                        ranked = sorted(cand, key=lambda r: (-cand[r], _rkey(r)))
+                    for r in ranked[self.max_candidates:]:
+                        del cand[r]
+            for r in rc:
+                if r in kept:
+                    out.add((up,) + r)
+        return out
+
+
+def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_top_k: int = ROUTE_TOP_K,
+                 routes: set | None = None) -> list[MetricPoint]:
     """Metric points of one closed window.
 
     Parameters
@@ -370,24 +486,32 @@ def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_
     ws, we : int
         Window start / end, epoch seconds.
     accs : dict
-        Fine accumulators ``(b"[upstream]", (host, template), method, status) -> list`` (slots above).
+        Fine accumulators ``(b"[upstream]", (host, template), method, status) -> list`` (slots above);
+        a template ``None`` marks junk requests (counted in ``junk_requests``, no route).
     partition : int or None
         Kafka partition the window came from (part of the id; ``None`` for a merged view).
     route_top_k : int
-        Route series per service (busiest first; ties broken by key for determinism).
+        Without ``routes``: route series per service, the window's busiest (ties broken by key).
+    routes : set, optional
+        The ``(b"upstream", host, method, template)`` that get route series (a
+        :class:`RouteSelector`'s choice); the stage always passes it.
     """
     svcs = defaultdict(_Level)
-    # Routes are ranked by request count and only the busiest ROUTE_TOP_K per service are
-    # emitted: count here, and merge a route's latencies (_Level.add) only if it is emitted, in
-    # the same accumulator order as before (so the same DDSketch sums and bytes).
-    routes: dict = {}
+    # Only the selected routes (or the busiest route_top_k per service) are emitted: count
+    # here, and merge a route's latencies (_Level.add) only if it is emitted, in the same
+    # accumulator order as before (so the same DDSketch sums and bytes).
+    routes_of: dict = {}
     for (up, (host, tmpl), method, status), acc in accs.items():
         up = up[1:-1]  # "[ns-svc-port]" as written in the line
-        svcs[up].add(status, acc, True)
+        lv = svcs[up]
+        lv.add(status, acc, True)
+        if tmpl is None:
+            lv.junk += acc[N]
+            continue
         rk = (up, host, method, tmpl)
-        r = routes.get(rk)
+        r = routes_of.get(rk)
         if r is None:
-            routes[rk] = [acc[N], [(status, acc)]]
+            routes_of[rk] = [acc[N], [(status, acc)]]
         else:
             r[0] += acc[N]
             r[1].append((status, acc))
@@ -401,12 +525,16 @@ def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_
         dims = {"scope": "service", **sdims[up]}
         for metric, value, extra in sm.values(FULL):
             out.append(_point(metric, dims, ws, we, value, extra, partition))
-    ranked = sorted(routes.items(), key=lambda kv: (-kv[1][0], _s(kv[0][0]), _s(kv[0][1]), _s(kv[0][2]), _s(kv[0][3])))
+    ranked = sorted(routes_of.items(), key=lambda kv: (-kv[1][0], _s(kv[0][0]), _s(kv[0][1]), _s(kv[0][2]), _s(kv[0][3])))
     per_svc: dict = defaultdict(int)
     for (up, host, method, tmpl), (_, parts) in ranked:
-        per_svc[up] += 1
-        if per_svc[up] > route_top_k:
-            continue
+        if routes is not None:
+            if (b"[" + up + b"]", host, method, tmpl) not in routes:
+                continue
+        else:
+            per_svc[up] += 1
+            if per_svc[up] > route_top_k:
+                continue
         lv = _Level()
         for status, acc in parts:
             lv.add(status, acc, False)

@@ -28,7 +28,7 @@ def _routes_per_window(lines, window_s=60):
         agg.feed(lines[i:i + 2000])
     agg.close_all()
     for cw in agg.drain():
-        per_window.append({(p.dims["service"], p.dims["template"]) for p in cw.points()
+        per_window.append({(p.dims["namespace"] + "/" + p.dims["service"], p.dims["template"]) for p in cw.points()
                            if p.dims["scope"] == "route" and p.metric == "requests"})
     return per_window
 
@@ -52,7 +52,7 @@ def test_one_off_paths_do_not_make_new_route_series_every_window():
     per_window = _routes_per_window(_word_traffic(30))
     assert len(per_window) == 30
     for routes in per_window:  # the busy routes are there in every window
-        assert {("api", "/api/orders"), ("api", "/healthz")} <= routes
+        assert {("shop/api", "/api/orders"), ("shop/api", "/healthz")} <= routes
     seen = set().union(*per_window)
     # before: the top-K of each window took 3 new one-off paths per window (92 series in 30 windows)
     assert len(seen) <= ROUTE_TOP_K, sorted(seen)
@@ -60,9 +60,9 @@ def test_one_off_paths_do_not_make_new_route_series_every_window():
 
 def test_a_route_that_becomes_busy_gets_its_series():
     per_window = _routes_per_window(_word_traffic(20, heavy_from=8))
-    first = next(i for i, r in enumerate(per_window) if ("api", "/api/refunds") in r)
+    first = next(i for i, r in enumerate(per_window) if ("shop/api", "/api/refunds") in r)
     assert 8 <= first <= 10                               # admitted within a few windows
-    assert all(("api", "/api/refunds") in r for r in per_window[first:])   # and kept
+    assert all(("shop/api", "/api/refunds") in r for r in per_window[first:])   # and kept
     assert len(set().union(*per_window)) <= ROUTE_TOP_K + 1
 
 
