@@ -43,7 +43,7 @@ from typing import Callable, Iterable, Sequence
 from .errors import ParseError, WindowError
 from .parse.fields import KNOWN_METHODS
 from .parse.fields import clf_minute as _clf_minute
-from .series import BIN, BOUT, IPS, N, P404, RETRY, RT, UAS, URT, RouteSelector, build_points, route_counts
+from .series import BIN, BOUT, IPS, N, P404, RETRY, RT, UAS, URT, build_points
 
 PEND = 9
 from .windows import Windows
@@ -192,8 +192,6 @@ class ClosedWindow:
     end: int
     accs: dict
     lines: int
-    #: ``(b"[upstream]", host, method, template)`` that get route series (``None``: the window's busiest)
-    routes: set | None = None
 
     def points(self):
         # Held off like in feed(): window close builds tens of thousands of acyclic containers
@@ -202,7 +200,7 @@ class ClosedWindow:
         gc_on = gc.isenabled()
         gc.disable()
         try:
-            return build_points(self.start, self.end, self.accs, self.partition, routes=self.routes)
+            return build_points(self.start, self.end, self.accs, self.partition)
         finally:
             if gc_on:
                 gc.enable()
@@ -218,7 +216,6 @@ class _Part:
     close_offset: int = -1                          # last offset seen when a window last closed
     caps: dict = field(default_factory=dict)        # window start -> (raw template -> final, per-upstream count)
     tabs: dict = field(default_factory=dict)        # window start -> _fastloop.WinTab (compiled loop only)
-    routes: RouteSelector = field(default_factory=RouteSelector)  # which routes get series, window after window
 
 
 def _templater() -> Callable[[str | None, str], str]:
@@ -420,10 +417,8 @@ class Aggregator:
             if tab is not None:
                 tab.finish()  # the compiled loop's C counters into the accumulators
             if accs:
-                # in window order per partition: the selection carries over to the next window
-                routes = st.routes.select(route_counts(accs))
                 self.closed.append(ClosedWindow(st.pid, ws, ws + self.window_s, accs,
-                                                sum(a[0] for a in accs.values()), routes))
+                                                sum(a[0] for a in accs.values())))
 
     def _open(self, st: _Part, ws: int, offset: int) -> dict:
         cur = st.wins[ws] = {}

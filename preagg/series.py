@@ -5,10 +5,10 @@ Series set (``dims["scope"]`` tells the level; see ``docs/preagg.md``)
 * ``global``  - everything this partition saw in the window.
 * ``service`` - per ``$proxy_upstream_name`` split into ``namespace``/``service``/``port``
   (``-`` for requests rejected before routing).
-* ``route``   - per service + ``host`` + ``method`` + URL ``template``, for at most
-  :data:`ROUTE_TOP_K` routes of each service, chosen by a :class:`RouteSelector` (the busiest,
-  with hysteresis, so the set stays the same from window to window and one-off paths never get
-  a series). Junk requests (request lines that are no HTTP request) have no route; they count
+* ``route``   - per service + ``host`` + ``method`` + URL ``template``, for the
+  :data:`ROUTE_TOP_K` busiest routes of each service in the window that have at least
+  :data:`ROUTE_MIN_REQUESTS` requests in it (one-off paths never get a series; the template cap
+  bounds the candidates: at most ``max_templates_per_host`` + 1 templates per host). Junk requests (request lines that are no HTTP request) have no route; they count
   in their service's ``requests`` and ``junk_requests``.
 
 Status class is not a dimension of its own: it is split into the ``status_Nxx`` metrics, which
@@ -32,8 +32,8 @@ from streams.records import MetricPoint, record_id, series_key
 from . import sketches as S
 from .enrich import DEVICE_CLASSES, country, country_of, device_class
 
-__all__ = ["ADDITIVE", "FULL", "ROUTE", "LATENCY", "RouteSelector", "route_counts", "service_dims", "build_points",
-           "rollup"]
+__all__ = ["ADDITIVE", "FULL", "ROUTE", "LATENCY", "ROUTE_TOP_K", "ROUTE_MIN_REQUESTS", "service_dims",
+           "build_points", "rollup"]
 
 ADDITIVE = ("requests", "status_2xx", "status_3xx", "status_4xx", "status_5xx", "bytes_in", "bytes_out",
             "upstream_retries", "auth_failures", "junk_requests")
@@ -45,6 +45,13 @@ ROUTE = ("requests", "status_5xx", "error_ratio", "request_time_p99")
 #: Route series are emitted for the busiest routes of each service in each window only: with
 #: hundreds of routes per service, per-route points would outweigh the raw logs at low rates.
 ROUTE_TOP_K = 5
+#: ... and only for routes with at least this many requests in the window: a path seen once or
+#: twice (a scanner's word list, an id no templating rule recognises) never becomes a series,
+#: whatever it looks like, and a ratio or p99 of fewer requests says nothing the service's
+#: series do not. A rule on the window's contents alone, so a replay after a crash emits
+#: exactly the same route points (selection state kept across windows could not be restored:
+#: the checkpoint holds offsets, not history).
+ROUTE_MIN_REQUESTS = 5
 TOP_N = 5
 
 # Accumulator slots shared with preagg.aggregate (a list per fine key, for speed).
@@ -366,119 +373,8 @@ _new_point = S.constructor(MetricPoint, ("id", "series", "metric", "dims", "wind
                                          "count", "stats", "sketch"))
 
 
-def route_counts(accs: dict) -> dict:
-    """``{upstream: {(host, method, template): requests}}`` of a window's fine accumulators, in
-    accumulator order; junk requests (template ``None``) are no route."""
-    out: dict = {}
-    for (up, (host, tmpl), method, _), acc in accs.items():
-        if tmpl is None:
-            continue
-        rc = out.get(up)
-        if rc is None:
-            rc = out[up] = {}
-        rk = (host, method, tmpl)
-        rc[rk] = rc.get(rk, 0) + acc[N]
-    return out
-
-
-def _rkey(r: tuple) -> tuple:
-    return tuple(_s(x) for x in r)
-
-
-class _SvcRoutes:
-    __slots__ = ("kept", "cand")
-
-    def __init__(self):
-        self.kept: dict = {}   # route -> decayed request count (the routes with series)
-        self.cand: dict = {}   # route -> decayed request count (the best others, bounded)
-
-
-class RouteSelector:
-    """Which routes of each service get route series: the busiest, stable over windows.
-
-    A per-window top-K names new routes every window when no route stands out (one-off paths a
-    scanner or a long tail of plain words brings), and every new route is a new series downstream
-    (detector state, Redis keys). Here each service keeps at most ``k`` routes, scored by request
-    counts decayed by ``decay`` per window. A free slot takes the busiest candidate (the first
-    windows, or few routes); a kept route is displaced only by a candidate whose score reaches
-    ``min_count`` requests and beats ``displace_ratio`` times the weakest kept score, at most one
-    displacement per service and window. So the route series a service ever has stay at most
-    ``k`` plus one per window in which a genuinely busier route appeared; one-off paths, whatever
-    they look like, never displace anything (their score stays below ``min_count``).
-
-    Per partition and in window order (what :class:`preagg.aggregate.Aggregator` does at window
-    close). The state is not checkpointed: after a restart the first windows refill the slots, so
-    a replayed window can name other routes than its first emission when more than ``k`` routes
-    compete; service and global series do not depend on it.
-
-    Parameters
-    ----------
-    k : int
-        Routes with series per service.
-    decay : float
-        Score kept from one window to the next (0.7: a route idle for 7 windows weighs < 10 %).
-    displace_ratio : float
-        Hysteresis: how much busier than the weakest kept route a candidate must be.
-    min_count : float
-        Decayed requests a candidate needs before it can displace a kept route.
-    max_candidates : int
-        Candidates tracked per service (the best by score; the rest are forgotten).
-    max_services : int
-        Services tracked; further services get no route series.
-    """
-
-    def __init__(self, k: int = ROUTE_TOP_K, decay: float = 0.7, displace_ratio: float = 2.0,
-                 min_count: float = 3.0, max_candidates: int = 64, max_services: int = 10_000):
-        self.k = k
-        self.decay = decay
-        self.displace_ratio = displace_ratio
-        self.min_count = min_count
-        self.max_candidates = max_candidates
-        self.max_services = max_services
-        self.services: dict = {}
-
-    def select(self, counts: dict) -> set:
-        """Update with one window's :func:`route_counts`; return its ``(upstream, route)`` with series."""
-        out = set()
-        d = self.decay
-        for up, rc in counts.items():
-            sv = self.services.get(up)
-            if sv is None:
-                if len(self.services) >= self.max_services:
-                    continue
-                sv = self.services[up] = _SvcRoutes()
-            kept, cand = sv.kept, sv.cand
-            for r in kept:
-                kept[r] *= d
-            for r in cand:
-                cand[r] *= d
-            for r, c in rc.items():
-                if r in kept:
-                    kept[r] += c
-                else:
-                    cand[r] = cand.get(r, 0.0) + c
-            if cand:
-                ranked = sorted(cand, key=lambda r: (-cand[r], _rkey(r)))
-                while len(kept) < self.k and ranked:
-                    r = ranked.pop(0)
-                    kept[r] = cand.pop(r)
-                if ranked:
-                    best = ranked[0]
-                    low = min(kept, key=lambda r: (kept[r], _rkey(r)))
-                    if cand[best] >= self.min_count and cand[best] > self.displace_ratio * kept[low]:
-                        kept[best] = cand.pop(best)
-                        cand[low] = kept.pop(low)
-                        ranked = sorted(cand, key=lambda r: (-cand[r], _rkey(r)))
-                    for r in ranked[self.max_candidates:]:
-                        del cand[r]
-            for r in rc:
-                if r in kept:
-                    out.add((up,) + r)
-        return out
-
-
 def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_top_k: int = ROUTE_TOP_K,
-                 routes: set | None = None) -> list[MetricPoint]:
+                 route_min_requests: int = ROUTE_MIN_REQUESTS) -> list[MetricPoint]:
     """Metric points of one closed window.
 
     Parameters
@@ -491,13 +387,12 @@ def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_
     partition : int or None
         Kafka partition the window came from (part of the id; ``None`` for a merged view).
     route_top_k : int
-        Without ``routes``: route series per service, the window's busiest (ties broken by key).
-    routes : set, optional
-        The ``(b"upstream", host, method, template)`` that get route series (a
-        :class:`RouteSelector`'s choice); the stage always passes it.
+        Route series per service: the window's busiest routes (ties broken by key).
+    route_min_requests : int
+        Requests a route needs in the window to get points (see :data:`ROUTE_MIN_REQUESTS`).
     """
     svcs = defaultdict(_Level)
-    # Only the selected routes (or the busiest route_top_k per service) are emitted: count
+    # Only the busiest route_top_k routes per service with route_min_requests are emitted: count
     # here, and merge a route's latencies (_Level.add) only if it is emitted, in the same
     # accumulator order as before (so the same DDSketch sums and bytes).
     routes_of: dict = {}
@@ -527,14 +422,12 @@ def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_
             out.append(_point(metric, dims, ws, we, value, extra, partition))
     ranked = sorted(routes_of.items(), key=lambda kv: (-kv[1][0], _s(kv[0][0]), _s(kv[0][1]), _s(kv[0][2]), _s(kv[0][3])))
     per_svc: dict = defaultdict(int)
-    for (up, host, method, tmpl), (_, parts) in ranked:
-        if routes is not None:
-            if (b"[" + up + b"]", host, method, tmpl) not in routes:
-                continue
-        else:
-            per_svc[up] += 1
-            if per_svc[up] > route_top_k:
-                continue
+    for (up, host, method, tmpl), (n, parts) in ranked:
+        if n < route_min_requests:
+            continue
+        per_svc[up] += 1
+        if per_svc[up] > route_top_k:
+            continue
         lv = _Level()
         for status, acc in parts:
             lv.add(status, acc, False)

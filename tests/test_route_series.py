@@ -1,7 +1,9 @@
 """Issue #13 A: route series per service stay bounded over a stream, whatever the paths look like.
 
 Route series are what the detect stage keeps state for (Redis keys per series): a set that
-changes every window grows without bound even when each window emits only a few routes.
+changes every window grows without bound even when each window emits only a few routes. A route
+gets points only among its service's ROUTE_TOP_K busiest with ROUTE_MIN_REQUESTS requests in the
+window, so paths seen once or twice never make a series.
 """
 
 import random
