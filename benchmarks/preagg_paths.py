@@ -136,7 +136,7 @@ def measure(lines: list[bytes], window: int = 60, batch: int = 5000) -> dict:
 
     agg = Aggregator(window_s=window, lateness_s=window, max_future_s=10**9)
     points = bytes_out = 0
-    templates, series, routes = set(), set(), set()
+    templates, series, routes, route_keys = set(), set(), set(), set()
     route_per_svc: dict = defaultdict(set)
     t0 = time.process_time()
 
@@ -151,6 +151,8 @@ def measure(lines: list[bytes], window: int = 60, batch: int = 5000) -> dict:
                 series.add(p.series)
                 if p.dims["scope"] == "route":
                     routes.add(p.series)
+                    route_keys.add((p.dims["namespace"], p.dims["service"], p.dims["host"], p.dims["method"],
+                                    p.dims["template"]))
                     route_per_svc[p.dims["namespace"] + "/" + p.dims["service"]].add(
                         (p.dims["host"], p.dims["method"], p.dims["template"]))
 
@@ -163,7 +165,7 @@ def measure(lines: list[bytes], window: int = 60, batch: int = 5000) -> dict:
     bytes_in = sum(len(x) for x in lines)
     return {"window_s": window, "lines": len(lines), "points": points, "points_per_line": round(points / len(lines), 4),
             "bytes_in": bytes_in, "bytes_out": bytes_out, "reduction": round(bytes_in / max(1, bytes_out), 2),
-            "templates": len(templates), "series": len(series), "route_series": len(routes),
+            "templates": len(templates), "series": len(series), "route_series": len(routes), "routes": len(route_keys),
             "route_series_per_service": {k: len(v) for k, v in sorted(route_per_svc.items())},
             "cpu_s": round(cpu, 2)}
 
