@@ -133,7 +133,7 @@ def _slug_hex(seg: str) -> bool:
 
 
 def _random_code(seg: str, n: int) -> bool:
-    """Letters and digits whose class (upper, lower, digit) changes at >= half of the steps."""
+    """A short random code of letters and digits (see the shape rules of :func:`is_id`)."""
     if n < 8 or not seg.isascii() or _ALNUM.match(seg) is None or seg.isdigit():
         return False
     cls = [0 if ch.isdigit() else 1 if ch.isupper() else 2 for ch in seg]
