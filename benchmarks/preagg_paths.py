@@ -125,7 +125,7 @@ def numeric_id_lines(n: int, services: int = 5, rate: float = 6.0, seed: int = 1
 
 
 def default_lines(n: int, rate: float, seed: int = 1) -> list[bytes]:
-    from streams.generator import generate_lines
+    from sim.generator import generate_lines
 
     return [line for _, _, line in generate_lines(n=n, seed=seed, base_rate=rate, start=GEN_START)]
 

@@ -27,7 +27,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Iterable
 
-from streams.records import MetricPoint, record_id, series_key
+from records import MetricPoint, record_id, series_key
 
 from . import sketches as S
 from .enrich import DEVICE_CLASSES, country, country_of, device_class

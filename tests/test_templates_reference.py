@@ -181,7 +181,7 @@ def test_real_log_paths_match_the_reference():
 def test_generated_paths_match_the_reference():
     import itertools
 
-    from streams.generator import generate_lines
+    from sim.generator import generate_lines
     request = re.compile(rb'"[A-Z]+ (\S+)')
     n = 0
     for _, _, line in itertools.islice(generate_lines(30_000, seed=3), 30_000):
