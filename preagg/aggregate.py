@@ -242,6 +242,15 @@ class Aggregator:
         routes of a service are, with overwhelming probability, among the first seen.
     templater : callable, optional
         ``(host, path) -> template`` (pure); default :func:`preagg.templates.template_path`.
+    default_service : str, optional
+        Upstream name for lines of a format that names none (``combined``, ``common``, formats
+        without ``$proxy_upstream_name``), e.g. the site the log belongs to; ``None``: ``-``.
+        Not for ``ingress-nginx``, where an empty upstream means "rejected before routing".
+
+    Junk requests, request lines that are no HTTP request (TLS handshakes or random bytes sent to
+    an HTTP port, a connection closed before a request: the parser's ``bad_request`` flag), are
+    counted in their service's ``requests`` and ``junk_requests`` and get no route (template
+    ``None`` in the fine key).
     """
 
     TEMPLATE_CACHE_MAX = 50_000
@@ -250,7 +259,8 @@ class Aggregator:
 
     def __init__(self, window_s: int = 60, lateness_s: float = 30, max_future_s: float = 300,
                  idle_close_s: float = 10.0, fmt: str = "ingress-nginx", max_templates_per_host: int = 200,
-                 templater: Callable[[str | None, str], str] | None = None, compiled: bool | None = None):
+                 templater: Callable[[str | None, str], str] | None = None, compiled: bool | None = None,
+                 default_service: str | None = None):
         from preagg.parse import get_parser
 
         if compiled and _fastloop is None:
@@ -265,6 +275,9 @@ class Aggregator:
         self.parse = get_parser(fmt)
         self.template = templater or _templater()
         self.max_templates = int(max_templates_per_host)
+        # "[name]" for lines naming no upstream (the fast path's format always names one)
+        self.default_up = (b"[" + default_service.encode() + b"]"
+                           if default_service and not self.fast else b"[]")
         # raw URI bytes (fast path) or (host, path bytes) (slow path) -> (host, template)
         self.tcache: dict = {}
         # request line bytes (fast path) -> (method, (None, template))
@@ -492,6 +505,10 @@ class Aggregator:
         if len(cache) > self.TEMPLATE_CACHE_MAX:
             cache.clear()
         method, uri, proto = req.split(b" ")  # ValueError -> careful path
+        if method not in _KNOWN and not (method.isalpha() and len(method) <= 32):
+            # not a method word (binary bytes, digits): the parser calls it a junk request
+            # (bad_request), so the careful path decides, for both loops alike
+            raise ValueError
         q = uri.find(b"?")
         path = uri[:q] if q >= 0 else uri
         # Request lines differ by method, query and protocol far more often than by path (here
@@ -524,14 +541,18 @@ class Aggregator:
             return
         host = r.get("host")
         path = (r.get("path") or "-").encode()
-        raw = self.tcache.get((host, path))
-        if raw is None:
-            raw = self._tmpl(host, path)
-        upb = b"[" + (r.get("upstream_name") or "").encode() + b"]"
+        up = r.get("upstream_name")
+        upb = self.default_up if up is None else b"[" + up.encode() + b"]"
         ws = st.windows.start_of(t)
-        tmpl = st.caps[ws][0].get(raw)
-        if tmpl is None:
-            tmpl = self._admit(st, ws, raw, upb)
+        if "bad_request" in r["flags"]:
+            tmpl = (host, None)  # a junk request: no route, no template cap slot
+        else:
+            raw = self.tcache.get((host, path))
+            if raw is None:
+                raw = self._tmpl(host, path)
+            tmpl = st.caps[ws][0].get(raw)
+            if tmpl is None:
+                tmpl = self._admit(st, ws, raw, upb)
         status = r.get("status")
         sb = b"-" if status is None else str(status).encode()
         # Same key shape as the fast path: bracketed upstream as written in the line.

@@ -6,11 +6,13 @@ Series set (``dims["scope"]`` tells the level; see ``docs/preagg.md``)
 * ``service`` - per ``$proxy_upstream_name`` split into ``namespace``/``service``/``port``
   (``-`` for requests rejected before routing).
 * ``route``   - per service + ``host`` + ``method`` + URL ``template``, for the
-  :data:`ROUTE_TOP_K` busiest routes of each service in the window (the template cap bounds
-  the candidates: at most ``max_templates_per_host`` + 1 templates per host).
+  :data:`ROUTE_TOP_K` busiest routes of each service in the window that have at least
+  :data:`ROUTE_MIN_REQUESTS` requests in it (one-off paths never get a series; the template cap
+  bounds the candidates: at most ``max_templates_per_host`` + 1 templates per host). Junk requests (request lines that are no HTTP request) have no route; they count
+  in their service's ``requests`` and ``junk_requests``.
 
 Status class is not a dimension of its own: it is split into the ``status_Nxx`` metrics, which
-keeps the series count at (services + 1) x 26 + services x ROUTE_TOP_K x 4 per window.
+keeps the series count at (services + 1) x 27 + services x ROUTE_TOP_K x 4 per window.
 
 ``global`` and ``service`` carry :data:`FULL`; ``route`` carries :data:`ROUTE`. Every point carries
 ``stats["partition"]`` and an id of (series, window, partition): a service's logs share a Kafka
@@ -30,10 +32,11 @@ from records import MetricPoint, record_id, series_key
 from . import sketches as S
 from .enrich import DEVICE_CLASSES, country, country_of, device_class
 
-__all__ = ["ADDITIVE", "FULL", "ROUTE", "LATENCY", "service_dims", "build_points", "rollup"]
+__all__ = ["ADDITIVE", "FULL", "ROUTE", "LATENCY", "ROUTE_TOP_K", "ROUTE_MIN_REQUESTS", "service_dims",
+           "build_points", "rollup"]
 
 ADDITIVE = ("requests", "status_2xx", "status_3xx", "status_4xx", "status_5xx", "bytes_in", "bytes_out",
-            "upstream_retries", "auth_failures")
+            "upstream_retries", "auth_failures", "junk_requests")
 LATENCY = ("request_time", "upstream_time")
 _Q = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 FULL = ADDITIVE + ("error_ratio",) + tuple(f"{f}_{q}" for f in LATENCY for q in ("p50", "p90", "p99", "mean")) + (
@@ -42,6 +45,13 @@ ROUTE = ("requests", "status_5xx", "error_ratio", "request_time_p99")
 #: Route series are emitted for the busiest routes of each service in each window only: with
 #: hundreds of routes per service, per-route points would outweigh the raw logs at low rates.
 ROUTE_TOP_K = 5
+#: ... and only for routes with at least this many requests in the window: a path seen once or
+#: twice (a scanner's word list, an id no templating rule recognises) never becomes a series,
+#: whatever it looks like, and a ratio or p99 of fewer requests says nothing the service's
+#: series do not. A rule on the window's contents alone, so a replay after a crash emits
+#: exactly the same route points (selection state kept across windows could not be restored:
+#: the checkpoint holds offsets, not history).
+ROUTE_MIN_REQUESTS = 5
 TOP_N = 5
 
 # Accumulator slots shared with preagg.aggregate (a list per fine key, for speed).
@@ -69,10 +79,10 @@ def service_dims(upstream: str) -> dict[str, str]:
 class _Level:
     """Raw per-window accumulator of one output series (merged from fine keys at close)."""
 
-    __slots__ = ("n", "cls", "bout", "bin", "retry", "auth", "rt", "urt", "ips", "uas", "p404")
+    __slots__ = ("n", "cls", "bout", "bin", "retry", "auth", "junk", "rt", "urt", "ips", "uas", "p404")
 
     def __init__(self):
-        self.n = self.bout = self.bin = self.retry = self.auth = 0
+        self.n = self.bout = self.bin = self.retry = self.auth = self.junk = 0
         self.cls = [0, 0, 0, 0, 0, 0]  # index = first status digit (0: unknown)
         self.rt: dict = {}
         self.urt: dict = {}
@@ -217,7 +227,8 @@ class _Summary:
         sm = cls()
         c = lv.cls
         sm.counts.update(requests=lv.n, status_2xx=c[2], status_3xx=c[3], status_4xx=c[4], status_5xx=c[5],
-                         bytes_in=lv.bin, bytes_out=lv.bout, upstream_retries=lv.retry, auth_failures=lv.auth)
+                         bytes_in=lv.bin, bytes_out=lv.bout, upstream_retries=lv.retry, auth_failures=lv.auth,
+                         junk_requests=lv.junk)
         sm.rt = _dd(lv.rt)
         if not full:
             return sm
@@ -362,7 +373,8 @@ _new_point = S.constructor(MetricPoint, ("id", "series", "metric", "dims", "wind
                                          "count", "stats", "sketch"))
 
 
-def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_top_k: int = ROUTE_TOP_K) -> list[MetricPoint]:
+def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_top_k: int = ROUTE_TOP_K,
+                 route_min_requests: int = ROUTE_MIN_REQUESTS) -> list[MetricPoint]:
     """Metric points of one closed window.
 
     Parameters
@@ -370,24 +382,31 @@ def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_
     ws, we : int
         Window start / end, epoch seconds.
     accs : dict
-        Fine accumulators ``(b"[upstream]", (host, template), method, status) -> list`` (slots above).
+        Fine accumulators ``(b"[upstream]", (host, template), method, status) -> list`` (slots above);
+        a template ``None`` marks junk requests (counted in ``junk_requests``, no route).
     partition : int or None
         Kafka partition the window came from (part of the id; ``None`` for a merged view).
     route_top_k : int
-        Route series per service (busiest first; ties broken by key for determinism).
+        Route series per service: the window's busiest routes (ties broken by key).
+    route_min_requests : int
+        Requests a route needs in the window to get points (see :data:`ROUTE_MIN_REQUESTS`).
     """
     svcs = defaultdict(_Level)
-    # Routes are ranked by request count and only the busiest ROUTE_TOP_K per service are
-    # emitted: count here, and merge a route's latencies (_Level.add) only if it is emitted, in
-    # the same accumulator order as before (so the same DDSketch sums and bytes).
-    routes: dict = {}
+    # Only the busiest route_top_k routes per service with route_min_requests are emitted: count
+    # here, and merge a route's latencies (_Level.add) only if it is emitted, in the same
+    # accumulator order as before (so the same DDSketch sums and bytes).
+    routes_of: dict = {}
     for (up, (host, tmpl), method, status), acc in accs.items():
         up = up[1:-1]  # "[ns-svc-port]" as written in the line
-        svcs[up].add(status, acc, True)
+        lv = svcs[up]
+        lv.add(status, acc, True)
+        if tmpl is None:
+            lv.junk += acc[N]
+            continue
         rk = (up, host, method, tmpl)
-        r = routes.get(rk)
+        r = routes_of.get(rk)
         if r is None:
-            routes[rk] = [acc[N], [(status, acc)]]
+            routes_of[rk] = [acc[N], [(status, acc)]]
         else:
             r[0] += acc[N]
             r[1].append((status, acc))
@@ -401,9 +420,11 @@ def build_points(ws: int, we: int, accs: dict, partition: int | None = 0, route_
         dims = {"scope": "service", **sdims[up]}
         for metric, value, extra in sm.values(FULL):
             out.append(_point(metric, dims, ws, we, value, extra, partition))
-    ranked = sorted(routes.items(), key=lambda kv: (-kv[1][0], _s(kv[0][0]), _s(kv[0][1]), _s(kv[0][2]), _s(kv[0][3])))
+    ranked = sorted(routes_of.items(), key=lambda kv: (-kv[1][0], _s(kv[0][0]), _s(kv[0][1]), _s(kv[0][2]), _s(kv[0][3])))
     per_svc: dict = defaultdict(int)
-    for (up, host, method, tmpl), (_, parts) in ranked:
+    for (up, host, method, tmpl), (n, parts) in ranked:
+        if n < route_min_requests:
+            continue
         per_svc[up] += 1
         if per_svc[up] > route_top_k:
             continue

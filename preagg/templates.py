@@ -5,7 +5,8 @@ Two parts, both pure and bounded:
 * :func:`template_path` turns a raw path into a template: the query string is
   dropped and path segments that look like identifiers become ``:id``
   (numbers, UUIDs, hex >= 8 chars with a digit, long hashes, base64-ish tokens,
-  e-mail addresses, dates).  Deep paths are cut at ``max_depth`` segments and
+  e-mail addresses, dates, handles, and ids glued into names: ``65752.jpg``,
+  ``12345-my-post``, ``item12345``, ``IMG_20260501_123456.jpg``; see :func:`is_id`).  Deep paths are cut at ``max_depth`` segments and
   long ones at ``max_len`` characters so a template's size is bounded too.
   Results for hot paths are kept in a bounded LRU cache.
 * :class:`TemplateCap` keeps at most ``max_per_host`` distinct templates per host:
@@ -34,19 +35,37 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*\Z")
 _NUMERIC = re.compile(r"[-+]?\d+(?:[.,]\d+)?\Z")
 _SLUG_ID = re.compile(r"[A-Za-z][A-Za-z_]*[-_]\d{3,}\Z")   # order-12345, user_1001
 _DIGIT = re.compile(r"\d")   # what the rules' \d match (any Unicode decimal digit)
+# Shape rules (ids glued to words, in file names, short random codes); see is_id.
+_ID_SLUG = re.compile(r"\d{3,}-[A-Za-z]")                  # 12345-my-first-post (a prefix match)
+_WORD_NUM = re.compile(r"[A-Za-z]+\d{4,}\Z")               # item12345, DSC01234
+_ALNUM = re.compile(r"[A-Za-z0-9]+\Z")
+_HANDLE = re.compile(r"@[\w.\-]+\Z")                       # @alice (profile pages)
+_PCT = re.compile(r"%[0-9A-Fa-f]{2}")                       # a %XX escape is no digit of the name
+_EXT = re.compile(r"[A-Za-z][A-Za-z0-9]{0,9}\Z")            # a file extension: jpg, tar, gz, mp4, webp
 
 
 def is_id(seg: str) -> bool:
     """True when a path segment looks like an identifier rather than a route word.
 
-    Rules (the first that matches wins): longer than :data:`MAX_WORD`; a number; a UUID (with or without
+    Rules (any that matches makes an id): longer than :data:`MAX_WORD`; a number; a UUID (with or without
     dashes); hex of >= 8 chars that contains a digit (so words such as
     ``deadbeef`` or ``facade`` survive... unless >= 16 chars, which is a hash);
     a date or timestamp; an e-mail address; a word ending in ``-<3+ digits>``;
     a token of >= 16 URL-safe/base64 chars with a digit and a letter that
     mixes upper and lower case or is >= 25% digits (session ids, base64 keys);
-    a JWT.  Inside a dotted segment a hex part of >= 8 chars with a digit
-    becomes ``:id`` (``app.3f2a9b1c.js`` -> ``app.:id.js``).
+    a JWT; a ``@handle``.  Shape rules, for ids written inside names:
+    *digit-heavy* (>= 4 digits that are at least half of the letters and digits, ``%XX`` escapes
+    not counted: ``1839382_b``, ``IMG_20260501_123456``, ``2026-05``, ``300x200``); an *id-slug*
+    (``12345-my-first-post``); a word ending in >= 4 digits (``item12345``); a *slug ending in a
+    hex id* of >= 8 chars with a digit (``my-post-61de56ebaf76``); a *random code* of >= 8 letters
+    and digits with a digit whose character class (upper, lower, digit) changes at >= half of the
+    steps, or at >= 35 % with capital pairs at >= 2 places (``dQw4w9WgXcQ``, ``B07XJ8C8F5``,
+    ``0gpRPsbRODQ``; words such as ``iPhone12``, ``OAuth2Callback`` or ``PostgreSQL14`` do not),
+    or capitals with >= 2 digits and >= 3 class changes (``B003B1DBGE``, not ``COVID19DATA``); >= 16 capitals and digits without a separator (base32); >= 16 letters
+    of random case (see :func:`_random_letters`).
+    Dotted segments (file names) are handled by :func:`template_path`: the stem before the
+    extensions is judged as a whole (``65752.jpg`` -> ``:id.jpg``) and each dotted part of >= 3
+    chars on its own (``app.3f2a9b1c.js`` -> ``app.:id.js``).
     """
     if not seg:
         return False
@@ -64,19 +83,25 @@ def is_id(seg: str) -> bool:
     if n >= 32 and _UUID.match(seg):
         return True
     if _DIGIT.search(seg) is None:
-        # Without a digit only an e-mail ("%40" has digits) or a JWT can still be an id:
-        # number, date, slug-id and token all need one; hex and UUID are done above.
+        # Without a digit only an e-mail ("%40" has digits), a handle, base32 or a JWT can still be
+        # an id: number, date, slug-id, token and the shape rules need one; hex and UUID are done.
         if "@" in seg:
-            return _EMAIL.match(seg) is not None
+            return _EMAIL.match(seg) is not None or (seg[0] == "@" and _HANDLE.match(seg) is not None)
+        if n >= 16 and _ALNUM.match(seg):
+            if seg.isupper() or _random_letters(seg, n):
+                return True   # base32 (no word is 16+ capitals in a row), a base62 token
         return seg.startswith("eyJ") and n >= 16 and _JWT.match(seg) is not None
     c = seg[0]
     if c.isdigit() or c in "+-":
         if seg.isdecimal() or _NUMERIC.match(seg) or _DATE.match(seg):
             return True
-    if ("@" in seg or "%40" in seg) and _EMAIL.match(seg):
-        return True
+        if _ID_SLUG.match(seg):
+            return True
+    if "@" in seg or "%40" in seg:
+        if _EMAIL.match(seg) or (c == "@" and _HANDLE.match(seg)):
+            return True
     if "-" in seg or "_" in seg:
-        if _SLUG_ID.match(seg):
+        if _SLUG_ID.match(seg) or _slug_hex(seg):
             return True
     if n >= 16:
         if _TOKEN.match(seg):
@@ -86,25 +111,110 @@ def is_id(seg: str) -> bool:
             if 0 < digits < n and (
                     (not seg.islower() and not seg.isupper()) or digits * 4 >= n):
                 return True
+            if seg.isupper() and _ALNUM.match(seg):
+                return True   # base32 (no word is 16+ capitals in a row)
         elif seg.startswith("eyJ") and _JWT.match(seg):
             return True
-    return False
+    return _shape_id(seg, n)
+
+
+def _digit_heavy(seg: str) -> bool:
+    if "%" in seg:
+        seg = _PCT.sub("", seg)
+    digits = len(_DIGIT.findall(seg))
+    return digits >= 4 and 2 * digits >= sum(ch.isalnum() for ch in seg)
+
+
+def _slug_hex(seg: str) -> bool:
+    """``words-<hex id>``: the last ``-``/``_`` part is hex of >= 8 chars with a digit."""
+    i = max(seg.rfind("-"), seg.rfind("_"))
+    tail = seg[i + 1:]
+    return i > 0 and len(tail) >= 8 and _HEX.match(tail) is not None and not tail.isalpha()
+
+
+def _random_code(seg: str, n: int) -> bool:
+    """A short random code of letters and digits (see the shape rules of :func:`is_id`)."""
+    if n < 8 or not seg.isascii() or _ALNUM.match(seg) is None or seg.isdigit():
+        return False
+    cls = [0 if ch.isdigit() else 1 if ch.isupper() else 2 for ch in seg]
+    switches = sum(a != b for a, b in zip(cls, cls[1:]))
+    if 2 * switches >= n - 1:
+        return True
+    if 2 not in cls:
+        # capitals and digits: digits interleaved at >= 3 places (B003B1DBGE), not a word with a
+        # number (COVID19DATA)
+        return switches >= 3 and cls.count(0) >= 2
+    # fewer changes, but capitals side by side at >= 2 places among lower case (0gpRPsbRODQ);
+    # CamelCase has none, and an acronym alone changes class rarely (PostgreSQL14, OAuth2Callback)
+    pairs = sum(a == b == 1 for a, b in zip(cls, cls[1:]))
+    return 20 * switches >= 7 * (n - 1) and pairs >= 2 and 2 in cls
+
+
+def _random_letters(seg: str, n: int) -> bool:
+    """Mixed-case letters whose case changes at >= 30 % of the steps with capitals side by side at
+    >= 3 places (a random token); CamelCase words have no capital pairs, words with an acronym
+    (getHTTPResponseCode, XMLHttpRequestEventTarget) change case rarely."""
+    if seg.islower() or seg.isupper():
+        return False
+    up = [ch.isupper() for ch in seg]
+    switches = sum(a != b for a, b in zip(up, up[1:]))
+    pairs = sum(a and b for a, b in zip(up, up[1:]))
+    return 10 * switches >= 3 * (n - 1) and pairs >= 3
+
+
+def _shape_id(seg: str, n: int) -> bool:
+    """The shape rules of :func:`is_id` (the segment has a digit)."""
+    if n >= 4 and _digit_heavy(seg):
+        return True
+    if _WORD_NUM.match(seg):
+        return True
+    return _random_code(seg, n)
+
+
+def _whole_dotted_id(seg: str) -> bool:
+    """A dotted segment that is an id as a whole: too long, a number or date, an e-mail, a handle
+    or a JWT (the other rules of :func:`is_id` cannot match a dot)."""
+    if len(seg) > MAX_WORD:
+        return True
+    c = seg[0]
+    if c.isdigit() or c in "+-":
+        if _NUMERIC.match(seg) or _DATE.match(seg):
+            return True
+    if ("@" in seg or "%40" in seg) and _EMAIL.match(seg):
+        return True
+    if c == "@" and _HANDLE.match(seg):
+        return True   # @john.doe
+    return seg.startswith("eyJ") and len(seg) >= 16 and _JWT.match(seg) is not None
+
+
+def _is_ext(part: str) -> bool:
+    # at most one digit (mp4, woff2, m4a): a part with more is rather a version or an id
+    return _EXT.match(part) is not None and len(_DIGIT.findall(part)) <= 1 and not is_id(part)
 
 
 def _segment(seg: str) -> str:
     if "." not in seg:
         return ID if is_id(seg) else seg
-    # A dot rules out the UUID, hex, slug and token rules: a dotted segment can only be an id
-    # when too long, a number or date (starts with a digit or sign), an e-mail or a JWT.
-    c = seg[0]
-    if (len(seg) > MAX_WORD or c.isdigit() or c in "+-" or "@" in seg or "%40" in seg
-            or seg.startswith("eyJ")) and is_id(seg):
+    if _whole_dotted_id(seg):
         return ID
-    if len(seg) > 9:
-        # Fingerprinted assets: app.3f2a9b1c.js -> app.:id.js (hex part >= 8 with a digit).
-        # Joining unchanged parts gives back seg.
-        return ".".join([ID if len(p) >= 8 and _HEX.match(p) and not p.isalpha() else p
-                         for p in seg.split(".")])
+    if len(seg) < 16 and _DIGIT.search(seg) is None and "@" not in seg:
+        # Every id rule a short dotted part could meet needs a digit or an "@" (all-letter hex,
+        # UUIDs and base32 need 16+ chars): words with extensions (index.html, bootstrap.min.css).
+        return seg
+    # A file name: parts of >= 3 chars that are ids on their own (app.3f2a9b1c.js, thumb.65752.jpg,
+    # xdotool-2.20100524.html); else the stem before the extensions as a whole (65752.jpg,
+    # IMG_20260501_123456.jpg, report-2026-01-31.pdf, 1.10.2.tar.gz). Short numeric parts alone
+    # stay: versions such as jquery-3.6.0.min.js and v1.2 are route words.
+    parts = seg.split(".")
+    out = [ID if len(p) >= 3 and is_id(p) else p for p in parts]
+    if out != parts:
+        return ".".join(out)
+    k = len(parts)
+    while k > 1 and _is_ext(parts[k - 1]):
+        k -= 1
+    stem = ".".join(parts[:k])
+    if stem and is_id(stem):
+        return ".".join([ID] + parts[k:])
     return seg
 
 

@@ -107,6 +107,9 @@ class PreaggSettings(BaseModel):
     max_future_s: int = Field(300, ge=0, description="Events further ahead of the watermark are rejected.")
     idle_close_s: float = Field(10.0, gt=0, description="Wall-clock seconds without input after which open windows close.")
     max_templates_per_host: int = Field(200, ge=1)
+    default_service: str | None = Field(None, description=(
+        "Service name for lines whose format names no upstream (combined, common, custom formats without "
+        "$proxy_upstream_name), e.g. the site the log belongs to; unset: '-'. Not used for ingress-nginx."))
 
 
 class DetectSettings(BaseModel):

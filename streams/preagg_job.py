@@ -142,7 +142,7 @@ class PreaggJob:
         p = settings.preagg
         self.agg = Aggregator(window_s=p.window_s, lateness_s=p.allowed_lateness_s, max_future_s=p.max_future_s,
                               idle_close_s=p.idle_close_s, fmt=p.log_format,
-                              max_templates_per_host=p.max_templates_per_host)
+                              max_templates_per_host=p.max_templates_per_host, default_service=p.default_service)
         if self.agg.fast and not self.agg.compiled:
             log.warning("preagg._fastloop is not built: running the pure-Python hot loop (2-3x slower); "
                         "reinstall with a C compiler (pip install -e .)")

@@ -34,8 +34,8 @@ from fixture_data import log_path
      "/presentations/logstash-monitorama-2013/images/kibana-search.png"),              # slug, not an id
     ("/x/CamelCaseLongWordName", "/x/CamelCaseLongWordName"),
     ("/jquery-1.10.2.min.js", "/jquery-1.10.2.min.js"),
-    ("/A%20Beka%20G1%20Howe/029_AND_30/15%20reading%20elephants.mp4",
-     "/A%20Beka%20G1%20Howe/029_AND_30/15%20reading%20elephants.mp4"),
+    ("/A%20Beka%20G1%20Howe/029_AND_30/15%20reading%20elephants.mp4",                   # %20 is no digit;
+     "/A%20Beka%20G1%20Howe/:id/15%20reading%20elephants.mp4"),                          # a numbered folder is
     ("/prices/-3.5", "/prices/:id"),
 ])
 def test_template_rules(path, want):
@@ -139,8 +139,6 @@ def test_crafted_long_segments_are_fast_ids():
 
 
 def test_real_combined_paths():
-    from pathlib import Path
-
     from preagg.parse import get_parser
 
     logs = log_path("apache_combined_10k.log")
@@ -161,8 +159,9 @@ def test_real_combined_paths():
     cap = TemplateCap(max_per_host=50)
     out = [cap.add("semicomplete.com", template_path(line_path)) for line_path in sorted(paths)]
     assert len(cap.kept("semicomplete.com")) == 50 and OTHER in out
-    # Each displacement needs a count beating twice the smallest kept one: few happen.
-    assert len(set(out) - {OTHER}) <= 55
+    # Each displacement needs a count beating twice the smallest kept one: few happen (7 over the
+    # 10k-line log's ~2,000 templates in sorted-path order with today's id rules).
+    assert len(set(out) - {OTHER}) <= 60
 
 
 def test_churn_is_small_once_the_mix_is_stable():
@@ -175,3 +174,65 @@ def test_churn_is_small_once_the_mix_is_stable():
     window = {cap.add("h", t) for t in rnd.choices(routes, weights, k=50_000)}
     assert len(window - {OTHER}) <= 100 + 5
     assert set(routes[:50]) <= window                          # the heaviest routes are kept
+
+
+# Issue #13 A: ids the rules above missed, in the shapes real APIs and static sites write them.
+@pytest.mark.parametrize("path,want", [
+    ("/img/thumb/65752.jpg", "/img/thumb/:id.jpg"),                                    # numeric id as file name
+    ("/avatars/12345.png", "/avatars/:id.png"),
+    ("/api/v1/users/42/orders.json", "/api/v1/users/:id/orders.json"),
+    ("/users/42.json", "/users/:id.json"),                                             # Rails format suffix
+    ("/img/full/1839382_b.jpg", "/img/full/:id.jpg"),                                  # id + size suffix
+    ("/img/thumb.65752.webp", "/img/thumb.:id.webp"),                                  # id inside a dotted name
+    ("/media/IMG_20260501_123456.jpg", "/media/:id.jpg"),                              # camera file name
+    ("/files/report-2026-01-31.pdf", "/files/:id.pdf"),                                # date in a file name
+    ("/feed/2026-01-31.xml", "/feed/:id.xml"),
+    ("/dl/1.10.2.tar.gz", "/dl/:id.tar.gz"),                                           # version as file name
+    ("/archive/2026-05", "/archive/:id"),                                              # year-month
+    ("/p/12345-my-first-post", "/p/:id"),                                              # id-slug
+    ("/post/my-first-post-61de56ebaf76", "/post/:id"),                                 # slug-hexid (Medium)
+    ("/catalog/item12345", "/catalog/:id"),                                            # word + number
+    ("/item/B07XJ8C8F5", "/item/:id"),                                                 # short random code
+    ("/item/B003B1DBGE", "/item/:id"),
+    ("/v/dQw4w9WgXcQ", "/v/:id"),                                                      # 11-char base64 id
+    ("/v/0gpRPsbRODQ", "/v/:id"),
+    ("/reset/JBSWY3DPEHPK3PXP", "/reset/:id"),                                         # base32 token
+    ("/session/CPheTzaFYPVSQAViJaVAHbfz", "/session/:id"),                             # base62, no digit
+    ("/resize/300x200/cat.jpg", "/resize/:id/cat.jpg"),                                # dimensions
+    ("/@alice/posts", "/:id/posts"),                                                   # handle
+    ("/sku/1234567-red", "/sku/:id"),
+])
+def test_template_rules_ids_in_any_shape(path, want):
+    assert template_path(path) == want
+
+
+@pytest.mark.parametrize("path", [
+    "/jquery-3.6.0.min.js", "/api/v1.2/users", "/static/css/bootstrap.min.css", "/robots.txt",
+    "/.well-known/security.txt", "/wp-login.php", "/products/iPhone12", "/OAuth2Callback", "/Windows10",
+    "/codecs/h264", "/hash/sha256", "/x/getHTTPResponseCode", "/x/XMLHttpRequestEventTarget", "/db/PostgreSQL14", "/COVID19DATA", "/covid19/top100", "/v2/some", "/blog/tags/puppet", "/sitemap-2.xml",
+])
+def test_route_words_with_digits_and_dots_stay(path):
+    assert template_path(path) == path
+
+
+def test_numeric_id_traffic_collapses_to_a_few_templates_per_service():
+    # the paths of benchmarks.preagg_paths (ids of many shapes): 20k requests. Apart from the
+    # plain-word tails (tags, @handles: no rule can tell them from route words), each service's
+    # ten busiest templates hold >= 97 % of its requests; the rest are short codes with 0-1 digit
+    # (7kpNMIDpwnj) or ASIN-like ones (B008QWDIHF) that look like words with a number, left to the
+    # template cap and the route selection.
+    from collections import Counter
+
+    from benchmarks.preagg_paths import numeric_id_lines
+
+    per_svc: dict = {}
+    for line in numeric_id_lines(20_000, seed=4):
+        req = line.split(b'"')[1].split(b" ")[1].decode()
+        svc = line.rsplit(b"[", 2)[1].split(b"]")[0].decode()
+        t = template_path(req)
+        if not t.startswith(("/tag/", "/:id")):
+            per_svc.setdefault(svc, Counter())[t] += 1
+    assert len(per_svc) == 5
+    for svc, counts in per_svc.items():
+        top = sum(c for _, c in counts.most_common(10))
+        assert top >= 0.97 * sum(counts.values()), (svc, counts.most_common(12))
