@@ -21,7 +21,7 @@ class MetricKind:
 RULES: tuple[tuple[tuple[str, ...], MetricKind], ...] = (
     (("ratio", "rate"), MetricKind("ratio", "up")),
     (("latency", "_time", "_p50", "_p90", "_p99", "duration"), MetricKind("latency", "up")),
-    (("5xx", "4xx", "401", "403", "404", "error", "fail", "retries", "retry", "scan", "brute"), MetricKind("count", "up")),
+    (("5xx", "4xx", "401", "403", "404", "error", "fail", "retries", "retry", "scan", "brute", "junk"), MetricKind("count", "up")),
     # security signals: more distinct countries or one client's share surging matter, fewer do not
     (("country", "top_clients"), MetricKind("count", "up")),
     (("device_class",), MetricKind("gauge", "up")),  # bot share of requests
@@ -45,6 +45,8 @@ def kind_of(metric: str) -> MetricKind:
     'latency'
     >>> kind_of("auth_failures")
     MetricKind(kind='count', direction='up')
+    >>> kind_of("junk_requests").direction   # junk surging is the signal, junk stopping is not
+    'up'
     """
     m = metric.lower()
     for needles, kind in RULES:
