@@ -13,8 +13,10 @@ Delivery (at-least-once, idempotent by id)
   it keeps). Replayed lines of emitted windows are skipped, so no window is re-emitted partially.
 * Every point's id is ``(series, window, partition)``: a replay re-sends identical records and
   downstream drops duplicates by id.
-* SIGTERM: stop consuming, flush, commit, exit 0. Open windows are *not* emitted (they would be
-  partial); the next owner replays them from the committed offset.
+* SIGTERM, and the end of input of a finite run (``max_idle``): stop consuming, flush, commit,
+  exit 0. Open windows (not yet passed by event time) are *not* emitted: they would be partial,
+  a fake drop downstream; the next run or owner replays them from the committed offset, so a
+  backfill fed in chunks gives the windows of one uninterrupted run.
 
 Scale-out: workers in one consumer group share the partitions; windows are per partition. Logs
 are keyed by upstream name, so a service's series are complete in one partition; ``global`` points
@@ -123,8 +125,9 @@ class PreaggJob:
     duration : float, optional
         Stop after this many wall-clock seconds (graceful: flush + commit).
     max_idle : float, optional
-        End of input: after this many seconds without lines, close *all* windows, publish, commit
-        and stop (finite runs: tests, benchmarks, backfills).
+        End of input: after this many seconds without lines, publish the windows event time has
+        closed, commit and stop (finite runs: tests, benchmarks, backfills). Windows still open
+        stay uncommitted for the next run (see :meth:`_end_of_input`).
     metrics_port : int, optional
         Serve Prometheus metrics on this port.
     """
@@ -259,10 +262,7 @@ class PreaggJob:
                 else:
                     self.agg.tick(now)
                     if self.max_idle is not None and now_m - last_input >= self.max_idle and self.agg.parts:
-                        self.agg.close_all()
-                        self._publish()
-                        self._commit(list(self.agg.parts))
-                        self.result.reason = "idle"
+                        self._end_of_input()
                         break
                 if self.agg.closed:
                     self._publish()
@@ -292,6 +292,24 @@ class PreaggJob:
         self.result.extra.update(consume_call_s=consume_s, worker_thread_s=time.thread_time() - thread0)
         self.result.wall_s = time.monotonic() - wall0
         return self.result
+
+    def _end_of_input(self) -> None:
+        """``max_idle`` reached: publish what event time closed, commit, and leave the rest open.
+
+        A window the watermark has not passed may still get lines (the next chunk of a backfill,
+        late lines within the allowed lateness), and the window holding the newest line is cut
+        short: publishing it would show a fake drop downstream, and would make the next run's
+        lines for it late. So open windows are neither published nor committed: the next run
+        resumes them from the committed offset, exactly as one uninterrupted run would have."""
+        if self.agg.closed:
+            self._publish()
+        self._commit(list(self.agg.parts))
+        left = {p: sorted(st.windows.open) for p, st in self.agg.parts.items() if st.windows.open}
+        self.result.extra["left_open"] = {str(p): ws for p, ws in left.items()}
+        if left:
+            log.info("end of input: windows not passed by event time left open and uncommitted (a later run "
+                     "resumes them): %s", {p: [f"{ws}+{self.agg.window_s}s" for ws in w] for p, w in left.items()})
+        self.result.reason = "idle"
 
     def _request_stop(self, signum, frame) -> None:
         self.stop_requested = True
