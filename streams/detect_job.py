@@ -27,6 +27,7 @@ import math
 import signal
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -72,6 +73,9 @@ CHECKPOINT_STALL_MAX = Gauge("patrol_detect_checkpoint_stall_max_seconds",
 
 INCIDENT_KEY = "__incidents__"
 PROGRESS_EVERY_S = 0.25  # how often held points make the worker read the pre-aggregation progress
+# Key of the fences a worker writes to its own metrics partitions (see DetectWorker._read_progress);
+# every detect worker skips them, whichever group wrote them.
+FENCE_KEY = b"\x00patrol-detect-fence"
 FULL_GC_EVERY = 10  # periodic checkpoints between full garbage collections (see DetectWorker.run)
 
 
@@ -141,6 +145,9 @@ class DetectWorker:
         self.position: dict[int, int] = {}   # next offset to read per metrics partition
         self._ready: dict[int, Ready] = {}   # the last progress read, per metrics partition
         self._progress_at = -math.inf
+        self._fence_token = uuid.uuid4().hex
+        self._fence_seq = 0
+        self._fences: dict[int, tuple[bytes, float]] = {}  # metrics partition -> (fence in flight, progress read)
         self.incidents = IncidentTracker(window_s=settings.preagg.window_s)
         self._incidents_loaded: set[str] = set()
         self._incidents_dirty: set[str] = set()  # services whose incident state changed since the last copy
@@ -200,13 +207,13 @@ class DetectWorker:
                     del msgs
                     gc.collect(1)
                 elif max_idle is not None and time.monotonic() - last_msg > max_idle:
-                    self._end_of_input()
                     break
                 else:
                     self._release()  # held points wait for progress upstream, not for more input
                 self._finish_checkpoint(wait=False)
                 if self._inflight is None and time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
                     self.checkpoint(wait=False)
+            self._end_of_input(10.0 if self._stop else 30.0)  # end of input, SIGTERM or duration
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -269,6 +276,7 @@ class DetectWorker:
         for part in gone:
             self.position.pop(part, None)
             self._ready.pop(part, None)
+            self._fences.pop(part, None)
         for k in keys:
             self.partition_of.pop(k, None)
         for tp in list(self.pending):
@@ -299,6 +307,9 @@ class DetectWorker:
                 continue
             part, off = msg.partition(), msg.offset()
             last[part] = off  # in order within a partition: the last one wins
+            if msg.key() == FENCE_KEY:
+                self._on_fence(part, off, msg.value())
+                continue
             try:
                 p = decode(msg.value(), expect=MetricPoint)
             except RecordError as exc:
@@ -331,27 +342,45 @@ class DetectWorker:
                   window=p.window_start.isoformat(), source_partition=p.stats.get("partition"))
 
     def _read_progress(self) -> None:
-        """Read the pre-aggregation progress for the metrics partitions with held points."""
+        """Read the pre-aggregation progress, and fence it on the metrics partitions with held points.
+
+        The progress covers the shares the broker acknowledged before it was read; a fence this
+        worker then produces to the partition lands after all of them, so once the fence is read
+        back every such share has been consumed (:meth:`_on_fence`). The partition's end offset
+        would say the same without a message, but Tansu's ListOffsets under-reports it."""
         self._progress_at = time.monotonic()
-        parts = [m for m, windows in self.partials.held.items() if windows]
+        parts = [m for m, windows in self.partials.held.items() if windows and m not in self._fences]
+        if not parts:
+            return
         try:
-            self._ready.update(self.sources.ready(self.consumer, self.s.topics.metrics, parts))
+            before = self.sources.closed_before()
         except Exception as exc:  # KafkaException (broker busy, timeout): held points wait for the next try
             log_event(log, "could not read pre-aggregation progress", logging.WARNING, error=str(exc))
+            return
+        for m in parts:
+            self._fence_seq += 1
+            fence = f"{self._fence_token}:{self._fence_seq}".encode()
+            self.producer.produce(self.s.topics.metrics, fence, key=FENCE_KEY, partition=m, on_delivery=self._delivered)
+            self._fences[m] = (fence, before)
+        self.producer.poll(0)
+
+    def _on_fence(self, part: int, offset: int, value: bytes) -> None:
+        f = self._fences.get(part)
+        if f is not None and f[0] == value:  # ours (other workers' and old fences are skipped)
+            del self._fences[part]
+            self._ready[part] = Ready(f[1], offset)
 
     def _release(self, wait: bool = False) -> None:
         """Score the points whose windows every pre-aggregation partition has closed.
 
-        A progress read applies to a metrics partition once everything below the end it noted was
-        consumed; it is read again at most every PROGRESS_EVERY_S while points are held
-        (``wait``: now, and the consumer's position caught up first by the caller)."""
+        Progress is read again at most every PROGRESS_EVERY_S while points are held (``wait``:
+        now), and applies to a metrics partition once its fence was read back."""
         if not self.partials.n_held:
             HELD.set(0)
             return
         if wait or time.monotonic() - self._progress_at >= PROGRESS_EVERY_S:
             self._read_progress()
-        ready = {m: r for m, r in self._ready.items() if self.position.get(m, -1) >= r.offset}
-        released = self.partials.release(ready) if ready else []
+        released = self.partials.release(self._ready) if self._ready else []
         dups = self.partials.duplicates
         if dups:
             self.partials.duplicates = 0
@@ -361,10 +390,16 @@ class DetectWorker:
         if released:
             self._score([p for p, _ in released], [srcs for _, srcs in released])
 
-    def _end_of_input(self) -> None:
-        """``max_idle`` reached: score what is complete; incomplete windows stay held and uncommitted
-        (a pre-aggregation partition left them open: a later run completes and scores them)."""
+    def _end_of_input(self, timeout: float) -> None:
+        """Before stopping: score what is complete; incomplete windows stay held and uncommitted (a
+        pre-aggregation partition left them open: a later run or owner completes and scores them)."""
         self._release(wait=True)
+        deadline = time.monotonic() + timeout
+        while self._fences and time.monotonic() < deadline:  # read the fences back, and anything before them
+            msgs = self.consumer.consume(self.batch, 0.2)
+            if msgs:
+                self._handle(msgs)
+        self._release()
         self.stats.held_at_end = self.partials.n_held
         if self.partials.n_held:
             log_event(log, "end of input: points of windows not complete upstream left uncommitted for a later run",

@@ -11,6 +11,11 @@ Delivery (at-least-once, idempotent by id)
   *before* the offset, as offsets of two side consumer groups (``<group>.state-t`` and
   ``<group>.state-o``) on the same topic/partition (Tansu drops commit metadata, an int64 offset
   it keeps). Replayed lines of emitted windows are skipped, so no window is re-emitted partially.
+* Progress for the detect stage: per partition, the start of the oldest open window (or
+  ``OPEN_NONE``) is committed as the offset of a third side group, ``<group>.state-open``, in the
+  same step (after the flush, before the offsets). Windows before it are published; the detect
+  worker merges a window's shares from all partitions once every one has passed it
+  (``streams.sources``).
 * Every point's id is ``(series, window, partition)``: a replay re-sends identical records and
   downstream drops duplicates by id.
 * SIGTERM, and the end of input of a finite run (``max_idle``): stop consuming, flush, commit,
@@ -73,6 +78,9 @@ def decode_state(value: int) -> tuple[float, float]:
     cb, d = value >> 32, value & 0xFFFFFFFF
     return (-math.inf if cb == 0 else float(cb)), float(cb + d - _BIAS) if cb else -math.inf
 
+
+
+OPEN_NONE = 1 << 62  # state-open offset of a partition with no window open
 
 
 def service_key(dims: dict[str, str]) -> bytes:
@@ -192,6 +200,7 @@ class PreaggJob:
         # Side groups holding the window state per partition (never subscribe, only commit).
         self.state_t = Consumer({**cons, "group.id": f"{self.group}.state-t"})
         self.state_o = Consumer({**cons, "group.id": f"{self.group}.state-o"})
+        self.state_open = Consumer({**cons, "group.id": f"{self.group}.state-open"})
         self.producer = Producer({**conf, "linger.ms": 20, "batch.num.messages": 10000,
                                   "queue.buffering.max.messages": 1000000})
 
@@ -283,6 +292,7 @@ class PreaggJob:
             self.consumer.close()
             self.state_t.close()
             self.state_o.close()
+            self.state_open.close()
             # Free the producer's client (and its broker connections: left open, it retried a
             # stopped broker for the life of the process). Only when nothing is outstanding, since
             # close() flushes without a deadline; what is still queued stays with the object.
@@ -401,7 +411,7 @@ class PreaggJob:
         if left or self.delivery_errors:
             raise KafkaException(f"not committing: {left} records unacknowledged, delivery errors "
                                  f"{self.delivery_errors[:3]}")
-        offs, st, so = [], [], []
+        offs, st, so, sn = [], [], [], []
         for p in partitions:
             cp = self.agg.checkpoint(p)
             if cp is None:
@@ -410,10 +420,13 @@ class PreaggJob:
             offs.append(TopicPartition(self.topic, p, off))
             st.append(TopicPartition(self.topic, p, encode_state(cb, mt)))
             so.append(TopicPartition(self.topic, p, co + 1))
+            is_open = self.agg.parts[p].windows.open
+            sn.append(TopicPartition(self.topic, p, min(is_open) if is_open else OPEN_NONE))
         if not offs:
             return
         self.state_t.commit(offsets=st, asynchronous=False)
         self.state_o.commit(offsets=so, asynchronous=False)
+        self.state_open.commit(offsets=sn, asynchronous=False)
         self.consumer.commit(offsets=offs, asynchronous=False)
         self.result.commits += 1
         self.metrics.commits.inc()
