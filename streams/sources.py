@@ -43,13 +43,14 @@ class SourceProgress:
         self.group = preagg_group
         self.timeout = timeout
         self._warned: dict[int, float] = {}
+        self._tps: list[TopicPartition] = []
+        self._listed_at = -math.inf
 
     def closed_before(self) -> float:
         """Windows ending at or before this are complete in every logs partition (``inf``: none open)."""
-        md = self.state.list_topics(self.logs_topic, timeout=self.timeout).topics.get(self.logs_topic)
-        if md is None or md.error is not None or not md.partitions:
+        tps = self._partitions()
+        if not tps:
             return math.inf  # no logs topic: nothing upstream to wait for
-        tps = [TopicPartition(self.logs_topic, p) for p in sorted(md.partitions)]
         states = self.state.committed(tps, timeout=self.timeout)
         before = math.inf
         for tp, st in zip(tps, states):
@@ -62,6 +63,16 @@ class SourceProgress:
             if st.offset != OPEN_NONE:  # a window is open: it and later ones may still get lines
                 before = min(before, float(st.offset))
         return before
+
+    def _partitions(self) -> list[TopicPartition]:
+        """The logs topic's partitions, from metadata read at most every 10 s."""
+        now = time.monotonic()
+        if now - self._listed_at >= 10:
+            md = self.state.list_topics(self.logs_topic, timeout=self.timeout).topics.get(self.logs_topic)
+            ok = md is not None and md.error is None
+            self._tps = [TopicPartition(self.logs_topic, p) for p in sorted(md.partitions)] if ok else []
+            self._listed_at = now if self._tps else -math.inf  # a missing topic: asked again next time
+        return self._tps
 
     def _warn_waiting(self, partition: int, end: int) -> None:
         now = time.monotonic()
