@@ -16,7 +16,6 @@ from confluent_kafka import Producer
 
 from detect_helpers import read_topic, settings_for
 from models.store import StateStore
-from preagg.series import build_points  # noqa: F401  (the shares below are what it emits)
 from streams.detect_job import DetectWorker
 from streams.generator import generate_lines
 from streams.preagg_job import PreaggJob
