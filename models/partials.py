@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from preagg.series import rollup
-from streams.records import MetricPoint
+from records import MetricPoint
 
 
 def is_partial(p: MetricPoint) -> bool:

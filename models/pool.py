@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from detectors import BatchEnsemble, Result
-from streams.records import MetricPoint
+from records import MetricPoint
 
 from .feedback import Episode, FeedbackModel, MetricPrior, service_context
 from .history import HourlyHistory

@@ -52,7 +52,7 @@ from preagg import enrich
 from preagg.aggregate import Aggregator, _fastloop
 from streams.config import Settings
 from streams.topics import consumer_lag, produce_waiting
-from streams.records import DeadLetter
+from records import DeadLetter
 from streams.topics import ensure_topic
 
 try:
@@ -443,6 +443,6 @@ class PreaggJob:
 if __name__ == "__main__":
     import typer
 
-    from streams.commands.preagg import preagg
+    from cli.commands.preagg import preagg
 
     typer.run(preagg)

@@ -17,9 +17,9 @@ from confluent_kafka import Producer
 from detect_helpers import read_topic, settings_for
 from models.store import StateStore
 from streams.detect_job import DetectWorker
-from streams.generator import generate_lines
+from sim.generator import generate_lines
 from streams.preagg_job import PreaggJob
-from streams.records import MetricPoint
+from records import MetricPoint
 
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
 
