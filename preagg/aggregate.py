@@ -232,8 +232,10 @@ class Aggregator:
     ----------
     window_s, lateness_s, max_future_s, idle_close_s : see :class:`preagg.windows.Windows`.
     fmt : str
-        Log format for the careful parser (:func:`preagg.parse.get_parser`); the fused fast path
-        applies to ``ingress-nginx`` only.
+        Log format for the careful parser (:func:`preagg.parse.get_parser`). ``ingress-nginx``
+        has the fused fast path (compiled or pure Python); ``combined``, ``json`` and ``envoy``
+        have compiled extractors (``preagg/_formats.pxi``, no pure-Python twin: without the
+        extension they run the careful parser); other formats run the careful parser.
     max_templates_per_host : int
         Template cap per host (per upstream when the format has no host), per window: the
         first templates seen in a window are kept, later ones fold into ``other``. Per window,
@@ -261,7 +263,10 @@ class Aggregator:
         self.window_s = int(window_s)
         self._wargs = (window_s, lateness_s, max_future_s, idle_close_s)
         self.fmt = fmt
-        self.fast = fmt == "ingress-nginx"
+        #: code of the compiled extractor for another format (``combined``, ``json``, ``envoy``:
+        #: ``preagg/_formats.pxi``), None for ingress-nginx's own loop or the careful parser
+        self.fmt_code = _fastloop.FORMAT_CODES.get(fmt) if self.compiled else None
+        self.fast = fmt == "ingress-nginx" or self.fmt_code is not None
         self.parse = get_parser(fmt)
         self.template = templater or _templater()
         self.max_templates = int(max_templates_per_host)
@@ -281,6 +286,14 @@ class Aggregator:
         self.replayed = 0
         self.dirty: list = []    # accumulators with pending fast-path lines
         self.pending = 0
+
+    @property
+    def loop_name(self) -> str:
+        """Which loop reads the lines: ``compiled ingress-nginx``, ``compiled json``, ...,
+        ``pure-python ingress-nginx`` or ``careful parser (FMT)``."""
+        if not self.fast:
+            return f"careful parser ({self.fmt})"
+        return f"{'compiled' if self.compiled else 'pure-python'} {self.fmt}"
 
     # -- state ---------------------------------------------------------------------------------
     def part(self, p: int) -> _Part:
@@ -574,7 +587,10 @@ class Aggregator:
                 self._slow(st, line, i, offsets[i], rejected, now)
             return
         if self.compiled:
-            _fastloop.loop(self, st, lines, offsets, rejected, now)
+            if self.fmt_code is not None:
+                _fastloop.loop_format(self, st, lines, offsets, rejected, now, self.fmt_code)
+            else:
+                _fastloop.loop(self, st, lines, offsets, rejected, now)
             return
         self._loop_py(st, lines, offsets, rejected, now)
 
