@@ -373,12 +373,15 @@ cdef class WinTab:
             k = <Py_ssize_t>(key >> 32)
             f = <Py_ssize_t>((key >> VID_BITS) & 3)
             v = <Py_ssize_t>(key & VID_MASK)
-            if cvals is not None and f < 2 and self.vlen[v] >= 0:
+            if cvals is not None and f < 2:
                 # a latency text -> the careful parser's float; two texts of one value, or a
                 # text and the careful path's float, merge into one key at its first position
                 o = <object>PyList_GET_ITEM(<list>cvals[f], v)
                 if o is None:
-                    o = self.conv[f](PyBytes_FromStringAndSize(self.arena + self.voff[v], self.vlen[v]))
+                    if self.vlen[v] >= 0:
+                        o = self.conv[f](PyBytes_FromStringAndSize(self.arena + self.voff[v], self.vlen[v]))
+                    else:
+                        o = self.vobj[v]
                     (<list>cvals[f])[v] = o
                 d = <dict>(<list>PyList_GET_ITEM(accs, k))[4 + f]
                 hit = PyDict_GetItem(d, o)
