@@ -53,10 +53,12 @@ try:  # the compiled loop (Cython, built by `pip install -e .`); same results, 2
 except ImportError:  # no compiler at install time: the pure-Python loop below does the same work
     _fastloop = None
 
-__all__ = ["Aggregator", "ClosedWindow", "Rejected", "COMPILED"]
+__all__ = ["Aggregator", "ClosedWindow", "Rejected", "COMPILED", "FAST_FORMATS"]
 
 #: True when the compiled hot loop is importable (``Aggregator.compiled`` says what an instance uses)
 COMPILED = _fastloop is not None
+#: formats the compiled extension reads itself (the others always run the careful parser)
+FAST_FORMATS = ("ingress-nginx", "combined", "json", "envoy")
 log = logging.getLogger("patrol.preagg")
 
 _BYTES_SENT = itemgetter(slice(5, None))  # b" 200 1234 " -> b"1234 " (int() strips the space)
