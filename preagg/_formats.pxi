@@ -58,14 +58,31 @@ cdef struct Rec:
 cdef const char* DASH = b"-"
 
 
+cdef uint64_t ONES = 0x0101010101010101ULL
+cdef uint64_t HIGHS = 0x8080808080808080ULL
+
+
 cdef inline bint _printable(const char* s, Py_ssize_t n) noexcept:
-    """Only bytes 0x20-0x7e and no backslash: escapes, control bytes and UTF-8 go to the careful path."""
-    cdef Py_ssize_t i
+    """Only bytes 0x20-0x7e and no backslash: escapes, control bytes and UTF-8 go to the careful path.
+
+    Eight bytes a step (the classic exact "has a byte less than / more than / equal to" word
+    tests), since this reads every byte of every line."""
+    cdef Py_ssize_t i = 0
+    cdef uint64_t x, y
     cdef unsigned char c
-    for i in range(n):
+    while i + 8 <= n:
+        memcpy(&x, s + i, 8)
+        y = x ^ (ONES * 92)
+        if (((x - ONES * 32) & ~x)                 # a byte < 0x20
+                | ((x + ONES * 1) | x)                 # a byte > 0x7e
+                | ((y - ONES) & ~y)) & HIGHS:          # a backslash
+            return False
+        i += 8
+    while i < n:
         c = <unsigned char>s[i]
         if c < 32 or c > 126 or c == 92:
             return False
+        i += 1
     return True
 
 
@@ -529,6 +546,31 @@ cdef inline int _kt_class(const char* s, Py_ssize_t n) noexcept:
         i = (i + 1) & (KT_SLOTS - 1)
 
 
+# the previous object's keys by position: lines of one source repeat their key order, so most keys
+# are classified by one short memcmp instead of a hash probe
+cdef enum:
+    KC_POS = 48
+    KC_LEN = 32
+cdef char _kc_buf[KC_POS][KC_LEN]
+cdef Py_ssize_t _kc_len[KC_POS]
+cdef int _kc_cls[KC_POS]
+for _i in range(KC_POS):
+    _kc_len[_i] = -1
+
+
+cdef inline int _key_class(int pos, const char* s, Py_ssize_t n) noexcept:
+    cdef int c
+    if pos < KC_POS and n <= KC_LEN:
+        if _kc_len[pos] == n and memcmp(_kc_buf[pos], s, n) == 0:
+            return _kc_cls[pos]
+        c = _kt_class(s, n)
+        memcpy(_kc_buf[pos], s, n)
+        _kc_len[pos] = n
+        _kc_cls[pos] = c
+        return c
+    return _kt_class(s, n)
+
+
 cdef inline Py_ssize_t _ws(const char* s, Py_ssize_t j, Py_ssize_t n) noexcept:
     while j < n and s[j] == 32:
         j += 1
@@ -573,7 +615,7 @@ cdef bint _x_json(const char* s, Py_ssize_t n, Rec* r, char* kbuf) noexcept:
     cdef const char* vs[K_N]
     cdef Py_ssize_t vn[K_N]
     cdef bint vstr[K_N]
-    cdef int seen = 0, slot, cls
+    cdef int seen = 0, slot, cls, pos = 0
     cdef Py_ssize_t j, ks, kn, e, a
     cdef const char* v
     cdef Py_ssize_t m
@@ -618,7 +660,8 @@ cdef bint _x_json(const char* s, Py_ssize_t n, Rec* r, char* kbuf) noexcept:
             v = s + j
             m = e - j
             j = e
-        cls = _kt_class(s + ks, kn)
+        cls = _key_class(pos, s + ks, kn)
+        pos += 1
         if cls == K_DEFER:
             return False
         if cls == K_ILIST and not _int_item(v, m, isstr):

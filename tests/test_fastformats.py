@@ -10,6 +10,7 @@ exactly as the careful parser does or hand to it) and on hypothesis-made JSON ob
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -88,9 +89,14 @@ def _batches(lines, size=2000, partitions=1, now=None):
     return [(i // size % partitions, lines[i:i + size], now) for i in range(0, len(lines), size)]
 
 
+@functools.lru_cache(maxsize=16)
+def _gen_cached(fmt: str, n: int, seed: int, rate: float) -> tuple:
+    return tuple(reformat(line, fmt, t) for t, _, line in generate_lines(n=n, seed=seed, base_rate=rate,
+                                                                       start="2026-01-05T12:00:00Z"))
+
+
 def _gen(fmt: str, n: int, seed: int, rate: float = 400.0) -> list[bytes]:
-    return [reformat(line, fmt, t) for t, _, line in generate_lines(n=n, seed=seed, base_rate=rate,
-                                                                  start="2026-01-05T12:00:00Z")]
+    return list(_gen_cached(fmt, n, seed, rate))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
