@@ -14,6 +14,14 @@ path's share can be read without a second run on a shared machine (it runs third
 per-process enrichment caches warm, so ``consumer_stage_ratio`` understates the batch path;
 ``python -m benchmarks.consume --stage-pairs K`` pairs them fairly).
 
+``--format combined|json|envoy`` renders the same generated requests in that access-log format
+(``streams.generator.formats``) and runs the stage on them at 60 s and 10 s, paired in the same run
+with the default format's 60 s stage on the same requests (``format_stage_ratio_to_default``;
+``--default-first`` swaps which of the two runs first), plus, in memory, the format's compiled
+extractor against the default loop and the careful parser alone (``core.format_*``). Peers, the
+fallback consumer and ``consume_paths`` run only for the default format. ``hot_loop`` (top level and
+per stage) says which loop read the lines (``compiled json``, ``compiled ingress-nginx``, ...).
+
 Rates are lines per second of *process CPU time* (all threads, librdkafka's included), i.e. per
 core, over the busy period (first consumed batch to the last, as the peers measure themselves);
 whole-run CPU (start-up, group join, idle wait, final close) and wall-clock rates are beside them.
