@@ -15,7 +15,7 @@ per-process enrichment caches warm, so ``consumer_stage_ratio`` understates the 
 ``python -m benchmarks.consume --stage-pairs K`` pairs them fairly).
 
 ``--format combined|json|envoy`` renders the same generated requests in that access-log format
-(``streams.generator.formats``) and runs the stage on them at 60 s and 10 s, paired in the same run
+(``sim.generator.formats``) and runs the stage on them at 60 s and 10 s, paired in the same run
 with the default format's 60 s stage on the same requests (``format_stage_ratio_to_default``;
 ``--default-first`` swaps which of the two runs first), plus, in memory, the format's compiled
 extractor against the default loop and the careful parser alone (``core.format_*``). Peers, the
@@ -51,13 +51,13 @@ def _produce(bootstrap: str, topic: str, n: int, rate: float, seed: int = 1, fmt
              also: dict | None = None) -> tuple[int, int]:
     """Generate ``n`` lines into ``topic`` (key = upstream, timestamp = event time); returns (lines, bytes).
 
-    ``fmt``: the access-log format of the lines (``streams.generator.formats``); ``also``: more
+    ``fmt``: the access-log format of the lines (``sim.generator.formats``); ``also``: more
     ``{format: topic}`` that get the same requests rendered in another format (a paired run).
     """
     from confluent_kafka import Producer
 
-    from streams.generator import generate_chunks
-    from streams.generator.formats import reformat
+    from sim.generator import generate_chunks
+    from sim.generator.formats import reformat
     from streams.topics import produce_waiting
 
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
@@ -166,8 +166,8 @@ def _core(n: int, rate: float, fmt: str = "ingress-nginx") -> dict:
     from ddsketch import DDSketch
 
     from preagg.aggregate import Aggregator
-    from streams.generator import generate_lines
-    from streams.generator.formats import reformat
+    from sim.generator import generate_lines
+    from sim.generator.formats import reformat
 
     gen = list(generate_lines(n=n, seed=2, base_rate=rate, start=GEN_START))
     lines = [line for _, _, line in gen]
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rss-urls", type=int, default=1_000_000)
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--format", default="ingress-nginx", choices=("ingress-nginx", "combined", "json", "envoy"),
-                    help="access-log format of the generated lines (streams.generator.formats); another format "
+                    help="access-log format of the generated lines (sim.generator.formats); another format "
                          "than the default runs paired with the default format on the same requests")
     ap.add_argument("--default-first", action="store_true",
                     help="with --format: run the default format's 60 s stage before the format's (alternate "
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(rss_child(a.rss_child)))
         return {}
 
-    from streams.broker import EmbeddedBroker
+    from sim.broker import EmbeddedBroker
     from streams.topics import ensure_topic
 
     fmt = a.format

@@ -45,7 +45,7 @@ from preagg import enrich
 from preagg.aggregate import FAST_FORMATS, Aggregator, _fastloop
 from streams.config import Settings
 from streams.topics import consumer_lag, produce_waiting
-from streams.records import DeadLetter
+from records import DeadLetter
 from streams.topics import ensure_topic
 
 try:
@@ -413,6 +413,6 @@ class PreaggJob:
 if __name__ == "__main__":
     import typer
 
-    from streams.commands.preagg import preagg
+    from cli.commands.preagg import preagg
 
     typer.run(preagg)

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from preagg import aggregate
 from preagg.aggregate import Aggregator
-from streams.generator import generate_lines
-from streams.generator.formats import reformat
+from sim.generator import generate_lines
+from sim.generator.formats import reformat
 
 BIG = 10**9
 FORMATS = ("combined", "json", "envoy")

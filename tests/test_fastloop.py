@@ -18,7 +18,7 @@ import pytest
 
 from preagg import aggregate
 from preagg.aggregate import Aggregator
-from streams.generator import generate_lines
+from sim.generator import generate_lines
 
 LOGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "logs"
 BIG = 10**9
