@@ -22,7 +22,7 @@ else:
         # does; a fused multiply-add (allowed by default on some targets or with -march) changes
         # the last bit and so the sketch bytes a replay must reproduce.
         [Extension("preagg._fastloop", ["preagg/_fastloop.pyx"], extra_compile_args=["-O3", "-ffp-contract=off"],
-                   depends=["preagg/_tables.pxi"], optional=True),
+                   depends=["preagg/_tables.pxi", "preagg/_formats.pxi"], optional=True),
          Extension("streams._rdbatch", ["streams/_rdbatch.pyx"], extra_compile_args=["-O3"], libraries=["dl"],
                    optional=True)],
         compiler_directives={"language_level": "3"},

@@ -596,3 +596,7 @@ def dd_accumulate(dict counts, dict cache, entry, double total, double lo, doubl
         if v > hi:
             hi = v
     return bins, zero, n, total, lo, hi
+
+
+# compiled extractors for combined, JSON and Envoy text lines, counting into the same tables
+include "_formats.pxi"

@@ -76,6 +76,9 @@ cdef class WinTab:
     """
 
     cdef public list accs
+    # (request time, upstream time) converters, or None: the other formats' loop counts
+    # latencies as their text and the careful parser's float is made here, once per value
+    cdef public object conv
     cdef int64_t* n
     cdef int64_t* bout
     cdef int64_t* bin
@@ -360,11 +363,31 @@ cdef class WinTab:
         cdef list accs = self.accs
         cdef object o
         cdef list a
+        cdef list cvals = None
+        cdef dict d
+        cdef PyObject* hit
+        if self.conv is not None:
+            cvals = [[None] * self.nval, [None] * self.nval]
         for e in range(self.ne):
             key = self.ekey[e]
             k = <Py_ssize_t>(key >> 32)
             f = <Py_ssize_t>((key >> VID_BITS) & 3)
             v = <Py_ssize_t>(key & VID_MASK)
+            if cvals is not None and f < 2:
+                # a latency text -> the careful parser's float; two texts of one value, or a
+                # text and the careful path's float, merge into one key at its first position
+                o = <object>PyList_GET_ITEM(<list>cvals[f], v)
+                if o is None:
+                    if self.vlen[v] >= 0:
+                        o = self.conv[f](PyBytes_FromStringAndSize(self.arena + self.voff[v], self.vlen[v]))
+                    else:
+                        o = self.vobj[v]
+                    (<list>cvals[f])[v] = o
+                d = <dict>(<list>PyList_GET_ITEM(accs, k))[4 + f]
+                hit = PyDict_GetItem(d, o)
+                PyDict_SetItem(d, o, PyLong_FromLongLong(self.ecnt[e]) if hit == NULL
+                               else <object>hit + self.ecnt[e])
+                continue
             o = <object>PyList_GET_ITEM(vals, v)
             if o is None:
                 if self.vlen[v] >= 0:

@@ -53,10 +53,12 @@ try:  # the compiled loop (Cython, built by `pip install -e .`); same results, 2
 except ImportError:  # no compiler at install time: the pure-Python loop below does the same work
     _fastloop = None
 
-__all__ = ["Aggregator", "ClosedWindow", "Rejected", "COMPILED"]
+__all__ = ["Aggregator", "ClosedWindow", "Rejected", "COMPILED", "FAST_FORMATS"]
 
 #: True when the compiled hot loop is importable (``Aggregator.compiled`` says what an instance uses)
 COMPILED = _fastloop is not None
+#: formats the compiled extension reads itself (the others always run the careful parser)
+FAST_FORMATS = ("ingress-nginx", "combined", "json", "envoy")
 log = logging.getLogger("patrol.preagg")
 
 _BYTES_SENT = itemgetter(slice(5, None))  # b" 200 1234 " -> b"1234 " (int() strips the space)
@@ -232,8 +234,10 @@ class Aggregator:
     ----------
     window_s, lateness_s, max_future_s, idle_close_s : see :class:`preagg.windows.Windows`.
     fmt : str
-        Log format for the careful parser (:func:`preagg.parse.get_parser`); the fused fast path
-        applies to ``ingress-nginx`` only.
+        Log format for the careful parser (:func:`preagg.parse.get_parser`). ``ingress-nginx``
+        has the fused fast path (compiled or pure Python); ``combined``, ``json`` and ``envoy``
+        have compiled extractors (``preagg/_formats.pxi``, no pure-Python twin: without the
+        extension they run the careful parser); other formats run the careful parser.
     max_templates_per_host : int
         Template cap per host (per upstream when the format has no host), per window: the
         first templates seen in a window are kept, later ones fold into ``other``. Per window,
@@ -271,7 +275,14 @@ class Aggregator:
         self.window_s = int(window_s)
         self._wargs = (window_s, lateness_s, max_future_s, idle_close_s)
         self.fmt = fmt
-        self.fast = fmt == "ingress-nginx"
+        #: code of the compiled extractor for another format (``combined``, ``json``, ``envoy``:
+        #: ``preagg/_formats.pxi``), None for ingress-nginx's own loop or the careful parser
+        self.fmt_code = _fastloop.FORMAT_CODES.get(fmt) if self.compiled else None
+        if default_service and fmt != "ingress-nginx":
+            # the compiled extractors key a line by the upstream it names; a default for lines naming
+            # none is applied by the careful parser's path (slower: key logs by upstream instead)
+            self.fmt_code = None
+        self.fast = fmt == "ingress-nginx" or self.fmt_code is not None
         self.parse = get_parser(fmt)
         self.template = templater or _templater()
         self.max_templates = int(max_templates_per_host)
@@ -294,6 +305,14 @@ class Aggregator:
         self.replayed = 0
         self.dirty: list = []    # accumulators with pending fast-path lines
         self.pending = 0
+
+    @property
+    def loop_name(self) -> str:
+        """Which loop reads the lines: ``compiled ingress-nginx``, ``compiled json``, ...,
+        ``pure-python ingress-nginx`` or ``careful parser (FMT)``."""
+        if not self.fast:
+            return f"careful parser ({self.fmt})"
+        return f"{'compiled' if self.compiled else 'pure-python'} {self.fmt}"
 
     # -- state ---------------------------------------------------------------------------------
     def part(self, p: int) -> _Part:
@@ -595,7 +614,10 @@ class Aggregator:
                 self._slow(st, line, i, offsets[i], rejected, now)
             return
         if self.compiled:
-            _fastloop.loop(self, st, lines, offsets, rejected, now)
+            if self.fmt_code is not None:
+                _fastloop.loop_format(self, st, lines, offsets, rejected, now, self.fmt_code)
+            else:
+                _fastloop.loop(self, st, lines, offsets, rejected, now)
             return
         self._loop_py(st, lines, offsets, rejected, now)
 

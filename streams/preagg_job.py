@@ -49,7 +49,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from models.incidents import service_of
 from preagg import enrich
-from preagg.aggregate import Aggregator, _fastloop
+from preagg.aggregate import FAST_FORMATS, Aggregator, _fastloop
 from streams.config import Settings
 from streams.topics import consumer_lag, produce_waiting
 from records import DeadLetter
@@ -154,11 +154,11 @@ class PreaggJob:
         self.agg = Aggregator(window_s=p.window_s, lateness_s=p.allowed_lateness_s, max_future_s=p.max_future_s,
                               idle_close_s=p.idle_close_s, fmt=p.log_format,
                               max_templates_per_host=p.max_templates_per_host, default_service=p.default_service)
-        if self.agg.fast and not self.agg.compiled:
-            log.warning("preagg._fastloop is not built: running the pure-Python hot loop (2-3x slower); "
-                        "reinstall with a C compiler (pip install -e .)")
+        if not self.agg.compiled and p.log_format in FAST_FORMATS:
+            log.warning("preagg._fastloop is not built: running the %s loop (2-10x slower); "
+                        "reinstall with a C compiler (pip install -e .)", self.agg.loop_name)
         else:
-            log.info("hot loop: %s", "compiled (preagg._fastloop)" if self.agg.compiled else f"careful parser ({p.log_format})")
+            log.info("hot loop: %s", self.agg.loop_name)
         # Start-up, not per window: otherwise the first window close pays ~0.6 s of CPU loading
         # the GeoIP and ua-parser databases while lines queue up behind it.
         enrich.warm()
@@ -167,7 +167,8 @@ class PreaggJob:
         self.delivery_errors: list[str] = []
         self._batch_bytes = 0
         self.consumer_kind = self._pick_consumer(consumer or os.environ.get("PATROL_PREAGG_CONSUMER"))
-        self.result = JobResult(extra={"compiled_loop": self.agg.compiled, "consumer": self.consumer_kind})
+        self.result = JobResult(extra={"compiled_loop": self.agg.compiled, "hot_loop": self.agg.loop_name,
+                                       "consumer": self.consumer_kind})
 
     @staticmethod
     def _pick_consumer(wanted: str | None) -> str:
