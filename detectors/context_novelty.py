@@ -175,6 +175,9 @@ class ContextNoveltyDetector(Detector):
         first = s["n"] == 0
         lo = np.where(ok, np.where(first, yy, np.minimum(s["lo"], yy)), s["lo"])
         hi = np.where(ok, np.where(first, yy, np.maximum(s["hi"], yy)), s["hi"])
+        grew = ok & ~first & ((lo < s["lo"]) | (hi > s["hi"]))
+        if grew.any():  # new extreme: re-bucket what was learnt so far, so contexts keep their meaning
+            self._rebucket(np.flatnonzero(grew), lo[grew], hi[grew])
         b = self._bucket(yy, lo, hi)
         bit = (np.uint16(1) << b.astype(np.uint16)).astype(np.uint16)
         hlen = np.minimum(s["n"], L).astype(np.intp)
@@ -217,6 +220,53 @@ class ContextNoveltyDetector(Detector):
                                 s["hist"])
         s["n"][:] = np.where(ok, s["n"] + 1.0, s["n"])
         return score, z, expected, fired & ok
+
+    def _rebucket(self, rows, lo1, hi1):
+        """Map series ``rows``' history and dictionary from their old range to ``[lo1, hi1]``.
+
+        Each old bucket stands for its centre value, which falls into one new
+        bucket (a wider range merges neighbours). Left semi-contexts that
+        become equal are merged (masks or-ed, latest use kept); each set keeps
+        its ``n_ways`` most recently used entries.
+        """
+        s, B, L, W = self.s, self.n_buckets, self.max_left, self.n_ways
+        m, size = rows.size, self.n_sets * self.n_ways
+        lo0, hi0 = s["lo"][rows], s["hi"][rows]
+        centres = lo0[:, None] + (np.arange(B) + 0.5) / B * (hi0 - lo0)[:, None]
+        newb = self._bucket(centres, lo1[:, None], hi1[:, None])             # (m, B)
+        s["hist"][rows] = np.take_along_axis(newb, s["hist"][rows].astype(np.intp), axis=1).astype(np.uint8)
+        keys, masks, used = s["keys"][rows], s["masks"][rows], s["used"][rows]
+        width = self.n_bits + 1
+        nk = np.zeros_like(keys)
+        for j in range(L):
+            nib = ((keys >> np.uint32(width * j)) & np.uint32((1 << width) - 1)).astype(np.intp)
+            mapped = np.take_along_axis(newb, np.maximum(nib - 1, 0), axis=1).astype(np.uint32) + np.uint32(1)
+            nk |= np.where(nib > 0, mapped, np.uint32(0)) << np.uint32(width * j)
+        nm = np.zeros_like(masks)
+        for j in range(B):
+            nm |= (((masks >> np.uint16(j)) & np.uint16(1)) << newb[:, j:j + 1].astype(np.uint16)).astype(np.uint16)
+        sid = np.repeat(np.arange(m), size)
+        nk, nm, nu = nk.ravel(), nm.ravel(), used.ravel()
+        keep = nk != 0
+        sid, nk, nm, nu = sid[keep], nk[keep], nm[keep], nu[keep]
+        order = np.lexsort((nk, sid))
+        sid, nk, nm, nu = sid[order], nk[order], nm[order], nu[order]
+        start = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (nk[1:] != nk[:-1])]) if sid.size else np.zeros(0, int)
+        if sid.size:
+            sid, nk = sid[start], nk[start]
+            nm = np.bitwise_or.reduceat(nm, start)
+            nu = np.maximum.reduceat(nu, start)
+        st = self._slots(nk) // W
+        order = np.lexsort((-nu.astype(np.int64), st, sid))
+        sid, nk, nm, nu, st = sid[order], nk[order], nm[order], nu[order], st[order]
+        first = np.r_[True, (sid[1:] != sid[:-1]) | (st[1:] != st[:-1])] if sid.size else np.zeros(0, bool)
+        rank = np.arange(sid.size) - np.maximum.accumulate(np.where(first, np.arange(sid.size), 0))
+        ok = rank < W
+        at = st[ok] * W + rank[ok]
+        for name, val in (("keys", nk), ("masks", nm), ("used", nu)):
+            table = np.zeros((m, size), dtype=s[name].dtype)
+            table[sid[ok], at] = val[ok]
+            s[name][rows] = table
 
     def _learn_contexts(self, rows, keys, way, base, potential, bit, ok):
         """Add this point's right bucket to orders 1..potential (insert unknown ones, LRU)."""
