@@ -235,20 +235,19 @@ class ContextNoveltyDetector(Detector):
         centres = lo0[:, None] + (np.arange(B) + 0.5) / B * (hi0 - lo0)[:, None]
         newb = self._bucket(centres, lo1[:, None], hi1[:, None])             # (m, B)
         s["hist"][rows] = np.take_along_axis(newb, s["hist"][rows].astype(np.intp), axis=1).astype(np.uint8)
-        keys, masks, used = s["keys"][rows], s["masks"][rows], s["used"][rows]
+        keys = s["keys"][rows]
+        sid, ent = np.nonzero(keys)                                           # only the entries in use
+        keys, masks, nu = keys[sid, ent], s["masks"][rows][sid, ent], s["used"][rows][sid, ent]
+        nb = newb[sid]                                                         # (entries, B)
         width = self.n_bits + 1
         nk = np.zeros_like(keys)
         for j in range(L):
             nib = ((keys >> np.uint32(width * j)) & np.uint32((1 << width) - 1)).astype(np.intp)
-            mapped = np.take_along_axis(newb, np.maximum(nib - 1, 0), axis=1).astype(np.uint32) + np.uint32(1)
-            nk |= np.where(nib > 0, mapped, np.uint32(0)) << np.uint32(width * j)
+            mapped = np.take_along_axis(nb, np.maximum(nib - 1, 0)[:, None], axis=1)[:, 0].astype(np.uint32)
+            nk |= np.where(nib > 0, mapped + np.uint32(1), np.uint32(0)) << np.uint32(width * j)
         nm = np.zeros_like(masks)
         for j in range(B):
-            nm |= (((masks >> np.uint16(j)) & np.uint16(1)) << newb[:, j:j + 1].astype(np.uint16)).astype(np.uint16)
-        sid = np.repeat(np.arange(m), size)
-        nk, nm, nu = nk.ravel(), nm.ravel(), used.ravel()
-        keep = nk != 0
-        sid, nk, nm, nu = sid[keep], nk[keep], nm[keep], nu[keep]
+            nm |= (((masks >> np.uint16(j)) & np.uint16(1)) << nb[:, j].astype(np.uint16)).astype(np.uint16)
         order = np.lexsort((nk, sid))
         sid, nk, nm, nu = sid[order], nk[order], nm[order], nu[order]
         start = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (nk[1:] != nk[:-1])]) if sid.size else np.zeros(0, int)
