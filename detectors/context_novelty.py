@@ -245,9 +245,18 @@ class ContextNoveltyDetector(Detector):
             nib = ((keys >> np.uint32(width * j)) & np.uint32((1 << width) - 1)).astype(np.intp)
             mapped = np.take_along_axis(nb, np.maximum(nib - 1, 0)[:, None], axis=1)[:, 0].astype(np.uint32)
             nk |= np.where(nib > 0, mapped + np.uint32(1), np.uint32(0)) << np.uint32(width * j)
+        # a predicted old bucket predicts every new bucket it overlaps (its values may fall in either)
+        span1 = np.where(hi1 > lo1, hi1 - lo1, 1.0)
+        upper = (lo0 + (np.arange(1, B + 1)) / B * (hi0 - lo0)[:, None])
+        last = np.ceil((upper - lo1[:, None]) / span1[:, None] * B).astype(np.intp) - 1
+        lower = self._bucket(upper - (hi0 - lo0)[:, None] / B, lo1[:, None], hi1[:, None])
+        grown = (hi0 > lo0)[:, None]
+        first_b = np.where(grown, np.minimum(lower, newb), newb)
+        last = np.where(grown, np.clip(last, newb, B - 1), newb)
+        cover = ((np.int64(1) << (last + 1)) - (np.int64(1) << first_b)).astype(np.uint16)[sid]   # (entries, B)
         nm = np.zeros_like(masks)
         for j in range(B):
-            nm |= (((masks >> np.uint16(j)) & np.uint16(1)) << nb[:, j].astype(np.uint16)).astype(np.uint16)
+            nm |= np.where((masks >> np.uint16(j)) & np.uint16(1), cover[:, j], np.uint16(0)).astype(np.uint16)
         order = np.lexsort((nk, sid))
         sid, nk, nm, nu = sid[order], nk[order], nm[order], nu[order]
         start = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (nk[1:] != nk[:-1])]) if sid.size else np.zeros(0, int)
