@@ -27,3 +27,7 @@ from .spike import SpikeDetector
 __all__ = ["DEFAULT_THRESHOLD", "METRIC_KINDS", "STATE_VERSION", "BatchEnsemble", "BatchResult", "CusumDetector",
            "Detector", "DetectorResult", "Ensemble", "RatioDetector", "ResidualLikelihood", "Result", "SeasonalDetector",
            "SpikeDetector", "TailCalibrator", "default_ensemble"]
+
+from .context_novelty import ContextNoveltyDetector  # noqa: E402  (pattern novelty, CAD OSE family; not in the ensemble yet)
+
+__all__ += ["ContextNoveltyDetector"]
