@@ -375,6 +375,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--files", nargs="+", help="only these files (category/name.csv or name.csv)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--cv", action="store_true",
+                   help="also run the nested leave-one-category-out selection of ensemble variant and threshold "
+                        "(benchmarks.nab_cv) and report out-of-fold next to in-sample scores")
+    p.add_argument("--cache", type=Path, default=Path(".cache/nab_cv"),
+                   help="--cv: per-variant, per-file evidence cache (default .cache/nab_cv)")
+    p.add_argument("--synthetic", type=int, metavar="SEED",
+                   help="use the generated corpus of benchmarks.synth (this seed) instead of --data")
     return p
 
 
@@ -382,17 +389,31 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``python -m benchmarks.nab``; returns the report."""
     args = _parser().parse_args(argv)
     spec = REGISTRY[args.detector]
-    corpus = ns.load_corpus(args.data, args.files)
-    all_profiles = ns.load_profiles(args.data)
-    profiles = {p: all_profiles[p] for p in ns.PROFILE_NAMES}
+    if args.synthetic is not None:
+        from benchmarks import synth
+
+        corpus = synth.corpus(seed=args.synthetic)
+        if args.files:
+            corpus = [f for f in corpus if f.name in args.files or f.name.split("/")[-1] in args.files]
+        profiles = dict(synth.PROFILES)
+    else:
+        corpus = ns.load_corpus(args.data, args.files)
+        all_profiles = ns.load_profiles(args.data)
+        profiles = {p: all_profiles[p] for p in ns.PROFILE_NAMES}
     default_threshold = spec.default_threshold()
     start = time.perf_counter()
     scores = run_corpus(spec.name, corpus, jobs=args.jobs)
     run_secs = time.perf_counter() - start
     if args.results_dir:
         write_results(args.results_dir, spec.name, corpus, scores)
-    report = {"detector": spec.name, "data": str(args.data), "run_seconds": run_secs}
+    data = f"synthetic:{args.synthetic}" if args.synthetic is not None else str(args.data)
+    report = {"detector": spec.name, "data": data, "run_seconds": run_secs}
     report.update(evaluate(scores, corpus, profiles, default_threshold))
+    if args.cv:
+        from benchmarks import nab_cv
+
+        report["cv"] = nab_cv.cross_validate(corpus, profiles, cache=args.cache)
+        print(nab_cv.summary(report["cv"]), file=sys.stderr)
     text = json.dumps(report, indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

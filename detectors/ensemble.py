@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import Clock, to_seconds, z_to_surprise, clip
-from .calibration import TailCalibrator
+from .calibration import TailBank, TailCalibrator
 from .changepoint import CusumDetector
 from .likelihood import ResidualLikelihood
 from .ratio import RatioDetector
@@ -51,8 +51,25 @@ DEFAULT_THRESHOLD = 0.35
 Chosen with the likelihood detector and alert-relative damping by leave-one-category-out
 cross-validation on NAB (docs/nab.md); it also sets the calibrator's alert level."""
 
-STATE_VERSION = 2
-"""Version of the packed state (v2 added the residual likelihood; v1 states still load)."""
+DEFAULT_CRITICAL = 0.8
+"""Score at/above which an alert is ``critical`` (a calibrated p of 1e-8)."""
+
+CALIBRATIONS = ("per_detector", "pooled")
+DEFAULT_CALIBRATION = "per_detector"
+"""``"per_detector"``: each detector's surprise is calibrated on its own, per side (:class:`TailBank`),
+and every alert names the detectors behind it; ``"pooled"``: the v2 fusion (largest raw surprise,
+one calibration per series), kept for comparison and for v2 checkpoints."""
+
+POINT_FUSIONS = ("max", "agree")
+DEFAULT_POINT_FUSION = "max"
+"""How the point detectors' evidence combines (``calibration="per_detector"`` only): ``"max"``, the
+most surprised one; ``"agree"``, the *less* surprised of the spike and the seasonal detector once
+the seasonal one is warm (a point anomaly must surprise both the short-memory and the
+time-of-day model; either alone is a burst one of them explains)."""
+
+STATE_VERSION = 3
+"""Version of the packed state (v2 added the residual likelihood, v3 the per-detector tails; older
+states still load, the newer parts start afresh)."""
 
 METRIC_KINDS = ("gauge", "count", "ratio", "latency")
 DIRECTIONS = ("both", "up", "down")
@@ -167,8 +184,13 @@ class BatchEnsemble:
     """
 
     def __init__(self, n_series=1, metric_kind="gauge", direction="both", threshold=DEFAULT_THRESHOLD,
-                 critical=0.8, calib_rate=0.002, band_z=4.0, period=86400.0, n_slots=48, weekly=True,
-                 tz_offset=0.0):
+                 critical=DEFAULT_CRITICAL, calib_rate=0.002, band_z=4.0, period=86400.0, n_slots=48, weekly=True,
+                 tz_offset=0.0, calibration=DEFAULT_CALIBRATION, point_fusion=DEFAULT_POINT_FUSION):
+        if calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}")
+        if point_fusion not in POINT_FUSIONS:
+            raise ValueError(f"point_fusion must be one of {POINT_FUSIONS}")
+        self.calibration, self.point_fusion = calibration, point_fusion
         if metric_kind not in METRIC_KINDS:
             raise ValueError(f"metric_kind must be one of {METRIC_KINDS}")
         if direction not in DIRECTIONS:
@@ -186,7 +208,8 @@ class BatchEnsemble:
         if metric_kind == "ratio":
             self.detectors.append(RatioDetector(n_series=n))
         else:
-            self.detectors.append(SpikeDetector(n_series=n, rel_floor=rel, abs_floor=floor))
+            self.detectors.append(SpikeDetector(n_series=n, rel_floor=rel, abs_floor=floor,
+                                                between_is_normal=calibration != "pooled"))
             self.detectors.append(CusumDetector(n_series=n, rel_floor=rel, abs_floor=floor))
             if period:
                 self.detectors.append(SeasonalDetector(n_series=n, period=period, n_slots=n_slots, weekly=weekly,
@@ -198,11 +221,16 @@ class BatchEnsemble:
         self.names = tuple(d.name for d in self.detectors) + (self.likelihood.name,)
         # damping counts only what was alerted, at the service's alert level
         self.calibrator = TailCalibrator(n_series=n, alert=10.0 * threshold)
+        # per detector and side: an upward and a downward tail model each (see TailBank)
+        self.tails = (TailBank(n_series=n, n_tails=2 * len(self.detectors))
+                      if calibration == "per_detector" else None)
+        self.last_evidence = np.zeros(n)
 
     def config(self) -> dict:
         return dict(metric_kind=self.metric_kind, direction=self.direction, threshold=self.threshold,
                     critical=self.critical, calib_rate=self.calib_rate, band_z=self.band_z, period=self.period,
-                    n_slots=self.n_slots, weekly=self.weekly, tz_offset=self.tz_offset)
+                    n_slots=self.n_slots, weekly=self.weekly, tz_offset=self.tz_offset, calibration=self.calibration,
+                    point_fusion=self.point_fusion)
 
     # ------------------------------------------------------------------
     def update(self, values, t, n=None) -> BatchResult:
@@ -239,6 +267,7 @@ class BatchEnsemble:
                 yin = y
                 if isinstance(det, SeasonalDetector):
                     e, sig, warm, _ = det._model(tt)
+                    self._seasonal_warm = warm
                     sig = np.where(warm, sig, np.inf)
                 else:
                     yin = y - comp
@@ -268,22 +297,13 @@ class BatchEnsemble:
         zseas = zs[-1] if (self.metric_kind != "ratio" and self.period) else np.zeros(N)
         lk_s, lk_z, lk_fired = self.likelihood.update_many(np.stack([zs[0], zseas], axis=1), tt, ok, self.direction)
         fired_mask |= lk_fired.astype(np.int64) << len(self.detectors)
-        # fuse: largest surprise in the direction that matters
         Z = np.stack(zs)
         self.last_z = Z  # per-detector signed z of the last call (diagnostics)
-        S = np.stack([z_to_surprise(z, self.direction) for z in Z])
-        jbest = np.argmax(S, axis=0)
-        surprise = S[jbest, np.arange(N)]
-        zbest = Z[jbest, np.arange(N)]
-        # calibration: tail fit of the series' own surprises (score first, then learn)
-        surprise = np.where(ok, np.minimum(surprise, 30.0), 0.0)
-        cal = np.maximum(np.where(ok, self.calibrator.calibrate(surprise), 0.0), 0.0)
-        self.calibrator.learn(surprise, ok)
-        # the likelihood is calibrated against the series' own history already: take the larger
-        lk_wins = lk_s > cal
-        cal = np.maximum(cal, lk_s)
-        zbest = np.where(lk_wins, lk_z, zbest)
-        surprise = np.where(lk_wins, lk_s, surprise)
+        if self.tails is None:
+            cal, zbest, surprise = self._fuse_pooled(Z, ok, lk_s, lk_z)
+        else:
+            cal, zbest, surprise, fired_mask = self._fuse_attributed(Z, ok, x, lo, hi, lk_s, lk_z)
+        self.last_evidence = cal  # calibrated surprise before episode damping (benchmarks replay the damping)
         cal = self.calibrator.novelty(cal, ok)
         pval = 10.0 ** (-cal)
         score = np.minimum(cal / 10.0, 1.0)
@@ -291,9 +311,62 @@ class BatchEnsemble:
         sev = np.where(score >= self.critical, 2, np.where(score >= self.threshold, 1, 0)).astype(np.int8)
         return BatchResult(score, pval, exp_v, lo, hi, direction, np.where(ok, fired_mask, 0), sev, self.names)
 
+
+    def _fuse_pooled(self, Z, ok, lk_s, lk_z):
+        """v2 fusion: the largest surprise, calibrated by one tail model per series."""
+        N = self.n_series
+        S = np.stack([z_to_surprise(z, self.direction) for z in Z])
+        jbest = np.argmax(S, axis=0)
+        surprise = S[jbest, np.arange(N)]
+        zbest = Z[jbest, np.arange(N)]
+        surprise = np.where(ok, np.minimum(surprise, 30.0), 0.0)
+        cal = np.maximum(np.where(ok, self.calibrator.calibrate(surprise), 0.0), 0.0)
+        self.calibrator.learn(surprise, ok)
+        # the likelihood is calibrated against the series' own history already: take the larger
+        lk_wins = lk_s > cal
+        return np.maximum(cal, lk_s), np.where(lk_wins, lk_z, zbest), np.where(lk_wins, lk_s, surprise)
+
+    def _fuse_attributed(self, Z, ok, x, lo, hi, lk_s, lk_z):
+        """Each detector's surprise calibrated on its own per side; point detectors count only outside
+        the band; the evidence is the largest, and ``fired`` names every detector at the alert level.
+
+        Returns ``(evidence, z of the winner, its raw surprise, fired bit mask)``.
+        """
+        N, D = self.n_series, len(self.detectors)
+        S = np.minimum(np.stack([z_to_surprise(z, self.direction) for z in Z], axis=1), 30.0)  # (N, D)
+        up = Z.T > 0
+        Sides = np.zeros((N, 2 * D))
+        Sides[:, 0::2] = np.where(up, S, 0.0)
+        Sides[:, 1::2] = np.where(up, 0.0, S)
+        Sides = np.where(ok[:, None], Sides, 0.0)
+        C = self.tails.calibrate(Sides)
+        self.tails.learn(Sides, ok)
+        C = np.maximum(C[:, 0::2], C[:, 1::2])  # the observed side (the other has surprise 0)
+        # a value inside the published band is never a point anomaly: only a sustained change
+        # (CUSUM, residual likelihood) can make it one, and then `fired` says which
+        inside = (x >= lo) & (x <= hi)
+        point = np.array([not isinstance(d, CusumDetector) for d in self.detectors])
+        C = np.where(inside[:, None] & point[None, :], 0.0, C)
+        if self.point_fusion == "agree" and self.period and self.metric_kind != "ratio":
+            js, jz = 0, D - 1  # spike, seasonal
+            both = np.minimum(C[:, js], C[:, jz])
+            warm = self._seasonal_warm
+            C[:, js] = np.where(warm, both, C[:, js])
+            C[:, jz] = np.where(warm, both, C[:, jz])
+        E = np.concatenate([C, lk_s[:, None]], axis=1)
+        E = np.where(ok[:, None], np.maximum(E, 0.0), 0.0)
+        jbest = np.argmax(E, axis=1)
+        rows = np.arange(N)
+        evidence = E[rows, jbest]
+        Zall = np.concatenate([Z.T, lk_z[:, None]], axis=1)
+        Sall = np.concatenate([S, lk_s[:, None]], axis=1)
+        bits = (E >= 10.0 * self.threshold).astype(np.int64) << np.arange(D + 1)
+        return evidence, Zall[rows, jbest], Sall[rows, jbest], bits.sum(axis=1)
+
     # -- state ---------------------------------------------------------
     def _parts(self, version=STATE_VERSION):
-        return [self.calibrator] + self.detectors + ([self.likelihood] if version >= 2 else [])
+        return ([self.calibrator] + self.detectors + ([self.likelihood] if version >= 2 else [])
+                + ([self.tails] if version >= 3 and self.tails is not None else []))
 
     def _pack(self, i) -> bytes:
         return b"".join(d._pack(i) for d in self._parts())
@@ -307,6 +380,10 @@ class BatchEnsemble:
         if version < 2:  # v1 had no likelihood: it starts afresh (warm-up) for this series
             for k, v in self.likelihood.s.items():
                 v[i] = 0
+        if version < 3 and self.tails is not None:  # v2 had no per-detector tails: start from the prior
+            fresh = TailBank(n_series=1, **self.tails.config())
+            for k, v in self.tails.s.items():
+                v[i] = fresh.s[k][0]
 
     def state_bytes(self) -> int:
         """Bytes of packed state per series (before base64)."""
@@ -350,7 +427,9 @@ class BatchEnsemble:
 
 
 def _model_config(cfg: dict) -> dict:
-    """The configuration that shapes the learnt state (alert levels excluded)."""
+    """The configuration that shapes the learnt state (alert levels excluded; keys added after a
+    state was written take their defaults, e.g. ``calibration`` for v2 states)."""
+    cfg = {"calibration": DEFAULT_CALIBRATION, "point_fusion": DEFAULT_POINT_FUSION, **cfg}
     return {k: v for k, v in cfg.items() if k not in ("threshold", "critical")}
 
 
