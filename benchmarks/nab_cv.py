@@ -34,9 +34,8 @@ from benchmarks import nab_scorer as ns
 
 #: Ensemble variants: name -> keyword arguments of ``detectors.BatchEnsemble`` (few on purpose).
 CANDIDATES: dict[str, dict] = {
-    "v2": dict(calibration="pooled"),
-    "attributed": dict(calibration="per_detector", point_fusion="max"),
-    "agree": dict(calibration="per_detector", point_fusion="agree"),
+    "pooled": dict(calibration="pooled"),
+    "per_detector": dict(calibration="per_detector"),
 }
 
 #: Alert thresholds tried (the service's ``DEFAULT_THRESHOLD`` is one of them).
@@ -197,3 +196,14 @@ def summary(cv: dict) -> str:
     for c, d in cv["folds"].items():
         lines.append(row(f"  held out {c[:16]} {d['chosen']['variant']}@{d['chosen']['threshold']}", d["held_out"]))
     return "\n".join(lines)
+
+
+def default_scores(corpus, cache: Path | None = None, log=sys.stderr) -> dict[str, np.ndarray]:
+    """Scores of ``detectors.default_ensemble()`` at ``DEFAULT_THRESHOLD`` from the (cached) batch evidence:
+    identical to streaming each file through its own detector (tests/test_detectors_calibration.py),
+    and shared with the cross-validation's run of the same variant."""
+    import detectors
+
+    cfg = {"calibration": detectors.ensemble.DEFAULT_CALIBRATION}
+    name = next((k for k, v in CANDIDATES.items() if v == cfg), "default")
+    return damp(cached_evidence(name, cfg, corpus, cache, log), detectors.DEFAULT_THRESHOLD)

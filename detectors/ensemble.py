@@ -60,13 +60,6 @@ DEFAULT_CALIBRATION = "per_detector"
 and every alert names the detectors behind it; ``"pooled"``: the v2 fusion (largest raw surprise,
 one calibration per series), kept for comparison and for v2 checkpoints."""
 
-POINT_FUSIONS = ("max", "agree")
-DEFAULT_POINT_FUSION = "max"
-"""How the point detectors' evidence combines (``calibration="per_detector"`` only): ``"max"``, the
-most surprised one; ``"agree"``, the *less* surprised of the spike and the seasonal detector once
-the seasonal one is warm (a point anomaly must surprise both the short-memory and the
-time-of-day model; either alone is a burst one of them explains)."""
-
 STATE_VERSION = 3
 """Version of the packed state (v2 added the residual likelihood, v3 the per-detector tails; older
 states still load, the newer parts start afresh)."""
@@ -185,12 +178,10 @@ class BatchEnsemble:
 
     def __init__(self, n_series=1, metric_kind="gauge", direction="both", threshold=DEFAULT_THRESHOLD,
                  critical=DEFAULT_CRITICAL, calib_rate=0.002, band_z=4.0, period=86400.0, n_slots=48, weekly=True,
-                 tz_offset=0.0, calibration=DEFAULT_CALIBRATION, point_fusion=DEFAULT_POINT_FUSION):
+                 tz_offset=0.0, calibration=DEFAULT_CALIBRATION):
         if calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}")
-        if point_fusion not in POINT_FUSIONS:
-            raise ValueError(f"point_fusion must be one of {POINT_FUSIONS}")
-        self.calibration, self.point_fusion = calibration, point_fusion
+        self.calibration = calibration
         if metric_kind not in METRIC_KINDS:
             raise ValueError(f"metric_kind must be one of {METRIC_KINDS}")
         if direction not in DIRECTIONS:
@@ -229,8 +220,7 @@ class BatchEnsemble:
     def config(self) -> dict:
         return dict(metric_kind=self.metric_kind, direction=self.direction, threshold=self.threshold,
                     critical=self.critical, calib_rate=self.calib_rate, band_z=self.band_z, period=self.period,
-                    n_slots=self.n_slots, weekly=self.weekly, tz_offset=self.tz_offset, calibration=self.calibration,
-                    point_fusion=self.point_fusion)
+                    n_slots=self.n_slots, weekly=self.weekly, tz_offset=self.tz_offset, calibration=self.calibration)
 
     # ------------------------------------------------------------------
     def update(self, values, t, n=None) -> BatchResult:
@@ -267,7 +257,6 @@ class BatchEnsemble:
                 yin = y
                 if isinstance(det, SeasonalDetector):
                     e, sig, warm, _ = det._model(tt)
-                    self._seasonal_warm = warm
                     sig = np.where(warm, sig, np.inf)
                 else:
                     yin = y - comp
@@ -300,7 +289,7 @@ class BatchEnsemble:
         Z = np.stack(zs)
         self.last_z = Z  # per-detector signed z of the last call (diagnostics)
         if self.tails is None:
-            cal, zbest, surprise = self._fuse_pooled(Z, ok, lk_s, lk_z)
+            cal, zbest, surprise, fired_mask = self._fuse_pooled(Z, ok, x, lo, hi, lk_s, lk_z)
         else:
             cal, zbest, surprise, fired_mask = self._fuse_attributed(Z, ok, x, lo, hi, lk_s, lk_z)
         self.last_evidence = cal  # calibrated surprise before episode damping (benchmarks replay the damping)
@@ -311,20 +300,42 @@ class BatchEnsemble:
         sev = np.where(score >= self.critical, 2, np.where(score >= self.threshold, 1, 0)).astype(np.int8)
         return BatchResult(score, pval, exp_v, lo, hi, direction, np.where(ok, fired_mask, 0), sev, self.names)
 
+    def _point_inside(self, x, lo, hi):
+        """(n_series, n_detectors) mask: a point detector looking at a value inside the published band.
 
-    def _fuse_pooled(self, Z, ok, lk_s, lk_z):
-        """v2 fusion: the largest surprise, calibrated by one tail model per series."""
-        N = self.n_series
-        S = np.stack([z_to_surprise(z, self.direction) for z in Z])
-        jbest = np.argmax(S, axis=0)
-        surprise = S[jbest, np.arange(N)]
-        zbest = Z[jbest, np.arange(N)]
-        surprise = np.where(ok, np.minimum(surprise, 30.0), 0.0)
-        cal = np.maximum(np.where(ok, self.calibrator.calibrate(surprise), 0.0), 0.0)
+        Such a value is never a point anomaly; only a sustained change (CUSUM, residual likelihood) can
+        make it one, and then ``fired`` says which."""
+        inside = (x >= lo) & (x <= hi)
+        point = np.array([not isinstance(d, CusumDetector) for d in self.detectors])
+        return inside[:, None] & point[None, :]
+
+    def _fuse_pooled(self, Z, ok, x, lo, hi, lk_s, lk_z):
+        """The largest surprise, calibrated by one tail model per series; ``fired`` names every detector
+        whose surprise, calibrated the same way, reaches the alert level.
+
+        Returns ``(evidence, z of the winner, its raw surprise, fired bit mask)``.
+        """
+        N, D = self.n_series, len(self.detectors)
+        S = np.minimum(np.stack([z_to_surprise(z, self.direction) for z in Z], axis=1), 30.0)  # (N, D)
+        S = np.where(self._point_inside(x, lo, hi) | ~ok[:, None], 0.0, S)
+        jbest = np.argmax(S, axis=1)
+        rows = np.arange(N)
+        surprise = S[rows, jbest]
+        Cj = np.maximum(self.calibrator.calibrate(S.T), 0.0).T  # monotone: the winner is the largest
         self.calibrator.learn(surprise, ok)
-        # the likelihood is calibrated against the series' own history already: take the larger
-        lk_wins = lk_s > cal
-        return np.maximum(cal, lk_s), np.where(lk_wins, lk_z, zbest), np.where(lk_wins, lk_s, surprise)
+        E = np.concatenate([Cj, lk_s[:, None]], axis=1)
+        E = np.where(ok[:, None], E, 0.0)
+        return self._attribute(E, Z, S, lk_s, lk_z)
+
+    def _attribute(self, E, Z, S, lk_s, lk_z):
+        """Evidence = the largest column of ``E`` (detectors..., likelihood); bits of all at the alert level."""
+        N, D = self.n_series, len(self.detectors)
+        rows = np.arange(N)
+        jbest = np.argmax(E, axis=1)
+        Zall = np.concatenate([Z.T, lk_z[:, None]], axis=1)
+        Sall = np.concatenate([S, lk_s[:, None]], axis=1)
+        bits = (E >= 10.0 * self.threshold).astype(np.int64) << np.arange(D + 1)
+        return E[rows, jbest], Zall[rows, jbest], Sall[rows, jbest], bits.sum(axis=1)
 
     def _fuse_attributed(self, Z, ok, x, lo, hi, lk_s, lk_z):
         """Each detector's surprise calibrated on its own per side; point detectors count only outside
@@ -342,26 +353,10 @@ class BatchEnsemble:
         C = self.tails.calibrate(Sides)
         self.tails.learn(Sides, ok)
         C = np.maximum(C[:, 0::2], C[:, 1::2])  # the observed side (the other has surprise 0)
-        # a value inside the published band is never a point anomaly: only a sustained change
-        # (CUSUM, residual likelihood) can make it one, and then `fired` says which
-        inside = (x >= lo) & (x <= hi)
-        point = np.array([not isinstance(d, CusumDetector) for d in self.detectors])
-        C = np.where(inside[:, None] & point[None, :], 0.0, C)
-        if self.point_fusion == "agree" and self.period and self.metric_kind != "ratio":
-            js, jz = 0, D - 1  # spike, seasonal
-            both = np.minimum(C[:, js], C[:, jz])
-            warm = self._seasonal_warm
-            C[:, js] = np.where(warm, both, C[:, js])
-            C[:, jz] = np.where(warm, both, C[:, jz])
+        C = np.where(self._point_inside(x, lo, hi), 0.0, C)
         E = np.concatenate([C, lk_s[:, None]], axis=1)
         E = np.where(ok[:, None], np.maximum(E, 0.0), 0.0)
-        jbest = np.argmax(E, axis=1)
-        rows = np.arange(N)
-        evidence = E[rows, jbest]
-        Zall = np.concatenate([Z.T, lk_z[:, None]], axis=1)
-        Sall = np.concatenate([S, lk_s[:, None]], axis=1)
-        bits = (E >= 10.0 * self.threshold).astype(np.int64) << np.arange(D + 1)
-        return evidence, Zall[rows, jbest], Sall[rows, jbest], bits.sum(axis=1)
+        return self._attribute(E, Z, S, lk_s, lk_z)
 
     # -- state ---------------------------------------------------------
     def _parts(self, version=STATE_VERSION):
@@ -429,7 +424,7 @@ class BatchEnsemble:
 def _model_config(cfg: dict) -> dict:
     """The configuration that shapes the learnt state (alert levels excluded; keys added after a
     state was written take their defaults, e.g. ``calibration`` for v2 states)."""
-    cfg = {"calibration": DEFAULT_CALIBRATION, "point_fusion": DEFAULT_POINT_FUSION, **cfg}
+    cfg = {"calibration": DEFAULT_CALIBRATION, **cfg}
     return {k: v for k, v in cfg.items() if k not in ("threshold", "critical")}
 
 
