@@ -27,3 +27,7 @@ from .stl import STLDetector
 __all__ = ["DEFAULT_THRESHOLD", "METRIC_KINDS", "STATE_VERSION", "BOCPDDetector", "BatchEnsemble", "BatchResult", "CusumDetector",
            "Detector", "DetectorResult", "Ensemble", "RatioDetector", "ResidualLikelihood", "Result", "STLDetector", "SeasonalDetector",
            "SpikeDetector", "TailCalibrator", "default_ensemble"]
+
+from .context_novelty import ContextNoveltyDetector  # noqa: E402  (pattern novelty, CAD OSE family; not in the ensemble yet)
+
+__all__ += ["ContextNoveltyDetector"]
