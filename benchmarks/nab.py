@@ -387,6 +387,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="--cv: per-variant, per-file evidence cache (default .cache/nab_cv)")
     p.add_argument("--synthetic", type=int, metavar="SEED",
                    help="use the generated corpus of benchmarks.synth (this seed) instead of --data")
+    p.add_argument("--cv-synthetic", type=int, metavar="SEED",
+                   help="--cv: add the generated categories of benchmarks.synth (this seed) to the folds")
     p.add_argument("--synthetic-rows", type=int, default=None, help="--synthetic: rows per file (default two weeks)")
     return p
 
@@ -423,7 +425,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.cv:
         from benchmarks import nab_cv
 
-        report["cv"] = nab_cv.cross_validate(corpus, profiles, cache=args.cache)
+        cv_corpus = list(corpus)
+        if args.cv_synthetic is not None:
+            from benchmarks import synth
+
+            cv_corpus += synth.corpus(seed=args.cv_synthetic, n=args.synthetic_rows or synth.N_ROWS)
+        report["cv"] = nab_cv.cross_validate(cv_corpus, profiles, cache=args.cache)
         print(nab_cv.summary(report["cv"]), file=sys.stderr)
     text = json.dumps(report, indent=2)
     if args.json:

@@ -36,10 +36,12 @@ from benchmarks import nab_scorer as ns
 CANDIDATES: dict[str, dict] = {
     "pooled": dict(calibration="pooled"),
     "per_detector": dict(calibration="per_detector"),
+    "pooled+context": dict(calibration="pooled", novelty=True),
+    "per_detector+context": dict(calibration="per_detector", novelty=True),
 }
 
 #: Alert thresholds tried (the service's ``DEFAULT_THRESHOLD`` is one of them).
-THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+THRESHOLDS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
 
 
 def _epoch(timestamps: Sequence[str]) -> np.ndarray:
@@ -101,7 +103,15 @@ def _key(name: str, kwargs: Mapping, corpus: Sequence[ns.NabFile]) -> str:
 
 
 def cached_evidence(name, kwargs, corpus, cache: Path | None, log=sys.stderr) -> dict[str, np.ndarray]:
-    """:func:`run_evidence`, cached in ``cache/<variant>-<hash>.npz`` (hash of code, data, config)."""
+    """:func:`run_evidence`, one batch and one cache file ``cache/<variant>-<hash>.npz`` per category (hash of
+    the detectors' code, the files, the variant), so corpora that share categories share the runs."""
+    out = {}
+    for c in sorted({f.category for f in corpus}):
+        out.update(_cached_category(name, kwargs, [f for f in corpus if f.category == c], cache, log))
+    return {f.name: out[f.name] for f in corpus}
+
+
+def _cached_category(name, kwargs, corpus, cache, log):
     path = None
     if cache is not None:
         path = Path(cache) / f"{name}-{_key(name, kwargs, corpus)}.npz"
@@ -110,8 +120,8 @@ def cached_evidence(name, kwargs, corpus, cache: Path | None, log=sys.stderr) ->
                 return {f.name: z[f.name] for f in corpus}
     t0 = time.perf_counter()
     ev = run_evidence(kwargs, corpus)
-    print(f"[cv] ran variant {name} over {len(corpus)} files in {time.perf_counter() - t0:.1f}s", file=log,
-          flush=True)
+    print(f"[cv] ran variant {name} over {len(corpus)} files of {corpus[0].category} in "
+          f"{time.perf_counter() - t0:.1f}s", file=log, flush=True)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, **ev)
@@ -205,5 +215,7 @@ def default_scores(corpus, cache: Path | None = None, log=sys.stderr) -> dict[st
     import detectors
 
     cfg = {"calibration": detectors.ensemble.DEFAULT_CALIBRATION}
+    if detectors.ensemble.DEFAULT_NOVELTY:
+        cfg["novelty"] = True
     name = next((k for k, v in CANDIDATES.items() if v == cfg), "default")
     return damp(cached_evidence(name, cfg, corpus, cache, log), detectors.DEFAULT_THRESHOLD)

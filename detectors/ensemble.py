@@ -40,6 +40,7 @@ import numpy as np
 from .base import Clock, to_seconds, z_to_surprise, clip
 from .calibration import TailBank, TailCalibrator
 from .changepoint import CusumDetector
+from .context_novelty import ContextNoveltyDetector
 from .likelihood import ResidualLikelihood
 from .ratio import RatioDetector
 from .seasonal import SeasonalDetector
@@ -59,6 +60,10 @@ DEFAULT_CALIBRATION = "per_detector"
 """``"per_detector"``: each detector's surprise is calibrated on its own, per side (:class:`TailBank`),
 and every alert names the detectors behind it; ``"pooled"``: the v2 fusion (largest raw surprise,
 one calibration per series), kept for comparison and for v2 checkpoints."""
+
+DEFAULT_NOVELTY = False
+"""Whether the default ensemble adds :class:`~detectors.context_novelty.ContextNoveltyDetector`
+(chosen by the out-of-fold protocol of docs/nab.md)."""
 
 STATE_VERSION = 3
 """Version of the packed state (v2 added the residual likelihood, v3 the per-detector tails; older
@@ -178,10 +183,10 @@ class BatchEnsemble:
 
     def __init__(self, n_series=1, metric_kind="gauge", direction="both", threshold=DEFAULT_THRESHOLD,
                  critical=DEFAULT_CRITICAL, calib_rate=0.002, band_z=4.0, period=86400.0, n_slots=48, weekly=True,
-                 tz_offset=0.0, calibration=DEFAULT_CALIBRATION):
+                 tz_offset=0.0, calibration=DEFAULT_CALIBRATION, novelty=DEFAULT_NOVELTY):
         if calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}")
-        self.calibration = calibration
+        self.calibration, self.novelty = calibration, bool(novelty)
         if metric_kind not in METRIC_KINDS:
             raise ValueError(f"metric_kind must be one of {METRIC_KINDS}")
         if direction not in DIRECTIONS:
@@ -210,6 +215,11 @@ class BatchEnsemble:
         # (level time constant one period) leaves residuals correlated over longer stretches
         self.likelihood = ResidualLikelihood(n_series=n, n_channels=2, short_rate=(0.05, 0.02))
         self.names = tuple(d.name for d in self.detectors) + (self.likelihood.name,)
+        # optional pattern novelty (CAD-style contexts) on the transformed value, with its own tail model
+        self.context = ContextNoveltyDetector(n_series=n) if self.novelty else None
+        self.context_tails = TailBank(n_series=n, n_tails=1) if self.novelty else None
+        if self.novelty:
+            self.names += (self.context.name,)
         # damping counts only what was alerted, at the service's alert level
         self.calibrator = TailCalibrator(n_series=n, alert=10.0 * threshold)
         # per detector and side: an upward and a downward tail model each (see TailBank)
@@ -220,7 +230,8 @@ class BatchEnsemble:
     def config(self) -> dict:
         return dict(metric_kind=self.metric_kind, direction=self.direction, threshold=self.threshold,
                     critical=self.critical, calib_rate=self.calib_rate, band_z=self.band_z, period=self.period,
-                    n_slots=self.n_slots, weekly=self.weekly, tz_offset=self.tz_offset, calibration=self.calibration)
+                    n_slots=self.n_slots, weekly=self.weekly, tz_offset=self.tz_offset, calibration=self.calibration,
+                    novelty=self.novelty)
 
     # ------------------------------------------------------------------
     def update(self, values, t, n=None) -> BatchResult:
@@ -285,13 +296,16 @@ class BatchEnsemble:
         # residual likelihood on the fast model's residual (spike / ratio) and the seasonal one
         zseas = zs[-1] if (self.metric_kind != "ratio" and self.period) else np.zeros(N)
         lk_s, lk_z, lk_fired = self.likelihood.update_many(np.stack([zs[0], zseas], axis=1), tt, ok, self.direction)
+        extras = [(lk_s, lk_z)]
+        if self.context is not None:
+            extras.append(self._context_evidence(x if self.metric_kind == "ratio" else y, tt, ok))
         fired_mask |= lk_fired.astype(np.int64) << len(self.detectors)
         Z = np.stack(zs)
         self.last_z = Z  # per-detector signed z of the last call (diagnostics)
         if self.tails is None:
-            cal, zbest, surprise, fired_mask = self._fuse_pooled(Z, ok, x, lo, hi, lk_s, lk_z)
+            cal, zbest, surprise, fired_mask = self._fuse_pooled(Z, ok, x, lo, hi, extras)
         else:
-            cal, zbest, surprise, fired_mask = self._fuse_attributed(Z, ok, x, lo, hi, lk_s, lk_z)
+            cal, zbest, surprise, fired_mask = self._fuse_attributed(Z, ok, x, lo, hi, extras)
         self.last_evidence = cal  # calibrated surprise before episode damping (benchmarks replay the damping)
         cal = self.calibrator.novelty(cal, ok)
         pval = 10.0 ** (-cal)
@@ -309,7 +323,18 @@ class BatchEnsemble:
         point = np.array([not isinstance(d, CusumDetector) for d in self.detectors])
         return inside[:, None] & point[None, :]
 
-    def _fuse_pooled(self, Z, ok, x, lo, hi, lk_s, lk_z):
+    def _context_evidence(self, y, tt, ok):
+        """Calibrated surprise of the context novelty: ``-log10(1 - novelty)`` (a fully novel pattern is 4),
+        against this series' own rate of such novelty (one tail model)."""
+        nov, z, _, _ = self.context.update_many(np.where(ok, y, np.nan), tt)
+        S = np.where(ok, -np.log10(np.maximum(1.0 - nov, 1e-4)), 0.0)[:, None]
+        C = self.context_tails.calibrate(S)[:, 0]
+        self.context_tails.learn(S, ok)
+        if self.direction != "both":  # one-sided metrics: only novelty on the bad side counts
+            C = np.where(np.sign(z) == (1 if self.direction == "up" else -1), C, 0.0)
+        return np.where(ok, np.maximum(C, 0.0), 0.0), z
+
+    def _fuse_pooled(self, Z, ok, x, lo, hi, extras):
         """The largest surprise, calibrated by one tail model per series; ``fired`` names every detector
         whose surprise, calibrated the same way, reaches the alert level.
 
@@ -323,21 +348,22 @@ class BatchEnsemble:
         surprise = S[rows, jbest]
         Cj = np.maximum(self.calibrator.calibrate(S.T), 0.0).T  # monotone: the winner is the largest
         self.calibrator.learn(surprise, ok)
-        E = np.concatenate([Cj, lk_s[:, None]], axis=1)
-        E = np.where(ok[:, None], E, 0.0)
-        return self._attribute(E, Z, S, lk_s, lk_z)
+        return self._attribute(np.where(ok[:, None], Cj, 0.0), Z, S, extras)
 
-    def _attribute(self, E, Z, S, lk_s, lk_z):
-        """Evidence = the largest column of ``E`` (detectors..., likelihood); bits of all at the alert level."""
-        N, D = self.n_series, len(self.detectors)
+    def _attribute(self, C, Z, S, extras):
+        """Evidence = the largest of the detectors' calibrated surprises ``C`` and the already calibrated
+        ``extras`` (likelihood, context novelty: ``(surprise, z)`` pairs), in the order of ``names``;
+        ``fired`` has the bits of all at the alert level."""
+        N = self.n_series
         rows = np.arange(N)
+        E = np.concatenate([C] + [e[:, None] for e, _ in extras], axis=1)
         jbest = np.argmax(E, axis=1)
-        Zall = np.concatenate([Z.T, lk_z[:, None]], axis=1)
-        Sall = np.concatenate([S, lk_s[:, None]], axis=1)
-        bits = (E >= 10.0 * self.threshold).astype(np.int64) << np.arange(D + 1)
+        Zall = np.concatenate([Z.T] + [z[:, None] for _, z in extras], axis=1)
+        Sall = np.concatenate([S] + [e[:, None] for e, _ in extras], axis=1)
+        bits = (E >= 10.0 * self.threshold).astype(np.int64) << np.arange(E.shape[1])
         return E[rows, jbest], Zall[rows, jbest], Sall[rows, jbest], bits.sum(axis=1)
 
-    def _fuse_attributed(self, Z, ok, x, lo, hi, lk_s, lk_z):
+    def _fuse_attributed(self, Z, ok, x, lo, hi, extras):
         """Each detector's surprise calibrated on its own per side; point detectors count only outside
         the band; the evidence is the largest, and ``fired`` names every detector at the alert level.
 
@@ -354,14 +380,13 @@ class BatchEnsemble:
         self.tails.learn(Sides, ok)
         C = np.maximum(C[:, 0::2], C[:, 1::2])  # the observed side (the other has surprise 0)
         C = np.where(self._point_inside(x, lo, hi), 0.0, C)
-        E = np.concatenate([C, lk_s[:, None]], axis=1)
-        E = np.where(ok[:, None], np.maximum(E, 0.0), 0.0)
-        return self._attribute(E, Z, S, lk_s, lk_z)
+        return self._attribute(np.where(ok[:, None], np.maximum(C, 0.0), 0.0), Z, S, extras)
 
     # -- state ---------------------------------------------------------
     def _parts(self, version=STATE_VERSION):
         return ([self.calibrator] + self.detectors + ([self.likelihood] if version >= 2 else [])
-                + ([self.tails] if version >= 3 and self.tails is not None else []))
+                + ([self.tails] if version >= 3 and self.tails is not None else [])
+                + ([self.context, self.context_tails] if version >= 3 and self.context is not None else []))
 
     def _pack(self, i) -> bytes:
         return b"".join(d._pack(i) for d in self._parts())
@@ -424,7 +449,7 @@ class BatchEnsemble:
 def _model_config(cfg: dict) -> dict:
     """The configuration that shapes the learnt state (alert levels excluded; keys added after a
     state was written take their defaults, e.g. ``calibration`` for v2 states)."""
-    cfg = {"calibration": DEFAULT_CALIBRATION, **cfg}
+    cfg = {"calibration": DEFAULT_CALIBRATION, "novelty": False, **cfg}
     return {k: v for k, v in cfg.items() if k not in ("threshold", "critical")}
 
 

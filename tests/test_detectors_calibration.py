@@ -213,7 +213,7 @@ def test_cross_validation_on_a_generated_corpus(tmp_path):
     oof = cv["out_of_fold"]["events"]
     assert oof["tp"] + oof["fn"] == sum(f.scored_windows for f in corpus)
     assert oof["tp"] == sum(d["held_out"]["events"]["tp"] for d in cv["folds"].values())
-    assert len(list(tmp_path.glob("*.npz"))) == 2  # one evidence cache per variant
+    assert len(list(tmp_path.glob("*.npz"))) == 2 * 3  # one evidence cache per variant and category
     again = nab_cv.cross_validate(corpus, synth.PROFILES, cands, thresholds=(0.35, 0.5), cache=tmp_path)
     assert again == cv
 
