@@ -387,6 +387,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="--cv: per-variant, per-file evidence cache (default .cache/nab_cv)")
     p.add_argument("--synthetic", type=int, metavar="SEED",
                    help="use the generated corpus of benchmarks.synth (this seed) instead of --data")
+    p.add_argument("--cv-candidates", nargs="+", metavar="VARIANT",
+                   help="--cv: candidate variants (names in benchmarks.nab_cv.VARIANTS; default nab_cv.CANDIDATES)")
     p.add_argument("--cv-synthetic", type=int, metavar="SEED",
                    help="--cv: add the generated categories of benchmarks.synth (this seed) to the folds")
     p.add_argument("--synthetic-rows", type=int, default=None, help="--synthetic: rows per file (default two weeks)")
@@ -430,7 +432,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             from benchmarks import synth
 
             cv_corpus += synth.corpus(seed=args.cv_synthetic, n=args.synthetic_rows or synth.N_ROWS)
-        report["cv"] = nab_cv.cross_validate(cv_corpus, profiles, cache=args.cache)
+        cands = None if not args.cv_candidates else {k: nab_cv.VARIANTS[k] for k in args.cv_candidates}
+        report["cv"] = nab_cv.cross_validate(cv_corpus, profiles, cands, cache=args.cache)
         print(nab_cv.summary(report["cv"]), file=sys.stderr)
     text = json.dumps(report, indent=2)
     if args.json:

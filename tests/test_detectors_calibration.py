@@ -108,16 +108,15 @@ def _alerts(corpus, **kw):
     return out
 
 
-def test_every_alert_names_a_detector_and_inside_band_alerts_name_a_sustained_change_detector():
+@pytest.mark.parametrize("calibration", ["per_detector", "pooled"])
+def test_every_alert_names_a_detector_and_inside_band_alerts_name_a_sustained_change_detector(calibration):
     corpus = synth.corpus(seed=3, per_category=2, n=2500)
-    alerts = _alerts(corpus)
+    alerts = _alerts(corpus, calibration=calibration)
     assert len(alerts) > 20
     assert all(r.fired for r, _ in alerts)
     inside = [r for r, x in alerts if r.lower <= x <= r.upper]
     assert inside, "the corpus must produce inside-band alerts for this test to mean anything"
     assert all(set(r.fired) <= {"cusum", "likelihood"} for r in inside)
-    # the v2 fusion did alert with an empty list: the regression this guards against
-    assert any(not r.fired for r, _ in _alerts(corpus, calibration="pooled"))
 
 
 def test_inside_band_drift_is_attributed_to_the_likelihood():
@@ -132,11 +131,12 @@ def test_inside_band_drift_is_attributed_to_the_likelihood():
     assert all(r.severity == "ok" for r in rs[400:1200])
 
 
-def test_one_point_path_equals_batch_path():
+@pytest.mark.parametrize("calibration", ["per_detector", "pooled"])
+def test_one_point_path_equals_batch_path(calibration):
     f = synth.make_file("synBursty", 1, 0, True, n=900)
     t = 1.5e9 + np.arange(f.n_rows) * STEP
-    b = BatchEnsemble(n_series=1)
-    one = default_ensemble()
+    b = BatchEnsemble(n_series=1, calibration=calibration, novelty=calibration == "pooled")
+    one = default_ensemble(calibration=calibration, novelty=calibration == "pooled")
     for ti, v in zip(t, f.values):
         assert _key(one.update(float(v), ti)) == _key(b.update([v], ti).row(0))
 
@@ -144,30 +144,38 @@ def test_one_point_path_equals_batch_path():
 # -- state v3 ---------------------------------------------------------------------------
 
 def test_v3_state_round_trip_and_v2_state_loads_with_fresh_tails():
-    det = default_ensemble(metric_kind="count")
+    det = default_ensemble(metric_kind="count", calibration="per_detector")
     _, x = _bursty(600, 7)
     for i, v in enumerate(x):
         det.update(float(v), i * STEP)
     st = det.to_state()
     assert st["v"] == 3 and st["config"]["calibration"] == "per_detector"
+    assert st["config"]["novelty"] is False
     again = detectors.Ensemble.from_state(json.loads(json.dumps(st)))
     assert again.to_state() == st
     assert _key(again.update(50.0, 600 * STEP)) == _key(det.update(50.0, 600 * STEP))
-    # a v2 checkpoint: no calibration / point_fusion in its config, no tails in its bytes
+    # a v2 checkpoint: no calibration / novelty in its config, no tails in its bytes
     b = det._b
-    cfg = {k: v for k, v in st["config"].items() if k not in ("calibration", "point_fusion")}
-    v2 = {"v": 2, "config": cfg, "data": base64.b64encode(b"".join(d._pack(0) for d in b._parts(2))).decode()}
-    old = detectors.Ensemble.from_state(v2)
+    cfg = {k: v for k, v in st["config"].items() if k not in ("calibration", "novelty")}
+    data = base64.b64encode(b"".join(d._pack(0) for d in b._parts(2))).decode()
+    d2 = detectors.Ensemble.from_state({"v": 2, "config": cfg, "data": data})  # into today's default
+    assert d2._b.calibration == "pooled" and d2._b.detectors[0].s["level"][0] == b.detectors[0].s["level"][0]
+    pd = BatchEnsemble(n_series=1, metric_kind="count", calibration="per_detector")
+    pd.load_state(0, {"v": 2, "config": {**cfg, "calibration": "per_detector"}, "data": data})
     fresh = TailBank(n_tails=b.tails.n_tails)
-    assert all(np.array_equal(old._b.tails.s[k], fresh.s[k]) for k in fresh.s)
-    assert old._b.detectors[0].s["level"][0] == b.detectors[0].s["level"][0]
-    assert len(base64.b64decode(old.to_state()["data"])) == b.state_bytes() <= 16 * 1024
+    assert all(np.array_equal(pd.tails.s[k], fresh.s[k]) for k in fresh.s)  # the tails start from the prior
+    assert pd.detectors[1].s["mu"][0] == b.detectors[1].s["mu"][0]
+    assert len(base64.b64decode(pd.state_of(0)["data"])) == b.state_bytes() <= 16 * 1024
 
 
-def test_state_of_another_fusion_is_rejected():
+def test_state_of_another_fusion_is_rejected_and_novelty_state_fits_the_budget():
     st = default_ensemble().to_state()
     with pytest.raises(ValueError):
-        BatchEnsemble(n_series=1, calibration="pooled").load_state(0, st)
+        BatchEnsemble(n_series=1, calibration="per_detector").load_state(0, st)
+    with pytest.raises(ValueError):
+        BatchEnsemble(n_series=1, novelty=True).load_state(0, st)
+    b = BatchEnsemble(n_series=1, novelty=True)
+    assert b.state_bytes() <= 16 * 1024 and "context" in b.names
 
 
 # -- the NAB out-of-fold protocol -------------------------------------------------------
