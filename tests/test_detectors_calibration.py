@@ -119,16 +119,18 @@ def test_every_alert_names_a_detector_and_inside_band_alerts_name_a_sustained_ch
     assert all(set(r.fired) <= {"cusum", "likelihood"} for r in inside)
 
 
-def test_inside_band_drift_is_attributed_to_the_likelihood():
+@pytest.mark.parametrize("slope", [0.1, 0.5])
+def test_inside_band_drift_is_attributed_to_a_sustained_change_detector(slope):
     rng = np.random.default_rng(4)
     x = 100 + rng.normal(0, 1, 1600)
-    x[1200:1400] += 2.0  # two scales for 200 points: never outside the 4-scale band
+    x[1200:1400] += slope * np.arange(200)  # a ramp: every point close to the one before, inside the band
     det = default_ensemble(period=None)
     rs = [det.update(float(v), i * STEP) for i, v in enumerate(x)]
     hits = [(r, v) for r, v in zip(rs[1200:1400], x[1200:1400]) if r.severity != "ok"]
     assert hits
     assert all(r.lower <= v <= r.upper and r.fired and set(r.fired) <= {"cusum", "likelihood"} for r, v in hits)
     assert all(r.severity == "ok" for r in rs[400:1200])
+    assert rs[1400].severity != "ok" and rs[1400].fired == ("spike",)  # the drop back: outside, a point anomaly
 
 
 @pytest.mark.parametrize("calibration", ["per_detector", "pooled"])
