@@ -14,10 +14,10 @@ Batch (many series, one window at a time)::
 """
 from .base import Detector, DetectorResult
 from .bocpd import BOCPDDetector
-from .calibration import TailCalibrator
+from .calibration import TailBank, TailCalibrator
 from .changepoint import CusumDetector
-from .ensemble import (DEFAULT_THRESHOLD, METRIC_KINDS, STATE_VERSION, BatchEnsemble, BatchResult, Ensemble, Result,
-                       default_ensemble)
+from .ensemble import (DEFAULT_CALIBRATION, DEFAULT_CRITICAL, DEFAULT_NOVELTY, DEFAULT_THRESHOLD, METRIC_KINDS,
+                       STATE_VERSION, BatchEnsemble, BatchResult, Ensemble, Result, default_ensemble)
 from .likelihood import ResidualLikelihood
 from .ratio import RatioDetector
 from .seasonal import SeasonalDetector
@@ -26,8 +26,9 @@ from .stl import STLDetector
 
 __all__ = ["DEFAULT_THRESHOLD", "METRIC_KINDS", "STATE_VERSION", "BOCPDDetector", "BatchEnsemble", "BatchResult", "CusumDetector",
            "Detector", "DetectorResult", "Ensemble", "RatioDetector", "ResidualLikelihood", "Result", "STLDetector", "SeasonalDetector",
-           "SpikeDetector", "TailCalibrator", "default_ensemble"]
+           "SpikeDetector", "TailCalibrator", "default_ensemble", "DEFAULT_CALIBRATION", "DEFAULT_CRITICAL",
+           "DEFAULT_NOVELTY", "TailBank"]
 
-from .context_novelty import ContextNoveltyDetector  # noqa: E402  (pattern novelty, CAD OSE family; not in the ensemble yet)
+from .context_novelty import ContextNoveltyDetector  # noqa: E402  (pattern novelty, CAD OSE family; BatchEnsemble(novelty=True))
 
 __all__ += ["ContextNoveltyDetector"]
