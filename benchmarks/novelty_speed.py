@@ -62,7 +62,7 @@ def main(argv=None):
         pts = args.series * len(chunk)
         rounds.append({"novelty": pts / a, "ensemble": pts / b, "ratio": b / a})
     pts = args.series * len(batches)
-    state = [json.dumps(nov.to_state(i) if args.series == 1 else _state_of(nov, i)) for i in range(3)]
+    state = [json.dumps(nov.to_state(i)) for i in range(min(3, args.series))]
     out = {
         "benchmark": "ContextNoveltyDetector batch path vs default ensemble batch path (metric_kind=count)",
         "n_series": args.series, "timed_windows": len(batches), "warm_windows": args.warm_steps,
@@ -81,11 +81,6 @@ def main(argv=None):
         with open(args.json, "w") as fh:
             fh.write(text + "\n")
     return out
-
-
-def _state_of(det, i):
-    """Series ``i``'s JSON state (the batch detector's row, as ``to_state(i)``)."""
-    return det.to_state(i)
 
 
 if __name__ == "__main__":

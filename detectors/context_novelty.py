@@ -1,7 +1,7 @@
 """Context novelty: is the recent *pattern* of values one this series has shown before?
 
 A contextual anomaly detector in the family of CAD OSE (Contextual Anomaly
-Detector, open-source edition, by M. Smirnov and Y. Fedorov; second on the
+Detector, open-source edition, by M. Smirnov and Y. Fedorov; among the leaders on the
 NAB scoreboard), written from its published description, not from its code.
 It flags novel sequences of recent values rather than large residuals:
 
@@ -9,7 +9,11 @@ It flags novel sequences of recent values rather than large residuals:
    buckets between the minimum and maximum the series has shown so far
    (CAD OSE's ``numNormValueBits`` encoder; CAD OSE as run in NAB is given the
    whole file's min/max, here the range grows online, and a value outside it
-   widens it and lands in an edge bucket).
+   widens it and lands in an edge bucket). When the range grows, what was
+   learnt is re-bucketed rather than thrown away: each old bucket's centre
+   falls into one new bucket (left semi-contexts that become equal merge), and
+   after a growth of at least one bucket width a predicted old bucket predicts
+   every new bucket it overlaps (its values may fall in either).
 2. **Contexts.** A context pairs a *left semi-context* -- the last ``k``
    buckets, ``k = 1 .. max_left`` -- with a *right semi-context*, the bucket
    that followed it. They are learnt online into a dictionary: each left
@@ -35,8 +39,9 @@ left buckets packed ``n_bits + 1`` bits each, which also encodes ``k``;
 right-bucket mask ``uint16``; last-use tick ``uint32``). A new left
 semi-context goes into the least recently used way of its set (LRU
 forgetting: contexts the series stopped producing are forgotten first).
-Defaults: 256 x 4 = 1024 entries, 10 240 bytes of dictionary plus 55 bytes
-of scalars and history -- 10 295 bytes per series, under the 16 KB budget.
+Defaults: 256 x 4 = 1024 entries, 10 240 bytes of dictionary plus 43 bytes
+of scalars and history -- 10 283 bytes per series (JSON checkpoint ~13.9 KB),
+under the 16 KB budget.
 
 Not carried over from CAD OSE: its bit-level facts and partial matches and
 its "active neuron" facts (ids of the contexts active at the previous step,

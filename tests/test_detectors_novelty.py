@@ -147,3 +147,51 @@ def test_exported_and_invalid_config_rejected():
         ContextNoveltyDetector(n_bits=4, max_left=7)
     with pytest.raises(ValueError):
         ContextNoveltyDetector(n_series=2).update(1.0, 0.0)
+
+
+# -- the agreement benchmark, on a made-up NAB folder (tests never read ../shared) ------------------
+
+def _fake_nab(root, n=400):
+    """One file: a repeated pattern, then a never-seen shape in rows 300..319 (the window)."""
+    import datetime as dt
+    from benchmarks import nab_scorer as ns
+    rng = np.random.default_rng(7)
+    x = _pattern(n, rng)
+    x[300:320] = np.tile([0.0, 5.0], 10)
+    ts = [(dt.datetime(2020, 1, 1) + dt.timedelta(minutes=5 * i)).strftime("%Y-%m-%d %H:%M:%S") for i in range(n)]
+    (root / "data" / "cat").mkdir(parents=True)
+    (root / "data" / "cat" / "f.csv").write_text("timestamp,value\n" + "".join(f"{t},{float(v)!r}\n" for t, v in zip(ts, x)))
+    (root / "labels").mkdir()
+    (root / "labels" / "combined_windows.json").write_text(json.dumps({"cat/f.csv": [[ts[300], ts[339]]]}))
+    (root / "config").mkdir()
+    cm = {"standard": 0.11, "reward_low_FP_rate": 0.22, "reward_low_FN_rate": 0.11}
+    (root / "config" / "profiles.json").write_text(json.dumps({p: {"CostMatrix": {
+        "tpWeight": 1.0, "fnWeight": 2.0 if p == "reward_low_FN_rate" else 1.0, "fpWeight": fp, "tnWeight": 1.0}}
+        for p, fp in cm.items()}))
+    # two made-up "published" outputs: one fires in the window only, one also fires twice outside it
+    for name, extra in (("contextOSE", []), ("ARTime", [150, 200])):
+        score = np.zeros(n)
+        score[305] = 0.9
+        score[extra] = 0.95
+        path = ns.results_path(root / "results", name, "cat/f.csv")
+        path.parent.mkdir(parents=True)
+        path.write_text("timestamp,value,anomaly_score,label\n"
+                        + "".join(f"{t},{float(v)!r},{float(s)!r},0\n" for t, v, s in zip(ts, x, score)))
+    return x
+
+
+def test_agreement_benchmark_on_a_made_up_corpus(tmp_path, capsys):
+    from benchmarks import novelty
+    _fake_nab(tmp_path)
+    out = novelty.main(["--data", str(tmp_path), "--json", str(tmp_path / "o.json"), "--rest", "fixed"])
+    assert json.loads((tmp_path / "o.json").read_text()) == json.loads(capsys.readouterr().out)
+    assert out["files"] == 1 and out["rows"] == 400
+    cad = out["references"]["contextOSE"]
+    f = cad["agreement"]["files"]["cat/f.csv"]
+    assert f["windows"] == [[1, 1]]                   # both detect the one window
+    assert f["fp_runs"][1] == 0
+    art = out["references"]["ARTime"]["agreement"]["files"]["cat/f.csv"]
+    assert art["windows"] == [[1, 1]] and art["fp_runs"][1] == 2   # its two alarms outside the window
+    assert out["references"]["ARTime"]["agreement"]["total"]["fp_runs_ref"] == 2
+    assert 95.0 < cad["scores"]["corpus"]["standard"] < 100.0      # detected 5 rows into the window
+    assert out["ours"]["corpus"]["standard"] > 0.0
