@@ -11,6 +11,9 @@ Measures, on synthetic ingress-like series (daily cycle, noise, a few spikes):
   other load on the machine.
 * ``state_bytes_per_series``: packed state per series (bytes), and the size of
   the JSON checkpoint (``to_state()``) per series.
+* ``variants``: the same batch measurement for the ensemble variants the out-of-fold protocol
+  weighs (``calibration="per_detector"``, ``novelty=True`` with the context novelty detector), with
+  their speed relative to the default in the same run and their state per series (budget 16 KB).
 * peers in the same run: the one-point path (``Ensemble.update``), and river's
   ``anomaly.StandardAbsoluteDeviation`` and ``anomaly.GaussianScorer`` (one point at a
   time, as river is used), with the ratios batch / peer.
@@ -44,8 +47,8 @@ def _data(n_series: int, n_steps: int, step: float, seed: int = 0):
         yield t[i], x
 
 
-def bench_batch(n_series: int, n_steps: int, warm_steps: int, step: float):
-    b = detectors.BatchEnsemble(n_series=n_series, metric_kind="count")
+def bench_batch(n_series: int, n_steps: int, warm_steps: int, step: float, **kw):
+    b = detectors.BatchEnsemble(n_series=n_series, metric_kind="count", **kw)
     gen = _data(n_series, warm_steps + n_steps, step)
     for _ in range(warm_steps):  # learn a first day untimed (profiles filled)
         t, x = next(gen)
@@ -99,9 +102,20 @@ def main(argv=None):
     ap.add_argument("--warm-steps", type=int, default=300, help="untimed windows before timing")
     ap.add_argument("--step", type=float, default=300.0, help="seconds between windows")
     ap.add_argument("--peer-points", type=int, default=3000)
+    ap.add_argument("--no-variants", action="store_true", help="skip the non-default variants")
     args = ap.parse_args(argv)
 
     batch = bench_batch(args.series, args.steps, args.warm_steps, args.step)
+    variants = {}
+    if not args.no_variants:
+        for name, kw in (("per_detector", dict(calibration="per_detector")), ("novelty", dict(novelty=True))):
+            v = bench_batch(args.series, args.steps, args.warm_steps, args.step, **kw)
+            variants[name] = {"config": kw, "points_per_s_per_core": v["points_per_s_per_core"],
+                              "vs_default_same_run": v["points_per_s_per_core"] / batch["points_per_s_per_core"],
+                              "state_bytes_per_series": v["state_bytes_per_series"],
+                              "checkpoint_json_bytes_per_series": v["checkpoint_json_bytes_per_series"],
+                              "state_within_16KB": v["state_bytes_per_series"] <= 16 * 1024,
+                              "meets_100k": v["points_per_s_per_core"] >= 100_000}
     one = bench_one_point(args.peer_points, args.step)
     peers = {"one_point_path": one}
     for name in ("StandardAbsoluteDeviation", "GaussianScorer"):
@@ -117,7 +131,7 @@ def main(argv=None):
         "points_per_s_per_core": batch["points_per_s_per_core"],
         "state_bytes_per_series": batch["state_bytes_per_series"],
         "checkpoint_json_bytes_per_series": batch["checkpoint_json_bytes_per_series"],
-        "batch": batch, "peers": peers, "speedup_vs_peer": ratios,
+        "batch": batch, "variants": variants, "peers": peers, "speedup_vs_peer": ratios,
         "target_points_per_s_per_core": 200_000,
         "meets_target": batch["points_per_s_per_core"] >= 200_000,
         "env": {"python": sys.version.split()[0], "numpy": np.__version__, "machine": platform.machine()},

@@ -3,13 +3,18 @@
 Usage::
 
     python -m benchmarks.nab --data ../shared/nab --json nab.json \\
-        [--results-dir OUT] [--detector ensemble|windowed_gaussian] [--files a.csv b.csv]
+        [--results-dir OUT] [--detector ensemble|windowed_gaussian] [--files a.csv b.csv] [--jobs N]
+        [--cv [--cache DIR]] [--synthetic SEED [--synthetic-rows N]]
 
 Each file gets a fresh detector, fed one row at a time (``update(value, t)``),
 so the scores are what the detector would have said live.  The report holds
 NAB's normalized scores at the corpus-optimized threshold of every profile,
 the same scores at the detector's own default threshold, event-level
-precision/recall/F1, and a per-category breakdown.  See ``docs/nab.md``.
+precision/recall/F1, and a per-category breakdown.  ``--cv`` adds the nested
+leave-one-category-out selection of the ensemble variant and alert threshold
+(:mod:`benchmarks.nab_cv`): out-of-fold scores next to in-sample ones.
+``--synthetic SEED`` runs on the generated corpus of :mod:`benchmarks.synth`
+instead of NAB files.  See ``docs/nab.md``.
 """
 
 from __future__ import annotations
@@ -375,6 +380,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--files", nargs="+", help="only these files (category/name.csv or name.csv)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--cv", action="store_true",
+                   help="also run the nested leave-one-category-out selection of ensemble variant and threshold "
+                        "(benchmarks.nab_cv) and report out-of-fold next to in-sample scores")
+    p.add_argument("--cache", type=Path, default=Path(".cache/nab_cv"),
+                   help="--cv: per-variant, per-file evidence cache (default .cache/nab_cv)")
+    p.add_argument("--synthetic", type=int, metavar="SEED",
+                   help="use the generated corpus of benchmarks.synth (this seed) instead of --data")
+    p.add_argument("--cv-candidates", nargs="+", metavar="VARIANT",
+                   help="--cv: candidate variants (names in benchmarks.nab_cv.VARIANTS; default nab_cv.CANDIDATES)")
+    p.add_argument("--cv-synthetic", type=int, metavar="SEED",
+                   help="--cv: add the generated categories of benchmarks.synth (this seed) to the folds")
+    p.add_argument("--synthetic-rows", type=int, default=None, help="--synthetic: rows per file (default two weeks)")
     return p
 
 
@@ -382,17 +399,42 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point of ``python -m benchmarks.nab``; returns the report."""
     args = _parser().parse_args(argv)
     spec = REGISTRY[args.detector]
-    corpus = ns.load_corpus(args.data, args.files)
-    all_profiles = ns.load_profiles(args.data)
-    profiles = {p: all_profiles[p] for p in ns.PROFILE_NAMES}
+    if args.synthetic is not None:
+        from benchmarks import synth
+
+        corpus = synth.corpus(seed=args.synthetic, n=args.synthetic_rows or synth.N_ROWS)
+        if args.files:
+            corpus = [f for f in corpus if f.name in args.files or f.name.split("/")[-1] in args.files]
+        profiles = dict(synth.PROFILES)
+    else:
+        corpus = ns.load_corpus(args.data, args.files)
+        all_profiles = ns.load_profiles(args.data)
+        profiles = {p: all_profiles[p] for p in ns.PROFILE_NAMES}
     default_threshold = spec.default_threshold()
     start = time.perf_counter()
-    scores = run_corpus(spec.name, corpus, jobs=args.jobs)
+    if args.cv and spec.name == "ensemble":  # same scores, from the batch run the cross-validation caches
+        from benchmarks import nab_cv
+
+        scores = nab_cv.default_scores(corpus, args.cache)
+    else:
+        scores = run_corpus(spec.name, corpus, jobs=args.jobs)
     run_secs = time.perf_counter() - start
     if args.results_dir:
         write_results(args.results_dir, spec.name, corpus, scores)
-    report = {"detector": spec.name, "data": str(args.data), "run_seconds": run_secs}
+    data = f"synthetic:{args.synthetic}" if args.synthetic is not None else str(args.data)
+    report = {"detector": spec.name, "data": data, "run_seconds": run_secs}
     report.update(evaluate(scores, corpus, profiles, default_threshold))
+    if args.cv:
+        from benchmarks import nab_cv
+
+        cv_corpus = list(corpus)
+        if args.cv_synthetic is not None:
+            from benchmarks import synth
+
+            cv_corpus += synth.corpus(seed=args.cv_synthetic, n=args.synthetic_rows or synth.N_ROWS)
+        cands = None if not args.cv_candidates else {k: nab_cv.VARIANTS[k] for k in args.cv_candidates}
+        report["cv"] = nab_cv.cross_validate(cv_corpus, profiles, cands, cache=args.cache)
+        print(nab_cv.summary(report["cv"]), file=sys.stderr)
     text = json.dumps(report, indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

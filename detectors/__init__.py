@@ -15,19 +15,17 @@ Batch (many series, one window at a time)::
 Detectors outside the default ensemble live in ``detectors.experimental``.
 """
 from .base import Detector, DetectorResult
-from .calibration import TailCalibrator
+from .calibration import TailBank, TailCalibrator
 from .changepoint import CusumDetector
-from .ensemble import (DEFAULT_THRESHOLD, METRIC_KINDS, STATE_VERSION, BatchEnsemble, BatchResult, Ensemble, Result,
-                       default_ensemble)
+from .context_novelty import ContextNoveltyDetector
+from .ensemble import (DEFAULT_CALIBRATION, DEFAULT_CRITICAL, DEFAULT_NOVELTY, DEFAULT_THRESHOLD, METRIC_KINDS,
+                       STATE_VERSION, BatchEnsemble, BatchResult, Ensemble, Result, default_ensemble)
 from .likelihood import ResidualLikelihood
 from .ratio import RatioDetector
 from .seasonal import SeasonalDetector
 from .spike import SpikeDetector
 
-__all__ = ["DEFAULT_THRESHOLD", "METRIC_KINDS", "STATE_VERSION", "BatchEnsemble", "BatchResult", "CusumDetector",
-           "Detector", "DetectorResult", "Ensemble", "RatioDetector", "ResidualLikelihood", "Result", "SeasonalDetector",
-           "SpikeDetector", "TailCalibrator", "default_ensemble"]
-
-from .context_novelty import ContextNoveltyDetector  # noqa: E402  (pattern novelty, CAD OSE family; not in the ensemble yet)
-
-__all__ += ["ContextNoveltyDetector"]
+__all__ = ["DEFAULT_CALIBRATION", "DEFAULT_CRITICAL", "DEFAULT_NOVELTY", "DEFAULT_THRESHOLD", "METRIC_KINDS",
+           "STATE_VERSION", "BatchEnsemble", "BatchResult", "ContextNoveltyDetector", "CusumDetector", "Detector",
+           "DetectorResult", "Ensemble", "RatioDetector", "ResidualLikelihood", "Result", "SeasonalDetector",
+           "SpikeDetector", "TailBank", "TailCalibrator", "default_ensemble"]

@@ -16,7 +16,7 @@ daily+weekly forecasts, and the weights ``u1``, ``u2`` grow with how much a
 component improves the forecast, so a series without a daily (or weekly) cycle
 is not forced into one. The period is configurable (``period``, ``weekly``);
 a statsmodels STL refit of the profile on a bounded history is available in
-:mod:`detectors.stl`.
+:mod:`detectors.experimental.stl`.
 
 Examples
 --------

@@ -13,6 +13,11 @@ random-walk forecast with its own robust scale of first differences): the
 detector reports the less surprising of the two residuals. So after a jump the
 next points at the new level are not alarms again, and neither is the return
 to normal after a spike; isolated spikes and the onset of shifts still are.
+A value *between* the level and the previous value (the two residuals of
+opposite signs: the decay of a burst) gets ``z = 0`` when ``between_is_normal``
+(the default): neither forecast finds it surprising in a consistent direction,
+and reporting the step residual would give the falling edge of every upward
+burst a large *downward* surprise.
 
 Examples
 --------
@@ -54,6 +59,8 @@ class SpikeDetector(Detector):
         Consecutive same-side outliers after which the level re-baselines.
     rel_floor, abs_floor : float
         Scale floor ``rel_floor * |level| + abs_floor`` (flat series).
+    between_is_normal : bool
+        Score 0 for a value between the level and the previous value.
     n_series : int
         Number of series scored together (batch path).
     """
@@ -61,8 +68,9 @@ class SpikeDetector(Detector):
     name = "spike"
 
     def __init__(self, alpha=0.2, beta=0.02, c=3.0, z_alarm=5.0, warmup=20, reset_after=6,
-                 rel_floor=1e-3, abs_floor=1e-9, n_series=1):
+                 rel_floor=1e-3, abs_floor=1e-9, between_is_normal=True, n_series=1):
         self.alpha, self.beta, self.c, self.z_alarm = alpha, beta, c, z_alarm
+        self.between_is_normal = bool(between_is_normal)
         self.warmup, self.reset_after = warmup, reset_after
         self.rel_floor, self.abs_floor = rel_floor, abs_floor
         super().__init__(n_series)
@@ -70,7 +78,8 @@ class SpikeDetector(Detector):
 
     def config(self):
         return dict(alpha=self.alpha, beta=self.beta, c=self.c, z_alarm=self.z_alarm, warmup=self.warmup,
-                    reset_after=self.reset_after, rel_floor=self.rel_floor, abs_floor=self.abs_floor)
+                    reset_after=self.reset_after, rel_floor=self.rel_floor, abs_floor=self.abs_floor,
+                    between_is_normal=self.between_is_normal)
 
     def _shapes(self):
         return {"n": (), "level": (), "dev": (), "run": (), "prev": (), "ddev": (), **Clock.fields}
@@ -103,6 +112,8 @@ class SpikeDetector(Detector):
         zl = self._raw(y, t)
         zd = self._step_z(y, t)
         z = np.where(np.abs(zd) < np.abs(zl), zd, zl)
+        if self.between_is_normal:
+            z = np.where(zd * zl < 0, 0.0, z)
         z = np.where(s["n"] >= self.warmup, z, 0.0)
         expected = np.where(s["n"] > 0, s["level"], np.nan)
         return z, expected, np.abs(z) >= self.z_alarm
