@@ -35,8 +35,9 @@ watermarks, ``streams.labels_io.read_messages``: Tansu's ListOffsets under-repor
 Report (JSON): per record kind (points, anomalies, incident events) ``lost`` (ids of the reference
 missing in the chaos run: must be 0), ``duplicates`` (extra copies of an id), ``differ`` (same id,
 other value), ``extra`` (ids only in the chaos run); incidents found vs the generator's truth in
-both runs; dead letters by code and reason; per fault the time until the pipeline's lag was back
-to normal; peak RSS per worker slot; shutdown seconds per worker (rolling restart and final stop);
+both runs; dead letters by code and reason; per fault the time until preagg had committed every
+line produced by the fault's end and detect every point that existed then (:func:`recovery`, with
+the same figure for the same span of the reference run beside it); peak RSS per worker slot; shutdown seconds per worker (rolling restart and final stop);
 labels published vs found.
 """
 
@@ -208,21 +209,39 @@ def dead_letter_summary(records: list[dict]) -> dict:
             "by_reason": dict(reasons.most_common(12))}
 
 
-def recovery_time(samples: list[tuple[float, float | None]], start: float, end: float, threshold: float) -> float | None:
-    """Seconds from ``start`` until the first sample at or after ``end`` whose lag is at most
-    ``threshold``; ``samples`` are ``(time, lag)`` with ``None`` for an unreadable lag (broker stalled).
+def caught_up(samples: list[dict], start: float, end: float, field: str, target: dict[int, int]) -> float | None:
+    """Seconds from ``start`` until the first sample at or after ``end`` whose committed offsets
+    (``sample[field]``: partition -> offset, ``None`` when unreadable) reach ``target`` on every
+    partition: the stage has processed, and committed, everything that was there when the fault ended.
 
     Examples
     --------
-    >>> recovery_time([(0, 5), (10, 900), (20, 400), (30, 50)], start=8, end=12, threshold=100)
+    >>> s = [{"t": 0, "c": {0: 5}}, {"t": 10, "c": None}, {"t": 20, "c": {0: 40}}, {"t": 30, "c": {0: 90}}]
+    >>> caught_up(s, start=8, end=12, field="c", target={0: 80})
     22
-    >>> recovery_time([(0, 5), (10, 900)], start=8, end=9, threshold=100) is None
+    >>> caught_up(s, start=8, end=12, field="c", target={0: 100}) is None
     True
     """
-    for t, lag in samples:
-        if t >= end and lag is not None and lag <= threshold:
-            return t - start
+    for x in samples:
+        got = x.get(field)
+        if x["t"] >= end and got is not None and all(got.get(p, 0) >= o for p, o in target.items()):
+            return x["t"] - start
     return None
+
+
+def recovery(samples: list[dict], start: float, end: float) -> dict:
+    """How long after a fault's ``start`` the preagg stage had committed every line produced by the
+    fault's ``end``, and the detect stage every metric point that existed at that moment."""
+    before = [x for x in samples if x["t"] <= end] or samples[:1]
+    if not before:
+        return {"preagg_caught_up_s": None, "detect_caught_up_s": None}
+    pre = caught_up(samples, start, end, "preagg_committed", before[-1]["produced"])
+    det = None
+    if pre is not None:
+        at = next(x for x in samples if x["t"] - start >= pre)
+        det = caught_up(samples, start, start + pre, "detect_committed", at["metrics_end"])
+    r = lambda v: None if v is None else round(v, 1)  # noqa: E731
+    return {"preagg_caught_up_s": r(pre), "detect_caught_up_s": r(det)}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -319,6 +338,12 @@ def burst_messages(fault: Fault, traffic: Traffic, index: int, seed: int, partit
     return out
 
 
+def flush_lines(traffic: Traffic, partitions: int, past_s: float = 300.0) -> list[tuple[int, bytes]]:
+    """``(partition, line)``: a valid line per partition ``past_s`` after the traffic's end."""
+    _t, _k, line = traffic.lines[-1]
+    return [(p, _retime(line, traffic.sim_end + past_s)) for p in range(partitions)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Processes
 # ---------------------------------------------------------------------------------------------
@@ -350,9 +375,25 @@ class Worker:
     def kind(self) -> str:
         return self.name.split("-")[0]
 
+    @property
+    def log_path(self) -> Path:
+        return self.logdir / f"{self.name}.{self.starts}.log"
+
+    def wait_assigned(self, timeout: float) -> float | None:
+        """Seconds until this incarnation logged a partition assignment (None: not within ``timeout``)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            try:
+                if "assigned" in self.log_path.read_text(errors="replace"):
+                    return round(time.monotonic() - t0, 2)
+            except OSError:
+                pass
+            time.sleep(0.25)
+        return None
+
     def start(self) -> None:
         self.starts += 1
-        out = open(self.logdir / f"{self.name}.{self.starts}.log", "wb")
+        out = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "run", self.kind, "--bootstrap", self.bootstrap],
                                      stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env={**os.environ, **self.env}, start_new_session=True)
@@ -495,7 +536,8 @@ class Monitor(threading.Thread):
             for w in self.workers:
                 w.sample()
             self.samples.append({"t": round(time.monotonic() - self.t0, 2), "lag_preagg": lag_pre, "lag_detect": lag_det,
-                                 "preagg_committed": pre, "detect_committed": det,
+                                 "preagg_committed": pre, "detect_committed": det, "produced": dict(self.produced),
+                                 "metrics_end": dict(self.metrics_end),
                                  "metrics": sum(self.metrics_end.values()), "anomalies": self.anomalies_seen})
             self.stop_flag.wait(1.0)
 
@@ -631,6 +673,10 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
                                       "t": round(time.monotonic() - t_run, 1)})
                     bi += 1
             producer.poll(0)
+        # One line per partition, event time past the last window + lateness: event time closes
+        # every window of the traffic (the same way in both runs); only this line's window stays open.
+        for p, value in flush_lines(traffic, log_parts):
+            send(None, p, value)
         left = producer.flush(600)
         if left:
             delivery_errors.append(f"{left} lines not delivered")
@@ -674,9 +720,11 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
             rec["redis_keys_after"] = _safe(redis_srv.keys)
         elif f.kind == "rolling_restart":
             rec["shutdowns"] = []
-            for w in workers:
+            rec["assigned_after_s"] = {}
+            for w in workers:  # as a rolling update with readiness: the next one goes when this one has partitions
                 rec["shutdowns"].append(w.sigterm("rolling restart", opts.stop_timeout_s))
                 w.start()
+                rec["assigned_after_s"][w.name] = w.wait_assigned(opts.ready_timeout_s)
                 time.sleep(opts.rolling_gap_s)
         rec["end"] = round(time.monotonic() - t_run, 2)
         fault_log.append(rec)
@@ -736,8 +784,8 @@ def _safe(fn):
 
 
 def _drain(mon: Monitor, produced: dict[int, int], opts) -> bool:
-    """Wait until preagg committed every produced line and output + detect commits were still for
-    ``opts.still_s`` seconds (or ``opts.drain_timeout_s`` passed)."""
+    """Wait until preagg committed every produced line but the flush lines, and output and commits
+    were still for ``opts.still_s`` seconds (or ``opts.drain_timeout_s`` passed)."""
     deadline = time.monotonic() + opts.drain_timeout_s
     still_since, last = None, None
     while time.monotonic() < deadline:
@@ -746,8 +794,10 @@ def _drain(mon: Monitor, produced: dict[int, int], opts) -> bool:
             continue
         s = mon.samples[-1]
         pre = s["preagg_committed"]
-        pre_done = pre is not None and all(pre.get(p, 0) >= e for p, e in produced.items())
-        state = (s["metrics"], s["anomalies"], json.dumps(s["detect_committed"], sort_keys=True))
+        # the flush line's window stays open (nothing after it): committed up to it is all
+        pre_done = pre is not None and all(pre.get(p, 0) >= e - 1 for p, e in produced.items())
+        state = (s["metrics"], s["anomalies"], json.dumps(s["detect_committed"], sort_keys=True),
+                 json.dumps(pre, sort_keys=True))
         if pre_done and state == last:
             still_since = still_since or time.monotonic()
             if time.monotonic() - still_since >= opts.still_s:
@@ -775,21 +825,14 @@ def report(ref: RunResult, chaos: RunResult, traffic: Traffic, schedule: list[Fa
                 "false_groups_per_h": round(e.false_groups_per_hour, 2),
                 "missed": [i.id for i in e.incidents if not i.found][:10]}
 
-    ref_lags = [x["lag_preagg"] + x["lag_detect"] for x in ref.samples
-                if x["lag_preagg"] is not None and x["lag_detect"] is not None]
-    normal = percentile(ref_lags, 0.95)
-    samples = [(x["t"], None if x["lag_preagg"] is None or x["lag_detect"] is None else x["lag_preagg"] + x["lag_detect"])
-               for x in chaos.samples]
-    recovery = []
+    recov = []
     for f in chaos.faults:
         if "start" not in f:
             continue
-        before = [lag for t, lag in samples if t <= f["start"] and lag is not None]
-        threshold = max(normal, before[-1] if before else 0)
-        rec = recovery_time(samples, f["start"], f["end"], threshold)
-        recovery.append({"fault": f["kind"], "target": f.get("target"), "start_s": f["start"],
-                         "fault_end_s": f["end"], "lag_threshold": threshold,
-                         "recovered_after_s": None if rec is None else round(rec, 1)})
+        recov.append({"fault": f["kind"], "target": f.get("target"), "start_s": f["start"], "fault_end_s": f["end"],
+                      **recovery(chaos.samples, f["start"], f["end"]),
+                      # the same wall-clock span in the fault-free run: what catching up costs anyway
+                      "reference": recovery(ref.samples, f["start"], f["end"])})
     series = {p["series"] for p in ref.points}
     shutdowns = [d for w in chaos.workers.values() for d in w["shutdowns"]] + \
                 [d for w in ref.workers.values() for d in w["shutdowns"]]
@@ -810,8 +853,7 @@ def report(ref: RunResult, chaos: RunResult, traffic: Traffic, schedule: list[Fa
         "labels": {run.name: {"published": len(run.labels_published),
                               "lost": len(set(run.labels_published) - set(run.labels_found))}
                    for run in (ref, chaos)},
-        "recovery": recovery,
-        "recovery_normal_lag": normal,
+        "recovery": recov,
         "shutdown_s": {"max": max(secs) if secs else None, "all": shutdowns},
         "peak_rss_mb": {run.name: {n: w["peak_rss_mb"] for n, w in run.workers.items()} for run in (ref, chaos)},
         "worker_starts": {n: w["starts"] for n, w in chaos.workers.items()},
@@ -840,9 +882,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--traffic-s", type=float, help=f"wall seconds over which the traffic is sent (default {FULL['traffic_s']})")
     ap.add_argument("--kill-every", type=float, help="seconds between kill -9 of a random worker")
     ap.add_argument("--stall-s", type=float, help="seconds the broker is stopped (SIGSTOP)")
+    ap.add_argument("--faults", default=",".join(INFRA),
+                    help=f"infrastructure faults to run in the chaos run, comma-separated (default all: {','.join(INFRA)})")
     ap.add_argument("--checkpoint-s", type=float, default=10.0, help="detect checkpoint interval")
     ap.add_argument("--warmup-s", type=float, default=8.0, help="wait for the workers to join before the traffic")
-    ap.add_argument("--rolling-gap-s", type=float, default=3.0, help="pause between workers in the rolling restart")
+    ap.add_argument("--rolling-gap-s", type=float, default=1.0, help="pause between workers in the rolling restart")
+    ap.add_argument("--ready-timeout-s", type=float, default=60.0,
+                    help="rolling restart: wait this long for a restarted worker's partition assignment")
     ap.add_argument("--stop-timeout-s", type=float, default=300.0, help="SIGKILL a worker that has not exited by then")
     ap.add_argument("--still-s", type=float, default=25.0, help="drained: output and commits still this long")
     ap.add_argument("--drain-timeout-s", type=float, default=240.0)
@@ -858,9 +904,12 @@ def main(argv: list[str] | None = None) -> dict:
         traffic = build_traffic(opts.hours, opts.series, opts.seed, workdir)
         log(f"traffic: {len(traffic.lines)} lines, {traffic.estates} estates, {len(traffic.truth)} incidents "
             f"({time.monotonic() - t0:.0f} s)")
-        rolling_est = 6 * (opts.rolling_gap_s + 6)
-        schedule = build_schedule(opts.traffic_s, opts.seed, worker_names(), opts.kill_every, opts.stall_s,
-                                  rolling_s=rolling_est)
+        rolling_est = 6 * (opts.rolling_gap_s + 8)
+        wanted = {k.strip() for k in opts.faults.split(",") if k.strip()}
+        if wanted - set(INFRA):
+            ap.error(f"unknown faults {sorted(wanted - set(INFRA))}: choose from {', '.join(INFRA)}")
+        schedule = [f for f in build_schedule(opts.traffic_s, opts.seed, worker_names(), opts.kill_every, opts.stall_s,
+                                              rolling_s=rolling_est) if f.kind in INPUT or f.kind in wanted]
         ref, ref_label_errs, ref_deliv = run_pipeline("reference", traffic, schedule, opts, workdir)
         chaos, chaos_label_errs, chaos_deliv = run_pipeline("chaos", traffic, schedule, opts, workdir)
         out = report(ref, chaos, traffic, schedule, opts)
