@@ -241,8 +241,10 @@ class SeriesPool:
         self.priors: dict[str, MetricPrior] = {}   # per metric, shared by its series on this worker
         self.dirty_priors: set[str] = set()
         # series per service: metric points are keyed by service, so all of a service's series are
-        # on one partition and this worker sees them together (label feedback's ``co`` context)
-        self.by_service: dict[str, list[Series]] = {}
+        # on one partition and this worker sees them together (label feedback's ``co`` context).
+        # A dict per service, not a list: a revoke drops tens of thousands of one service's series,
+        # and list.remove (which compared whole dataclasses) made that quadratic: minutes at 88k.
+        self.by_service: dict[str, dict[str, Series]] = {}
 
     def _group(self, kind: MetricKind) -> Group:
         g = self.groups.get(kind)
@@ -282,7 +284,7 @@ class SeriesPool:
                 except (ValueError, KeyError, TypeError) as exc:  # saved by another detector configuration
                     log.warning("state of %s not loadable (%s): starting a new model", key, exc)
             self.series[key] = s
-            self.by_service.setdefault(s.service, []).append(s)
+            self.by_service.setdefault(s.service, {})[key] = s
 
     def _admit(self, points: list[MetricPoint]) -> tuple[dict[str, list[tuple[float, MetricPoint]]], list[MetricPoint], list[Rejected]]:
         """Split into per-series queues of (window start, point) in window order, duplicates, and rejects."""
@@ -382,7 +384,7 @@ class SeriesPool:
         """``co`` for label feedback: share of the other series of ``series``' service out of
         their band at window ``t`` (those not scored for ``t`` yet, or not seen recently, count as
         inside: a point that arrives in a later batch cannot inform this decision)."""
-        others = [o for o in self.by_service.get(series.service, ()) if o is not series]
+        others = [o for o in self.by_service.get(series.service, {}).values() if o is not series]
         return service_context([o.side_at(t) or 0 for o in others])
 
     def prior(self, metric: str) -> MetricPrior:
@@ -447,18 +449,22 @@ class SeriesPool:
         return Snapshot(groups, others)
 
     def drop(self, keys: set[str]) -> None:
-        """Forget series (after their partitions were revoked and checkpointed)."""
+        """Forget series (after their partitions were revoked and checkpointed).
+
+        Linear in ``len(keys)``: constant-time removals from dicts and sets, and one bulk row
+        reset per detector group."""
         rows: dict[int, tuple[Group, list[int]]] = {}
+        by_service, dirty = self.by_service, self.dirty
         for k in keys:
             s = self.series.pop(k, None)
             if s is not None:
                 rows.setdefault(id(s.group), (s.group, []))[1].append(s.row)
-                peers = self.by_service.get(s.service, [])
-                if s in peers:
-                    peers.remove(s)
-                if not peers:
-                    self.by_service.pop(s.service, None)
-            self.dirty.discard(k)
+                peers = by_service.get(s.service)
+                if peers is not None:
+                    peers.pop(k, None)
+                    if not peers:
+                        del by_service[s.service]
+            dirty.discard(k)
         for g, rs in rows.values():
             g.release_many(rs)
 

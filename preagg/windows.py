@@ -12,8 +12,14 @@ Semantics
   **late** (``WindowError(code="late")``); an event
   more than ``max_future_s`` ahead of the reference (wall-clock ``now`` when given, else the
   largest event time seen) is **future** (``WindowError(code="future")``). Both are counted.
-* If no input arrives for ``idle_close_s`` of wall-clock time, every open window closes: a quiet
-  stream still publishes its last minute.
+* Event time alone decides, with one exception for *live* streams gone quiet: if no input arrived
+  for ``idle_close_s`` of wall-clock time and the stream was live (its newest event trailed the
+  wall clock by at most ``window_s + lateness_s`` when it arrived), event time is taken to go on
+  with the wall clock, and the windows that this extrapolated watermark has passed close. A quiet
+  live stream so still publishes its last minute, once the wall clock has passed it by the
+  allowed lateness. A replay or backfill (event times far behind the wall clock) is never closed
+  by a pause of its producer: its windows wait for event time (or the caller's end of input), so
+  a pause between two chunks cannot turn lines into late ones or cut a window short.
 
 The hot path (``preagg.aggregate``) only compares ``t`` against :attr:`Windows.lo`,
 :attr:`Windows.hi` and :attr:`Windows.trigger`; everything else happens here, rarely.
@@ -40,7 +46,8 @@ class Windows:
     max_future_s : float
         Events further than this ahead of the reference time are rejected.
     idle_close_s : float
-        Wall-clock seconds without input after which all open windows close.
+        Wall-clock seconds without input after which a live stream's windows close as the wall
+        clock passes them (see the module notes; never for a stream behind the wall clock).
     """
 
     def __init__(self, window_s: int = 60, lateness_s: float = 30, max_future_s: float = 300,
@@ -119,13 +126,14 @@ class Windows:
     def due(self, now: float | None = None) -> list[int]:
         """Window starts to emit now, oldest first; each is returned exactly once.
 
-        A window is due when the watermark reaches its end, or when ``now`` is given and the
-        stream has been idle for ``idle_close_s`` (then every open window is due).
+        A window is due when the watermark reaches its end, or when ``now`` is given, the stream
+        is live and has been idle for ``idle_close_s``, and the watermark extrapolated with the
+        wall clock (:meth:`idle_watermark`) reaches its end.
         """
-        idle = (now is not None and self.last_input is not None and self.open
-                and now - self.last_input >= self.idle_close_s)
         wm = self.watermark
-        out = sorted(ws for ws in self.open if idle or ws + self.window_s <= wm)
+        if now is not None:
+            wm = max(wm, self.idle_watermark(now))
+        out = sorted(ws for ws in self.open if ws + self.window_s <= wm)
         for ws in out:
             self.open.discard(ws)
             self.closed_before = max(self.closed_before, ws + self.window_s)
@@ -139,6 +147,20 @@ class Windows:
         self.emitted += len(out)
         self._bounds()
         return out
+
+    def idle_watermark(self, now: float) -> float:
+        """Watermark of a quiet live stream at wall-clock ``now``; ``-inf`` when not idle or not live.
+
+        Live: the newest event trailed the wall clock of its arrival by at most
+        ``window_s + lateness_s``. Its event time then advances with the wall clock since the last
+        input, less the allowed lateness; a stream behind the wall clock (replay, backfill) keeps
+        its event-time watermark however long its producer pauses."""
+        last = self.last_input
+        if last is None or not self.open or now - last < self.idle_close_s or self.max_t == -math.inf:
+            return -math.inf
+        if last - self.max_t > self.window_s + self.lateness_s:
+            return -math.inf
+        return self.max_t + (now - last) - self.lateness_s
 
     def close_all(self) -> list[int]:
         """End of input: every open window is due now (oldest first), exactly once."""

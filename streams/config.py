@@ -114,6 +114,9 @@ class DetectSettings(BaseModel):
         "Anomaly score at/above which an anomaly is published; defaults to detectors.DEFAULT_THRESHOLD "
         "(the ensemble's calibrated scale, see docs/detectors.md)."))
     checkpoint_interval_s: float = Field(30.0, gt=0)
+    preagg_group: str = Field("patrol-preagg", description=(
+        "Consumer group of the pre-aggregation workers: their committed progress says when every logs "
+        "partition has closed a window, so that its shares can be merged (streams.sources)."))
 
 
 class ServiceSettings(BaseModel):

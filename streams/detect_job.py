@@ -5,6 +5,11 @@ kind, below the 20k points/s/core this stage must sustain; a batch consume loop 
 in a plain dict keeps the per-point overhead to the detector itself. Faust's missing pieces are
 built small: state in Redis (``models.store``), commits after checkpoints, rebalance callbacks.
 
+Shares: every point is held per (series, window) until each pre-aggregation (logs) partition has
+closed its window, then the shares are merged and scored once (``models.partials``; when a window
+is complete: ``streams.sources`` and :meth:`DetectWorker._read_progress`). A share after its window
+was scored is dead-lettered as ``late_partial``. Held points' offsets are not committed.
+
 Delivery: at-least-once. Offsets are committed only after (1) every anomaly produced from the
 points before them is acknowledged by the broker and (2) the detector states that learned those
 points are checkpointed to Redis. A crash replays from the last commit; replayed windows are
@@ -27,6 +32,7 @@ import math
 import signal
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -37,12 +43,13 @@ from prometheus_client import Histogram
 from models.incidents import Incident as OpenIncident
 from models.incidents import IncidentTracker
 from models.feedback import anomaly_features
-from models.partials import PartialMerger, is_partial
+from models.partials import PartialMerger, Ready
 from models.pool import Outcome, SeriesPool, Snapshot
 from models.store import WRITE_CHUNK, SeriesState, StateStore
 
 from .config import Settings
 from .observability import Counter, Gauge, log_event
+from .sources import SourceProgress
 from .topics import consumer_lag
 from .records import Anomaly, DeadLetter, Incident, Label, MetricPoint, RecordError, decode, record_id
 
@@ -53,6 +60,7 @@ ANOMALIES_OUT = Counter("patrol_detect_anomalies_total", "Anomalies published")
 INCIDENT_EVENTS = Counter("patrol_detect_incident_events_total", "Incident events published", ["event"])
 DUPLICATES = Counter("patrol_detect_duplicates_total", "Replayed points recognised and skipped")
 DEAD_LETTERS = Counter("patrol_detect_dead_letters_total", "Points sent to the dead-letter topic", ["code"])
+HELD = Gauge("patrol_detect_held_points", "Points held until every pre-aggregation partition closed their window")
 CHECKPOINTS = Counter("patrol_detect_checkpoints_total", "Checkpoints written", ["result"])
 REDIS_UP = Gauge("patrol_detect_redis_up", "1 while model-state checkpoints reach Redis")
 SERIES = Gauge("patrol_detect_series", "Series owned by this worker")
@@ -69,6 +77,12 @@ CHECKPOINT_STALL_MAX = Gauge("patrol_detect_checkpoint_stall_max_seconds",
                              "Longest time the consume loop was blocked by a periodic checkpoint")
 
 INCIDENT_KEY = "__incidents__"
+# Held points make the worker read the pre-aggregation progress (and fence it) at most this often:
+# each point waits about one read plus a fence round trip (~0.1 s on Tansu) before it is scored.
+PROGRESS_EVERY_S = 0.05
+# Key of the fences a worker writes to its own metrics partitions (see DetectWorker._read_progress);
+# every detect worker skips them, whichever group wrote them.
+FENCE_KEY = b"\x00patrol-detect-fence"
 FULL_GC_EVERY = 10  # periodic checkpoints between full garbage collections (see DetectWorker.run)
 
 
@@ -93,6 +107,8 @@ class DetectStats:
     checkpoint_stall_max_s: float = 0.0   # longest the consume loop was blocked by a periodic checkpoint
     suppressed: int = 0
     labels_applied: int = 0
+    late_partials: int = 0   # shares that came after their window was merged and scored (dead-lettered)
+    held_at_end: int = 0     # points of incomplete windows left uncommitted at the end of input
     started: float = field(default_factory=time.monotonic)
 
 
@@ -124,7 +140,7 @@ class DetectWorker:
     """One member of the detect consumer group."""
 
     def __init__(self, settings: Settings, group: str = "patrol-detect", store: StateStore | None = None,
-                 checkpoint_s: float | None = None, batch: int = 5000):
+                 checkpoint_s: float | None = None, batch: int = 5000, preagg_group: str | None = None):
         self.s = settings
         self.group = group
         self.batch = batch
@@ -133,6 +149,12 @@ class DetectWorker:
         self.store = store or StateStore(url, settings.redis.key_prefix)
         self.pool = SeriesPool(self.store)
         self.partials = PartialMerger()
+        self.position: dict[int, int] = {}   # next offset to read per metrics partition
+        self._ready: dict[int, Ready] = {}   # the last progress read, per metrics partition
+        self._progress_at = -math.inf
+        self._fence_token = uuid.uuid4().hex
+        self._fence_seq = 0
+        self._fences: dict[int, tuple[bytes, float]] = {}  # metrics partition -> (fence in flight, progress read)
         self.incidents = IncidentTracker(window_s=settings.preagg.window_s)
         self._incidents_loaded: set[str] = set()
         self._incidents_dirty: set[str] = set()  # services whose incident state changed since the last copy
@@ -153,6 +175,7 @@ class DetectWorker:
         # Labels: every worker reads the whole (compacted) label topic from the start and applies the
         # labels of the series it owns; the feedback model ignores a label it already learned.
         self.labels_consumer = Consumer({**conf, "group.id": f"{group}-labels", "enable.auto.commit": False})
+        self.sources = SourceProgress(conf, settings.topics.logs, preagg_group or settings.detect.preagg_group)
         self.pending_labels: dict[str, list[Label]] = {}
         self._stop = False
         self._last_checkpoint = time.monotonic()
@@ -191,17 +214,20 @@ class DetectWorker:
                     del msgs
                     gc.collect(1)
                 elif max_idle is not None and time.monotonic() - last_msg > max_idle:
-                    self._score(self.partials.release(force=True))  # input ended
                     break
+                else:
+                    self._release()  # held points wait for progress upstream, not for more input
                 self._finish_checkpoint(wait=False)
                 if self._inflight is None and time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
                     self.checkpoint(wait=False)
+            self._end_of_input(10.0 if self._stop else 30.0)  # end of input, SIGTERM or duration
         finally:
             if gc_was_enabled:
                 gc.enable()
             self.checkpoint()
             self.consumer.close()
             self.labels_consumer.close()
+            self.sources.close()
             self._writer.shutdown(wait=True)
         return self.stats
 
@@ -253,7 +279,11 @@ class DetectWorker:
         self.checkpoint(commit=True)
         keys = {k for k, part in self.partition_of.items() if part in gone}
         self.pool.drop(keys)
-        self.partials.drop_partitions(gone)
+        self.partials.drop_partitions(gone, keys)
+        for part in gone:
+            self.position.pop(part, None)
+            self._ready.pop(part, None)
+            self._fences.pop(part, None)
         for k in keys:
             self.partition_of.pop(k, None)
         for tp in list(self.pending):
@@ -273,56 +303,135 @@ class DetectWorker:
             self.delivery_errors.append(str(err))
 
     def _handle(self, msgs) -> None:
-        points: list[MetricPoint] = []
-        sources: list = []  # the message of each point, for dead letters
-        partition_of, pending, topic = self.partition_of, self.pending, self.s.topics.metrics
+        partition_of, pending, topic, partials = self.partition_of, self.pending, self.s.topics.metrics, self.partials
         last: dict[int, int] = {}
+        late = []
+        n = 0
         for msg in msgs:
             if msg.error() is not None:
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log_event(log, "consume error", logging.WARNING, error=str(msg.error()))
                 continue
-            part = msg.partition()
-            last[part] = msg.offset()  # in order within a partition: the last one wins
+            part, off = msg.partition(), msg.offset()
+            last[part] = off  # in order within a partition: the last one wins
+            if msg.key() == FENCE_KEY:
+                self._on_fence(part, off, msg.value())
+                continue
             try:
                 p = decode(msg.value(), expect=MetricPoint)
             except RecordError as exc:
                 self._dead_letter(msg, exc.reason, exc.code)
                 continue
+            n += 1
             partition_of[p.series] = part
-            if is_partial(p):  # one pre-aggregation partition's share: merged before scoring
-                self.partials.add(p, part, msg.offset())
-                POINTS_IN.inc()
-                self.stats.points += 1
-                continue
-            points.append(p)
-            sources.append(msg)
+            # Every point may be one pre-aggregation partition's share of its series (global always;
+            # services when logs are unkeyed): held until its window is complete, then merged.
+            if not partials.add(p, part, off, msg):
+                late.append((p, msg))
         for part, off in last.items():  # one subscribed topic: no per-message topic() call
             pending[(topic, part)] = off + 1
-        POINTS_IN.inc(len(points))
-        self.stats.points += len(points)
-        merged = self.partials.release()
-        self._score(points + merged, sources + [None] * len(merged))
+            self.position[part] = off + 1
+        POINTS_IN.inc(n)
+        self.stats.points += n
+        if late:
+            self._late_partials(late)
+        self._release()
+
+    def _late_partials(self, late: list) -> None:
+        """Shares that came after their series' window was merged and scored: dead-lettered, logged."""
+        for p, msg in late:
+            self._dead_letter(msg, f"share of {p.series} for window {p.window_start.isoformat()} from pre-aggregation "
+                                   f"partition {p.stats.get('partition')} came after that window was merged and scored "
+                                   "(its partition was idle or behind when the window was complete)", "late_partial")
+        self.stats.late_partials += len(late)
+        p = late[0][0]
+        log_event(log, "late shares dead-lettered", logging.WARNING, count=len(late), series=p.series,
+                  window=p.window_start.isoformat(), source_partition=p.stats.get("partition"))
+
+    def _read_progress(self) -> None:
+        """Read the pre-aggregation progress, and fence it on the metrics partitions with held points.
+
+        The progress covers the shares the broker acknowledged before it was read; a fence this
+        worker then produces to the partition lands after all of them, so once the fence is read
+        back every such share has been consumed (:meth:`_on_fence`). The partition's end offset
+        would say the same without a message, but Tansu's ListOffsets under-reports it."""
+        self._progress_at = time.monotonic()
+        parts = [m for m, windows in self.partials.held.items() if windows and m not in self._fences]
+        if not parts:
+            return
+        try:
+            before = self.sources.closed_before()
+        except Exception as exc:  # KafkaException (broker busy, timeout): held points wait for the next try
+            log_event(log, "could not read pre-aggregation progress", logging.WARNING, error=str(exc))
+            return
+        for m in parts:
+            self._fence_seq += 1
+            fence = f"{self._fence_token}:{self._fence_seq}".encode()
+            self.producer.produce(self.s.topics.metrics, fence, key=FENCE_KEY, partition=m, on_delivery=self._delivered)
+            self._fences[m] = (fence, before)
+        self.producer.poll(0)
+
+    def _on_fence(self, part: int, offset: int, value: bytes) -> None:
+        f = self._fences.get(part)
+        if f is not None and f[0] == value:  # ours (other workers' and old fences are skipped)
+            del self._fences[part]
+            self._ready[part] = Ready(f[1], offset)
+
+    def _release(self, wait: bool = False) -> None:
+        """Score the points whose windows every pre-aggregation partition has closed.
+
+        Progress is read again at most every PROGRESS_EVERY_S while points are held (``wait``:
+        now), and applies to a metrics partition once its fence was read back."""
+        if not self.partials.n_held:
+            HELD.set(0)
+            return
+        if wait or time.monotonic() - self._progress_at >= PROGRESS_EVERY_S:
+            self._read_progress()
+        released = self.partials.release(self._ready) if self._ready else []
+        dups = self.partials.duplicates
+        if dups:
+            self.partials.duplicates = 0
+            DUPLICATES.inc(dups)
+            self.stats.duplicates += dups
+        HELD.set(self.partials.n_held)
+        if released:
+            self._score([p for p, _ in released], [srcs for _, srcs in released])
+
+    def _end_of_input(self, timeout: float) -> None:
+        """Before stopping: score what is complete; incomplete windows stay held and uncommitted (a
+        pre-aggregation partition left them open: a later run or owner completes and scores them)."""
+        self._release(wait=True)
+        deadline = time.monotonic() + timeout
+        while self._fences and time.monotonic() < deadline:  # read the fences back, and anything before them
+            msgs = self.consumer.consume(self.batch, 0.2)
+            if msgs:
+                self._handle(msgs)
+        self._release()
+        self.stats.held_at_end = self.partials.n_held
+        if self.partials.n_held:
+            log_event(log, "end of input: points of windows not complete upstream left uncommitted for a later run",
+                      held=self.partials.n_held, windows=sum(len(w) for w in self.partials.held.values()))
 
     def _score(self, points: list, sources: list | None = None) -> None:
-        """Score ``points``; ``sources[i]`` is the message of ``points[i]`` (None for a merged point)."""
+        """Score ``points``; ``sources[i]`` lists the messages ``points[i]`` was merged from."""
         if not points:
             return
         self.pool.ensure(points)
         self._apply_labels()  # labels of series just loaded apply before their next point is scored
         outcomes, dups, rejected = self.pool.process(points, ensure=False)
         if rejected:
-            source = {id(p): m for p, m in zip(points, sources or [None] * len(points))}
+            source = {id(p): m for p, m in zip(points, sources or [[]] * len(points))}
         for r in rejected:
-            msg = source.get(id(r.point))
-            if msg is None:  # a merged point has no single source message
+            msgs = [m for m in source.get(id(r.point), ()) if m is not None]
+            for msg in msgs:  # each share's own bytes and offset, with the reason of the merged point
+                self._dead_letter(msg, r.reason if len(msgs) == 1 else f"{r.reason} (merged from {len(msgs)} "
+                                  "pre-aggregation partitions; this is one of their shares)", r.code)
+            if not msgs:  # not from a message (a caller scoring points directly)
                 dl = DeadLetter.of(r.point.to_bytes(), r.reason, r.code, self.s.topics.metrics)
                 self.producer.produce(self.s.topics.dlq, dl.to_bytes(), key=r.point.series.encode(),
                                       on_delivery=self._delivered)
                 DEAD_LETTERS.labels(r.code).inc()
                 self.stats.dead_letters += 1
-            else:
-                self._dead_letter(msg, r.reason, r.code)
         DUPLICATES.inc(len(dups))
         self.stats.duplicates += len(dups)
         self._ensure_incidents({o.service for o in outcomes})

@@ -11,10 +11,17 @@ Delivery (at-least-once, idempotent by id)
   *before* the offset, as offsets of two side consumer groups (``<group>.state-t`` and
   ``<group>.state-o``) on the same topic/partition (Tansu drops commit metadata, an int64 offset
   it keeps). Replayed lines of emitted windows are skipped, so no window is re-emitted partially.
+* Progress for the detect stage: per partition, the start of the oldest open window (or
+  ``OPEN_NONE``) is committed as the offset of a third side group, ``<group>.state-open``, in the
+  same step (after the flush, before the offsets). Windows before it are published; the detect
+  worker merges a window's shares from all partitions once every one has passed it
+  (``streams.sources``).
 * Every point's id is ``(series, window, partition)``: a replay re-sends identical records and
   downstream drops duplicates by id.
-* SIGTERM: stop consuming, flush, commit, exit 0. Open windows are *not* emitted (they would be
-  partial); the next owner replays them from the committed offset.
+* SIGTERM, and the end of input of a finite run (``max_idle``): stop consuming, flush, commit,
+  exit 0. Open windows (not yet passed by event time) are *not* emitted: they would be partial,
+  a fake drop downstream; the next run or owner replays them from the committed offset, so a
+  backfill fed in chunks gives the windows of one uninterrupted run.
 
 Scale-out: workers in one consumer group share the partitions; windows are per partition. Logs
 are keyed by upstream name, so a service's series are complete in one partition; ``global`` points
@@ -73,6 +80,9 @@ def decode_state(value: int) -> tuple[float, float]:
 
 
 
+OPEN_NONE = 1 << 62  # state-open offset of a partition with no window open
+
+
 def service_key(dims: dict[str, str]) -> bytes:
     """Metric points are keyed by service (``namespace/service``, or ``global``): all series of a
     service, and so its incidents, land on one metrics partition and one detect worker."""
@@ -123,8 +133,9 @@ class PreaggJob:
     duration : float, optional
         Stop after this many wall-clock seconds (graceful: flush + commit).
     max_idle : float, optional
-        End of input: after this many seconds without lines, close *all* windows, publish, commit
-        and stop (finite runs: tests, benchmarks, backfills).
+        End of input: after this many seconds without lines, publish the windows event time has
+        closed, commit and stop (finite runs: tests, benchmarks, backfills). Windows still open
+        stay uncommitted for the next run (see :meth:`_end_of_input`).
     metrics_port : int, optional
         Serve Prometheus metrics on this port.
     """
@@ -189,6 +200,7 @@ class PreaggJob:
         # Side groups holding the window state per partition (never subscribe, only commit).
         self.state_t = Consumer({**cons, "group.id": f"{self.group}.state-t"})
         self.state_o = Consumer({**cons, "group.id": f"{self.group}.state-o"})
+        self.state_open = Consumer({**cons, "group.id": f"{self.group}.state-open"})
         self.producer = Producer({**conf, "linger.ms": 20, "batch.num.messages": 10000,
                                   "queue.buffering.max.messages": 1000000})
 
@@ -259,10 +271,7 @@ class PreaggJob:
                 else:
                     self.agg.tick(now)
                     if self.max_idle is not None and now_m - last_input >= self.max_idle and self.agg.parts:
-                        self.agg.close_all()
-                        self._publish()
-                        self._commit(list(self.agg.parts))
-                        self.result.reason = "idle"
+                        self._end_of_input()
                         break
                 if self.agg.closed:
                     self._publish()
@@ -283,6 +292,7 @@ class PreaggJob:
             self.consumer.close()
             self.state_t.close()
             self.state_o.close()
+            self.state_open.close()
             # Free the producer's client (and its broker connections: left open, it retried a
             # stopped broker for the life of the process). Only when nothing is outstanding, since
             # close() flushes without a deadline; what is still queued stays with the object.
@@ -292,6 +302,24 @@ class PreaggJob:
         self.result.extra.update(consume_call_s=consume_s, worker_thread_s=time.thread_time() - thread0)
         self.result.wall_s = time.monotonic() - wall0
         return self.result
+
+    def _end_of_input(self) -> None:
+        """``max_idle`` reached: publish what event time closed, commit, and leave the rest open.
+
+        A window the watermark has not passed may still get lines (the next chunk of a backfill,
+        late lines within the allowed lateness), and the window holding the newest line is cut
+        short: publishing it would show a fake drop downstream, and would make the next run's
+        lines for it late. So open windows are neither published nor committed: the next run
+        resumes them from the committed offset, exactly as one uninterrupted run would have."""
+        if self.agg.closed:
+            self._publish()
+        self._commit(list(self.agg.parts))
+        left = {p: sorted(st.windows.open) for p, st in self.agg.parts.items() if st.windows.open}
+        self.result.extra["left_open"] = {str(p): ws for p, ws in left.items()}
+        if left:
+            log.info("end of input: windows not passed by event time left open and uncommitted (a later run "
+                     "resumes them): %s", {p: [f"{ws}+{self.agg.window_s}s" for ws in w] for p, w in left.items()})
+        self.result.reason = "idle"
 
     def _request_stop(self, signum, frame) -> None:
         self.stop_requested = True
@@ -383,7 +411,7 @@ class PreaggJob:
         if left or self.delivery_errors:
             raise KafkaException(f"not committing: {left} records unacknowledged, delivery errors "
                                  f"{self.delivery_errors[:3]}")
-        offs, st, so = [], [], []
+        offs, st, so, sn = [], [], [], []
         for p in partitions:
             cp = self.agg.checkpoint(p)
             if cp is None:
@@ -392,10 +420,13 @@ class PreaggJob:
             offs.append(TopicPartition(self.topic, p, off))
             st.append(TopicPartition(self.topic, p, encode_state(cb, mt)))
             so.append(TopicPartition(self.topic, p, co + 1))
+            is_open = self.agg.parts[p].windows.open
+            sn.append(TopicPartition(self.topic, p, min(is_open) if is_open else OPEN_NONE))
         if not offs:
             return
         self.state_t.commit(offsets=st, asynchronous=False)
         self.state_o.commit(offsets=so, asynchronous=False)
+        self.state_open.commit(offsets=sn, asynchronous=False)
         self.consumer.commit(offsets=offs, asynchronous=False)
         self.result.commits += 1
         self.metrics.commits.inc()

@@ -204,5 +204,29 @@ def test_sigterm_stops_gracefully_with_json_logs_and_commits(kafka, redis_server
     c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "term"})
     committed = c.committed([TopicPartition(s.topics.metrics, p) for p in range(6)], timeout=10)
     c.close()
-    assert sum(max(tp.offset, 0) for tp in committed) == 200
+    # everything consumed is committed: the 200 points and the worker's own fences after them
+    ends = {p: len(offs) for p, offs in partition_offsets(kafka.bootstrap, s.topics.metrics).items()}
+    assert {tp.partition: max(tp.offset, 0) for tp in committed} == {p: ends.get(p, 0) for p in range(6)}
+    assert sum(ends.values()) >= 200
     assert len(redis.Redis.from_url(redis_server.url).smembers("term:series")) >= 4
+
+
+def partition_offsets(bootstrap: str, topic: str) -> dict[int, list[int]]:
+    """Offsets of every record of ``topic`` per partition, read to each partition's end event."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets-reader", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions])
+    out, pending, deadline = {}, set(md.topics[topic].partitions), time.monotonic() + 60
+    while pending and time.monotonic() < deadline:
+        for m in c.consume(1000, 0.5):
+            if m.error() is None:
+                out.setdefault(m.partition(), []).append(m.offset())
+            elif m.error().code() == KafkaError._PARTITION_EOF:
+                pending.discard(m.partition())
+    c.close()
+    assert not pending
+    return out

@@ -49,17 +49,35 @@ def test_future_events_are_rejected_against_newest_event_or_wall_clock():
     assert w.future == 2
 
 
-def test_idle_stream_closes_open_windows_on_wall_clock_timeout():
+def test_quiet_live_stream_closes_windows_as_the_wall_clock_passes_them_by_the_lateness():
     w = Windows(window_s=60, lateness_s=30, idle_close_s=10)
-    w.check(5)
-    w.check(70)
     w.touch(1000.0)
-    assert w.due(now=1005.0) == []
-    assert w.due(now=1010.0) == [0, 60]
-    assert w.due(now=1020.0) == []
+    w.check(930)
+    w.check(985)                       # live: the newest event trails the wall clock by 15 s
+    assert w.due(now=1005.0) == []     # not idle yet (watermark 955)
+    assert w.due(now=1010.0) == [900]  # idle: event time goes on with the clock, 985 + 10 - 30 >= 960
+    assert w.due(now=1060.0) == []     # [960, 1020) is still within the lateness: 985 + 60 - 30 < 1020
+    assert w.due(now=1070.0) == [960]
     with pytest.raises(WindowError) as exc:
-        w.check(100)                   # its window was emitted by the idle close
+        w.check(1000)                  # its window was emitted by the idle close
     assert exc.value.code == "late"
+
+
+def test_producer_pause_in_a_backfill_closes_nothing_and_loses_nothing():
+    """Issue #13: a backfill in chunks (event times days behind the wall clock) paused between two
+    files; the wall-clock idle close cut the open window and the next file's lines went late."""
+    w = Windows(window_s=60, lateness_s=30, idle_close_s=10)
+    day = 86_400
+    w.touch(10 * day)
+    for t in (5, 41, 80):
+        w.check(t)
+    assert w.due() == []               # watermark 50: nothing passed by the lateness
+    for pause in (10, 60, 3600, 5 * day):
+        assert w.due(now=10 * day + pause) == []
+    w.touch(15 * day)                  # the next chunk: lines of the still-open windows are accepted
+    assert w.check(50) == 0 and w.check(119) == 60
+    w.check(200)                       # event time closes them, in order
+    assert w.due(now=15 * day + 30) == [0, 60]
 
 
 def test_close_all_and_restore():
