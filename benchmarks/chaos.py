@@ -61,6 +61,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from streams.detect_job import FENCE_KEY  # the detect workers' fence records on the metrics topic
+
 SERIES_PER_ESTATE = 1400   # one generator estate at 5 req/s over 2 simulated hours (measured: ~1450)
 ESTATE_RATE = 5.0          # requests per simulated second per estate
 START = "2026-11-02T00:00:00Z"   # a fixed Monday, before any wall clock this runs on (future check)
@@ -511,6 +513,7 @@ class Monitor(threading.Thread):
                          + [TopicPartition(settings.topics.anomalies, p, 0) for p in range(settings.topics.partitions["anomalies"])])
         self.metrics_end: dict[int, int] = {}
         self.anomalies_seen = 0
+        self.metrics_seen = 0   # metric points, without the detect workers' fences
         self.samples: list[dict] = []
         self.stop_flag = threading.Event()
         self.t0 = time.monotonic()
@@ -527,6 +530,8 @@ class Monitor(threading.Thread):
                 if m.error() is None:
                     if m.topic() == self.s.topics.metrics:
                         self.metrics_end[m.partition()] = m.offset() + 1
+                        if m.key() != FENCE_KEY:
+                            self.metrics_seen += 1
                     else:
                         self.anomalies_seen += 1
             pre = self.committed(self.pre, self.log_tps)
@@ -538,7 +543,7 @@ class Monitor(threading.Thread):
             self.samples.append({"t": round(time.monotonic() - self.t0, 2), "lag_preagg": lag_pre, "lag_detect": lag_det,
                                  "preagg_committed": pre, "detect_committed": det, "produced": dict(self.produced),
                                  "metrics_end": dict(self.metrics_end),
-                                 "metrics": sum(self.metrics_end.values()), "anomalies": self.anomalies_seen})
+                                 "metrics": self.metrics_seen, "anomalies": self.anomalies_seen})
             self.stop_flag.wait(1.0)
 
     def close(self) -> None:
@@ -752,10 +757,26 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
     def read(topic):
         return [m.value() for m in read_messages(conf, topic, idle_timeout=60)]
 
-    points = [json.loads(v) for v in read(s.topics.metrics)]
+    def records(topic, kinds):
+        """JSON records of ``kinds``; anything else (e.g. the detect workers' fences) counted by kind."""
+        out, other = [], Counter()
+        for v in read(topic):
+            try:
+                r = json.loads(v)
+            except ValueError:
+                other["not json"] += 1
+                continue
+            if isinstance(r, dict) and r.get("kind") in kinds:
+                out.append(r)
+            else:
+                other[str(r.get("kind") if isinstance(r, dict) else type(r).__name__)] += 1
+        if other:
+            log(f"{name}: {topic}: skipped {dict(other)}")
+        return out
+
+    points = records(s.topics.metrics, ("metric_point",))
     anomalies, incidents = [], []
-    for v in read(s.topics.anomalies):
-        r = json.loads(v)
+    for r in records(s.topics.anomalies, ("anomaly", "incident")):
         (anomalies if r.get("kind") == "anomaly" else incidents).append(r)
     for r in incidents:  # an incident event's id: (incident, event, anomalies so far), as the worker's header
         from streams.records import record_id
