@@ -372,6 +372,9 @@ class Worker:
     starts: int = 0
     peak_rss_mb: float = 0.0
     shutdowns: list[dict] = field(default_factory=list)
+    crashes: list[dict] = field(default_factory=list)
+    expected_down: bool = False   # set while the benchmark itself stops it (kill, SIGTERM)
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
     def kind(self) -> str:
@@ -393,7 +396,22 @@ class Worker:
             time.sleep(0.25)
         return None
 
+    def supervise(self, t: float, restart_after_s: float) -> None:
+        """As a Deployment with ``restartPolicy: Always``: a worker that exited on its own is
+        recorded (exit code, last exception line of its log) and started again."""
+        with self.lock:
+            if self.proc is None or self.expected_down or self.proc.poll() is None:
+                return
+            err = [ln for ln in self.log_path.read_text(errors="replace").splitlines()
+                   if "Exception" in ln or "Error" in ln]
+            self.crashes.append({"t": t, "exit": self.proc.returncode, "incarnation": self.starts,
+                                 "error": err[-1][:300] if err else None})
+            log(f"{self.name} exited {self.proc.returncode} on its own: restarting ({self.crashes[-1]['error']})")
+            time.sleep(restart_after_s)
+            self.start()
+
     def start(self) -> None:
+        self.expected_down = False
         self.starts += 1
         out = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "run", self.kind, "--bootstrap", self.bootstrap],
@@ -409,6 +427,7 @@ class Worker:
 
     def kill9(self) -> None:
         self.sample()
+        self.expected_down = True
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
@@ -416,6 +435,7 @@ class Worker:
     def sigterm(self, when: str, timeout: float) -> dict:
         """SIGTERM and time the exit (SIGKILL after ``timeout``)."""
         self.sample()
+        self.expected_down = True
         t0 = time.monotonic()
         rec = {"worker": self.name, "when": when}
         if self.proc is None or self.proc.poll() is not None:
@@ -516,6 +536,7 @@ class Monitor(threading.Thread):
         self.metrics_seen = 0   # metric points, without the detect workers' fences
         self.samples: list[dict] = []
         self.stop_flag = threading.Event()
+        self.supervise = True
         self.t0 = time.monotonic()
 
     def committed(self, consumer, tps) -> dict[int, int] | None:
@@ -540,6 +561,8 @@ class Monitor(threading.Thread):
             lag_det = None if det is None else sum(max(0, e - det.get(p, 0)) for p, e in self.metrics_end.items())
             for w in self.workers:
                 w.sample()
+                if self.supervise:
+                    w.supervise(round(time.monotonic() - self.t0, 2), 2.0)
             self.samples.append({"t": round(time.monotonic() - self.t0, 2), "lag_preagg": lag_pre, "lag_detect": lag_det,
                                  "preagg_committed": pre, "detect_committed": det, "produced": dict(self.produced),
                                  "metrics_end": dict(self.metrics_end),
@@ -705,9 +728,10 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
         rec = {"kind": f.kind, "target": f.target, "scheduled": f.at, "start": round(time.monotonic() - t_run, 2)}
         if f.kind == "kill":
             w = by_name[f.target]
-            w.kill9()
-            time.sleep(f.duration)
-            w.start()
+            with w.lock:
+                w.kill9()
+                time.sleep(f.duration)
+                w.start()
         elif f.kind == "broker_stall":
             os.kill(broker._proc.pid, signal.SIGSTOP)
             time.sleep(f.duration)
@@ -727,8 +751,9 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
             rec["shutdowns"] = []
             rec["assigned_after_s"] = {}
             for w in workers:  # as a rolling update with readiness: the next one goes when this one has partitions
-                rec["shutdowns"].append(w.sigterm("rolling restart", opts.stop_timeout_s))
-                w.start()
+                with w.lock:
+                    rec["shutdowns"].append(w.sigterm("rolling restart", opts.stop_timeout_s))
+                    w.start()
                 rec["assigned_after_s"][w.name] = w.wait_assigned(opts.ready_timeout_s)
                 time.sleep(opts.rolling_gap_s)
         rec["end"] = round(time.monotonic() - t_run, 2)
@@ -741,7 +766,9 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
     log(f"{name}: traffic done at {time.monotonic() - t_run:.0f} s ({sum(produced.values())} messages, "
         f"{len(delivery_errors)} delivery errors); draining")
     drained = _drain(mon, produced, opts)
+    mon.supervise = False
     for w in workers:  # the final stop: all at once, each exit timed
+        w.expected_down = True
         w.sample()
     threads = [threading.Thread(target=w.sigterm, args=("final stop", opts.stop_timeout_s)) for w in workers]
     for t in threads:
@@ -791,8 +818,8 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
     producer.flush(5)
     broker.stop()
     redis_srv.stop()
-    workers_rep = {w.name: {"starts": w.starts, "peak_rss_mb": round(w.peak_rss_mb, 1), "shutdowns": w.shutdowns}
-                   for w in workers}
+    workers_rep = {w.name: {"starts": w.starts, "peak_rss_mb": round(w.peak_rss_mb, 1), "shutdowns": w.shutdowns,
+                            "crashes": w.crashes} for w in workers}
     return RunResult(name, points, anomalies, incidents, dls, labeller.published, labels_found, fault_log,
                      mon.samples, workers_rep, round(wall, 1), drained, str(logdir)), labeller.errors, delivery_errors
 
@@ -878,6 +905,9 @@ def report(ref: RunResult, chaos: RunResult, traffic: Traffic, schedule: list[Fa
         "shutdown_s": {"max": max(secs) if secs else None, "all": shutdowns},
         "peak_rss_mb": {run.name: {n: w["peak_rss_mb"] for n, w in run.workers.items()} for run in (ref, chaos)},
         "worker_starts": {n: w["starts"] for n, w in chaos.workers.items()},
+        # workers that exited on their own (restarted by the benchmark as a supervisor would)
+        "crashes": {run.name: [{"worker": n, **c} for n, w in run.workers.items() for c in w["crashes"]]
+                    for run in (ref, chaos)},
         "wall_s": {"reference": ref.wall_s, "chaos": chaos.wall_s},
         "drained": {"reference": ref.drained, "chaos": chaos.drained},
         "logs": {"reference": ref.logdir, "chaos": chaos.logdir},
@@ -885,7 +915,8 @@ def report(ref: RunResult, chaos: RunResult, traffic: Traffic, schedule: list[Fa
     }
     out["ok"] = {"lost_points": out["points"]["lost"] == 0, "lost_anomalies": out["anomalies"]["lost"] == 0,
                  "labels": all(v["lost"] == 0 for v in out["labels"].values()),
-                 "shutdown_under_30s": bool(secs) and max(secs) < 30}
+                 "shutdown_under_30s": bool(secs) and max(secs) < 30,
+                 "no_crashes": not any(out["crashes"].values())}
     return out
 
 
