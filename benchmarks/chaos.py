@@ -44,6 +44,7 @@ labels published vs found.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
@@ -646,6 +647,10 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
     by_name = {w.name: w for w in workers}
     for w in workers:
         w.start()
+    # if the run fails half-way, leave no broker, redis-server or worker behind
+    atexit.register(broker.stop)
+    atexit.register(redis_srv.stop)
+    atexit.register(lambda: [w.proc.kill() for w in workers if w.proc is not None and w.proc.poll() is None])
     log(f"{name}: broker {broker.bootstrap}, redis {redis_srv.url}, workers started; logs in {logdir}")
     produced: dict[int, int] = {}
     log_parts = s.topics.partitions["logs"]
