@@ -3,7 +3,7 @@
     python -m benchmarks.chaos --json out/chaos.json [--hours 2] [--series 20000] [--seed 7] [--quick]
 
 What runs: the embedded Tansu broker, a redis-server, 3 ``patrol run preagg`` and 3 ``patrol run
-detect`` worker processes. Generated ingress traffic (``streams.generator``) for ``--hours``
+detect`` worker processes. Generated ingress traffic (``sim.generator``) for ``--hours``
 simulated hours is produced to the logs topic at a steady wall rate over ``--traffic-s`` seconds.
 About ``--series`` series: the generator models one estate (9 services, ~1400 series over 2 h at
 5 req/s), so the traffic merges several estates, each drawn with its own seed and its namespaces
@@ -23,14 +23,14 @@ garbage lines, far-future lines (year 2030), late lines (an hour behind the stre
 lines without a key sent to a partition chosen by the seed. So any difference between the two
 runs is due to the infrastructure faults, and the dead letters of both runs show how bad input is
 reported. Labels: a few anomalies are labelled ``ignore`` during each run (as ``patrol label
-mark`` does: ``models.labels.label_for`` + ``streams.labels_io.publish_labels``); ``ignore`` on
+mark`` does: ``models.labels.label_for`` + ``cli.labels_io.publish_labels``); ``ignore`` on
 an unlabelled anomaly changes no model, so labels do not make the runs diverge, and every label
 published must be on the labels topic at the end.
 
 The run ends when the preagg group has committed every produced line (windows close by the idle
 close) and the metrics/anomaly topics and the detect group's commits have been still for a while;
 then every worker gets SIGTERM and its exit is timed. Topics are read to their end (fetch
-watermarks, ``streams.labels_io.read_messages``: Tansu's ListOffsets under-reports the end).
+watermarks, ``cli.labels_io.read_messages``: Tansu's ListOffsets under-reports the end).
 
 Report (JSON): per record kind (points, anomalies, incident events) ``lost`` (ids of the reference
 missing in the chaos run: must be 0), ``duplicates`` (extra copies of an id), ``differ`` (same id,
@@ -280,7 +280,7 @@ def _rename(upstream: bytes, k: int) -> bytes:
 
 
 def build_traffic(hours: float, series: int, seed: int, workdir: Path) -> Traffic:
-    from streams.generator import generate_chunks
+    from sim.generator import generate_chunks
 
     estates = max(1, round(series / SERIES_PER_ESTATE))
     lines: list[tuple[float, bytes, bytes]] = []
@@ -415,7 +415,7 @@ class Worker:
         self.expected_down = False
         self.starts += 1
         out = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "run", self.kind, "--bootstrap", self.bootstrap],
+        self.proc = subprocess.Popen([sys.executable, "-m", "cli.app", "run", self.kind, "--bootstrap", self.bootstrap],
                                      stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env={**os.environ, **self.env}, start_new_session=True)
         out.close()
@@ -458,8 +458,8 @@ class Redis:
     """redis-server on a fixed port and data directory, so it can be restarted empty or with its data."""
 
     def __init__(self, workdir: Path):
-        from streams.broker import free_port
-        from streams.redis_server import INSTALL_HINT, redis_server_binary
+        from sim.broker import free_port
+        from sim.redis_server import INSTALL_HINT, redis_server_binary
 
         self.binary = redis_server_binary()
         if self.binary is None:
@@ -474,7 +474,7 @@ class Redis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        from streams.broker import wait_for_port
+        from sim.broker import wait_for_port
 
         self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no", "--dir", str(self.dir), "--dbfilename", "dump.rdb",
@@ -611,7 +611,7 @@ class Labeller:
 
     def mark_some(self, n: int = 5) -> None:
         from models.labels import label_for
-        from streams.labels_io import LabelIOError, publish_labels, read_anomalies
+        from cli.labels_io import LabelIOError, publish_labels, read_anomalies
 
         try:
             anomalies, _ = read_anomalies(self.conf, self.s.topics.anomalies, idle_timeout=20)
@@ -629,7 +629,7 @@ class Labeller:
 def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workdir: Path) -> tuple[RunResult, list, list]:
     from confluent_kafka import Producer
 
-    from streams.broker import EmbeddedBroker
+    from sim.broker import EmbeddedBroker
     from streams.config import load_settings
     from streams.topics import create_topics
 
@@ -784,7 +784,7 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
     wall = time.monotonic() - t_run
     log(f"{name}: workers stopped; reading topics")
 
-    from streams.labels_io import read_messages
+    from cli.labels_io import read_messages
 
     def read(topic):
         return [m.value() for m in read_messages(conf, topic, idle_timeout=60)]
@@ -811,7 +811,7 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
     for r in records(s.topics.anomalies, ("anomaly", "incident")):
         (anomalies if r.get("kind") == "anomaly" else incidents).append(r)
     for r in incidents:  # an incident event's id: (incident, event, anomalies so far), as the worker's header
-        from streams.records import record_id
+        from records import record_id
         r["event_id"] = record_id(r["id"], r["event"], r["anomalies"])
     dls = []
     for v in read(s.topics.dlq):
@@ -870,7 +870,7 @@ ANOMALY_FIELDS = ("observed", "score", "severity", "model_version", "incident_id
 
 
 def report(ref: RunResult, chaos: RunResult, traffic: Traffic, schedule: list[Fault], opts) -> dict:
-    from models.evaluation import evaluate
+    from sim.evaluation import evaluate
 
     def ev(run: RunResult) -> dict:
         e = evaluate(traffic.truth, run.anomalies, traffic.sim_start, traffic.sim_end)

@@ -26,11 +26,11 @@ from datetime import datetime, timedelta, timezone
 from confluent_kafka import Producer, TopicPartition
 
 from models.store import StateStore
-from streams.broker import EmbeddedBroker
+from sim.broker import EmbeddedBroker
 from streams.config import load_settings
 from streams.detect_job import DetectWorker
-from streams.records import MetricPoint
-from streams.redis_server import LocalRedis
+from records import MetricPoint
+from sim.redis_server import LocalRedis
 from streams.topics import create_topics, produce_waiting
 
 T0 = datetime(2026, 11, 2, tzinfo=timezone.utc)

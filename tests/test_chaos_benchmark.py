@@ -151,7 +151,7 @@ def test_bursts_are_the_same_bytes_in_both_runs():
 
 
 def test_incident_spec_puts_incidents_in_the_second_half():
-    from streams.generator.incidents import _SPEC, parse_duration
+    from sim.generator.incidents import _SPEC, parse_duration
 
     for hours in (1, 2, 6):
         spec = incident_spec(hours)

@@ -18,9 +18,9 @@ from detect_helpers import read_topic, settings_for
 from models.store import StateStore
 from preagg.series import build_points  # noqa: F401  (the shares below are what it emits)
 from streams.detect_job import DetectWorker
-from streams.generator import generate_lines
+from sim.generator import generate_lines
 from streams.preagg_job import PreaggJob
-from streams.records import MetricPoint
+from records import MetricPoint
 
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
 

@@ -13,7 +13,7 @@ from models import pool as pool_mod
 from models.store import StateStore
 from streams.config import load_settings
 from streams.detect_job import DetectWorker
-from streams.records import MetricPoint
+from records import MetricPoint
 
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
 

@@ -9,8 +9,8 @@ import pytest
 
 from models.partials import PartialMerger, Ready, is_partial
 from preagg.aggregate import Aggregator
-from streams.generator import generate_lines
-from streams.records import MetricPoint
+from sim.generator import generate_lines
+from records import MetricPoint
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

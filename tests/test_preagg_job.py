@@ -19,12 +19,12 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from preagg.series import rollup
-from streams.broker import EmbeddedBroker
+from sim.broker import EmbeddedBroker
 from streams.config import load_settings
 from streams import preagg_job
-from streams.generator import generate_lines
+from sim.generator import generate_lines
 from streams.preagg_job import PreaggJob, decode_state, encode_state
-from streams.records import DeadLetter, MetricPoint, decode
+from records import DeadLetter, MetricPoint, decode
 from streams.topics import ensure_topic
 
 ROOT = Path(__file__).resolve().parents[1]
