@@ -181,8 +181,17 @@ def run_pipeline(kafka, redis_url, tag, batches, keyed: bool) -> Recorder:
     try:
         for lines in batches:
             p = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 5})
-            for key, line in lines:  # unkeyed: librdkafka spreads them over the partitions
-                p.produce(s.topics.logs, line, key=key if keyed else None)
+            for i, (key, line) in enumerate(lines):
+                if keyed:
+                    p.produce(s.topics.logs, line, key=key)
+                else:
+                    # Unkeyed, spread round-robin. Not librdkafka's partitioner: for records with
+                    # no key it is sticky (one partition per batch, sticky.partitioning.linger.ms),
+                    # so which partitions get a chunk's last lines depends on the producer's timing.
+                    # A partition that gets none past window W keeps W open, and the detect worker
+                    # rightly holds W and every later window (streams.sources), which would make
+                    # the scored set depend on timing rather than on the code under test.
+                    p.produce(s.topics.logs, line, partition=i % 3)
             assert p.flush(30) == 0
             r = PreaggJob(s, group=pre, max_idle=2.0).run()
             assert r.dead_letters == 0
