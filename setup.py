@@ -1,7 +1,7 @@
 """Builds the optional compiled extensions; everything else is in pyproject.toml.
 
-* ``preagg._fastloop``: the pre-aggregation hot loop (pure-Python loop without it).
-* ``streams._rdbatch``: the preagg worker's consumer, librdkafka's batch API driven directly
+* ``patrol.preagg._fastloop``: the pre-aggregation hot loop (pure-Python loop without it).
+* ``patrol.streams._rdbatch``: the preagg worker's consumer, librdkafka's batch API driven directly
   (confluent-kafka's ``Consumer`` without it). It needs no librdkafka headers or library at build
   time: it binds at import to the librdkafka confluent_kafka loaded (see the module doc).
 
@@ -21,9 +21,9 @@ else:
         # -ffp-contract=off: the compiled DDSketch build must sum latencies exactly as the pure path
         # does; a fused multiply-add (allowed by default on some targets or with -march) changes
         # the last bit and so the sketch bytes a replay must reproduce.
-        [Extension("preagg._fastloop", ["preagg/_fastloop.pyx"], extra_compile_args=["-O3", "-ffp-contract=off"],
+        [Extension("patrol.preagg._fastloop", ["preagg/_fastloop.pyx"], extra_compile_args=["-O3", "-ffp-contract=off"],
                    depends=["preagg/_tables.pxi", "preagg/_formats.pxi"], optional=True),
-         Extension("streams._rdbatch", ["streams/_rdbatch.pyx"], extra_compile_args=["-O3"], libraries=["dl"],
+         Extension("patrol.streams._rdbatch", ["streams/_rdbatch.pyx"], extra_compile_args=["-O3"], libraries=["dl"],
                    optional=True)],
         compiler_directives={"language_level": "3"},
     )

@@ -62,7 +62,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from streams.detect_job import FENCE_KEY  # the detect workers' fence records on the metrics topic
+from patrol.streams.detect_job import FENCE_KEY  # the detect workers' fence records on the metrics topic
 
 SERIES_PER_ESTATE = 1400   # one generator estate at 5 req/s over 2 simulated hours (measured: ~1450)
 ESTATE_RATE = 5.0          # requests per simulated second per estate
@@ -280,7 +280,7 @@ def _rename(upstream: bytes, k: int) -> bytes:
 
 
 def build_traffic(hours: float, series: int, seed: int, workdir: Path) -> Traffic:
-    from sim.generator import generate_chunks
+    from patrol.sim.generator import generate_chunks
 
     estates = max(1, round(series / SERIES_PER_ESTATE))
     lines: list[tuple[float, bytes, bytes]] = []
@@ -415,7 +415,7 @@ class Worker:
         self.expected_down = False
         self.starts += 1
         out = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "cli.app", "run", self.kind, "--bootstrap", self.bootstrap],
+        self.proc = subprocess.Popen([sys.executable, "-m", "patrol.cli.app", "run", self.kind, "--bootstrap", self.bootstrap],
                                      stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env={**os.environ, **self.env}, start_new_session=True)
         out.close()
@@ -458,8 +458,8 @@ class Redis:
     """redis-server on a fixed port and data directory, so it can be restarted empty or with its data."""
 
     def __init__(self, workdir: Path):
-        from sim.broker import free_port
-        from sim.redis_server import INSTALL_HINT, redis_server_binary
+        from patrol.sim.broker import free_port
+        from patrol.sim.redis_server import INSTALL_HINT, redis_server_binary
 
         self.binary = redis_server_binary()
         if self.binary is None:
@@ -474,7 +474,7 @@ class Redis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        from sim.broker import wait_for_port
+        from patrol.sim.broker import wait_for_port
 
         self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no", "--dir", str(self.dir), "--dbfilename", "dump.rdb",
@@ -610,8 +610,8 @@ class Labeller:
         self.done: set[str] = set()
 
     def mark_some(self, n: int = 5) -> None:
-        from models.labels import label_for
-        from cli.labels_io import LabelIOError, publish_labels, read_anomalies
+        from patrol.models.labels import label_for
+        from patrol.cli.labels_io import LabelIOError, publish_labels, read_anomalies
 
         try:
             anomalies, _ = read_anomalies(self.conf, self.s.topics.anomalies, idle_timeout=20)
@@ -629,9 +629,9 @@ class Labeller:
 def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workdir: Path) -> tuple[RunResult, list, list]:
     from confluent_kafka import Producer
 
-    from sim.broker import EmbeddedBroker
-    from streams.config import load_settings
-    from streams.topics import create_topics
+    from patrol.sim.broker import EmbeddedBroker
+    from patrol.streams.config import load_settings
+    from patrol.streams.topics import create_topics
 
     infra = name == "chaos"
     logdir = workdir / name
@@ -680,7 +680,7 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
     traffic_done = threading.Event()
 
     def send(key, part, value):
-        from streams.topics import produce_waiting
+        from patrol.streams.topics import produce_waiting
 
         kw = {"key": key, "on_delivery": delivered}
         if part is not None:
@@ -784,7 +784,7 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
     wall = time.monotonic() - t_run
     log(f"{name}: workers stopped; reading topics")
 
-    from cli.labels_io import read_messages
+    from patrol.cli.labels_io import read_messages
 
     def read(topic):
         return [m.value() for m in read_messages(conf, topic, idle_timeout=60)]
@@ -811,7 +811,7 @@ def run_pipeline(name: str, traffic: Traffic, schedule: list[Fault], opts, workd
     for r in records(s.topics.anomalies, ("anomaly", "incident")):
         (anomalies if r.get("kind") == "anomaly" else incidents).append(r)
     for r in incidents:  # an incident event's id: (incident, event, anomalies so far), as the worker's header
-        from records import record_id
+        from patrol.records import record_id
         r["event_id"] = record_id(r["id"], r["event"], r["anomalies"])
     dls = []
     for v in read(s.topics.dlq):
@@ -870,7 +870,7 @@ ANOMALY_FIELDS = ("observed", "score", "severity", "model_version", "incident_id
 
 
 def report(ref: RunResult, chaos: RunResult, traffic: Traffic, schedule: list[Fault], opts) -> dict:
-    from sim.evaluation import evaluate
+    from patrol.sim.evaluation import evaluate
 
     def ev(run: RunResult) -> dict:
         e = evaluate(traffic.truth, run.anomalies, traffic.sim_start, traffic.sim_end)

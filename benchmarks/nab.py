@@ -149,7 +149,7 @@ class WindowedGaussian:
 
 def _detectors_module():
     # Imported lazily: the baseline must run even if `detectors` is broken.
-    return importlib.import_module("detectors")
+    return importlib.import_module("patrol.detectors")
 
 
 def _make_ensemble() -> StreamingDetector:

@@ -56,8 +56,7 @@ def _epoch(timestamps: Sequence[str]) -> np.ndarray:
 def run_evidence(kwargs: Mapping, corpus: Sequence[ns.NabFile]) -> dict[str, np.ndarray]:
     """Run one ensemble variant over ``corpus`` as one batch; per file the undamped evidence
     (``BatchEnsemble.last_evidence``: calibrated surprise before episode damping)."""
-    import detectors
-
+    from patrol import detectors
     F = len(corpus)
     L = max(f.n_rows for f in corpus)
     X = np.full((F, L), np.nan)
@@ -77,7 +76,7 @@ def run_evidence(kwargs: Mapping, corpus: Sequence[ns.NabFile]) -> dict[str, np.
 
 def damp(evidence: Mapping[str, np.ndarray], threshold: float) -> dict[str, np.ndarray]:
     """Scores at alert level ``threshold``: the ensemble's own episode damping replayed on evidence."""
-    from detectors.calibration import TailCalibrator
+    from patrol.detectors.calibration import TailCalibrator
 
     names = list(evidence)
     L = max(len(v) for v in evidence.values())
@@ -94,8 +93,7 @@ def damp(evidence: Mapping[str, np.ndarray], threshold: float) -> dict[str, np.n
 
 
 def _key(name: str, kwargs: Mapping, corpus: Sequence[ns.NabFile]) -> str:
-    import detectors
-
+    from patrol import detectors
     h = hashlib.sha256(json.dumps([name, dict(kwargs), detectors.STATE_VERSION], sort_keys=True).encode())
     src = Path(detectors.__file__).parent
     for p in sorted(src.glob("*.py")):  # any change to the detectors invalidates the cache
@@ -216,8 +214,7 @@ def default_scores(corpus, cache: Path | None = None, log=sys.stderr) -> dict[st
     """Scores of ``detectors.default_ensemble()`` at ``DEFAULT_THRESHOLD`` from the (cached) batch evidence:
     identical to streaming each file through its own detector (tests/test_detectors_calibration.py),
     and shared with the cross-validation's run of the same variant."""
-    import detectors
-
+    from patrol import detectors
     cfg = {"calibration": detectors.ensemble.DEFAULT_CALIBRATION}
     if detectors.ensemble.DEFAULT_NOVELTY:
         cfg["novelty"] = True

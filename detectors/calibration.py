@@ -32,7 +32,7 @@ outside it, which is the same trade-off an operator has.
 Examples
 --------
 >>> import numpy as np
->>> from detectors.calibration import TailCalibrator
+>>> from patrol.detectors.calibration import TailCalibrator
 >>> cal = TailCalibrator()
 >>> bool(np.isclose(cal.calibrate(np.array([5.0]))[0], 5.0))   # prior = identity
 True
@@ -167,7 +167,7 @@ class TailBank(Detector):
     Examples
     --------
     >>> import numpy as np
-    >>> from detectors.calibration import TailBank
+    >>> from patrol.detectors.calibration import TailBank
     >>> bank = TailBank(n_tails=2)
     >>> rng = np.random.default_rng(0)
     >>> for _ in range(3000):        # column 0: routine heavy-tailed bursts; column 1: quiet

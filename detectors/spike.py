@@ -21,7 +21,7 @@ burst a large *downward* surprise.
 
 Examples
 --------
->>> from detectors.spike import SpikeDetector
+>>> from patrol.detectors.spike import SpikeDetector
 >>> det = SpikeDetector()
 >>> for i in range(100):
 ...     _ = det.update(10.0 + 0.1 * (i % 5), t=60.0 * i)

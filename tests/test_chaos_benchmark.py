@@ -7,7 +7,7 @@ import pytest
 from benchmarks.chaos import (INFRA, INPUT, Fault, Traffic, _retime, build_schedule, burst_messages, compare,
                               caught_up, dead_letter_summary, flush_lines, incident_spec, recovery,
                               worker_names)
-from preagg.aggregate import Aggregator
+from patrol.preagg.aggregate import Aggregator
 
 
 def test_compare_counts_lost_duplicates_differing_and_extra():
@@ -151,7 +151,7 @@ def test_bursts_are_the_same_bytes_in_both_runs():
 
 
 def test_incident_spec_puts_incidents_in_the_second_half():
-    from sim.generator.incidents import _SPEC, parse_duration
+    from patrol.sim.generator.incidents import _SPEC, parse_duration
 
     for hours in (1, 2, 6):
         spec = incident_spec(hours)

@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO, run_patrol
-from streams.config import load_settings
+from patrol.streams.config import load_settings
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.kafka.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -60,9 +60,13 @@ def test_worker_commands_exist_in_the_cli():
 def test_dockerfile_installs_every_package():
     """Every package pyproject installs is copied into the image, and setup.py (the compiled loops) too."""
     dockerfile = (REPO / "Dockerfile").read_text()
-    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = [pattern.rstrip("*") for pattern in include]
-    assert {"records", "preagg", "detectors", "models", "streams", "sim", "cli"} <= set(packages)
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = set(setuptools["package-dir"].values())
+    assert packages == {"records", "preagg", "detectors", "models", "streams", "sim", "cli"}
+    # every package folder is installed (a missing sub-package would import from a checkout only)
+    folders = {f"patrol.{d.parent.relative_to(REPO).as_posix().replace('/', '.')}"
+               for top in packages for d in (REPO / top).rglob("__init__.py")}
+    assert folders == set(setuptools["packages"])
     for pkg in packages:
         assert f"COPY {pkg} " in dockerfile
     assert "COPY setup.py " in dockerfile

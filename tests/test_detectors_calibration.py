@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import detectors
+from patrol import detectors
 from benchmarks import nab_cv, synth
 from benchmarks import nab_scorer as ns
-from detectors import BatchEnsemble, default_ensemble
-from detectors.calibration import TailBank
+from patrol.detectors import BatchEnsemble, default_ensemble
+from patrol.detectors.calibration import TailBank
 
 STEP = 300.0
 THR = detectors.DEFAULT_THRESHOLD

@@ -9,6 +9,6 @@ MODULES = ["spike", "changepoint", "seasonal", "ratio", "calibration", "likeliho
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    mod = importlib.import_module(f"detectors.{name}")
+    mod = importlib.import_module(f"patrol.detectors.{name}")
     res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0

@@ -12,7 +12,8 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ["records", "preagg", "detectors", "models", "streams", "sim", "cli"]
+PACKAGES = ["patrol.records", "patrol.preagg", "patrol.detectors", "patrol.models", "patrol.streams", "patrol.sim",
+            "patrol.cli"]
 
 
 def _modules() -> list[str]:
@@ -35,7 +36,7 @@ def test_docstring_examples_pass(name):
 
 def test_examples_are_found():
     """The collection above sees the library (a wrong package path would make it pass vacuously)."""
-    assert {"records.keys", "detectors.ensemble", "models.feedback", "models.alerting"} <= set(MODULES)
+    assert {"patrol.records.keys", "patrol.detectors.ensemble", "patrol.models.feedback", "patrol.models.alerting"} <= set(MODULES)
     attempted = sum(doctest.testmod(importlib.import_module(n), optionflags=doctest.ELLIPSIS).attempted
-                    for n in ("records.keys", "models.feedback", "models.alerting"))
+                    for n in ("patrol.records.keys", "patrol.models.feedback", "patrol.models.alerting"))
     assert attempted >= 10

@@ -154,7 +154,7 @@ def test_ensemble_adapter_uses_detectors_contract(monkeypatch, corpus):
     fake = types.ModuleType("detectors")
     fake.default_ensemble = Fake
     fake.DEFAULT_THRESHOLD = 0.42
-    monkeypatch.setitem(sys.modules, "detectors", fake)
+    monkeypatch.setitem(sys.modules, "patrol.detectors", fake)
     spec = nab.REGISTRY["ensemble"]
     f = corpus[0]
     scores = nab.run_file(spec, f)
@@ -164,7 +164,7 @@ def test_ensemble_adapter_uses_detectors_contract(monkeypatch, corpus):
 
 
 def test_ensemble_adapter_explains_missing_factory(monkeypatch, corpus):
-    monkeypatch.setitem(sys.modules, "detectors", types.ModuleType("detectors"))
+    monkeypatch.setitem(sys.modules, "patrol.detectors", types.ModuleType("patrol.detectors"))
     with pytest.raises(RuntimeError, match="default_ensemble"):
         nab.run_file(nab.REGISTRY["ensemble"], corpus[0])
 
