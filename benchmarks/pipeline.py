@@ -264,6 +264,8 @@ class Pipeline:
         env.update({"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                     "PATROL_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap, "PATROL_REDIS__URL": self.redis.url,
                     "PATROL_KAFKA__SESSION_TIMEOUT_MS": "6000", "PATROL_SERVICE__LOG_LEVEL": "WARNING",
+                    # detect waits for the window progress this preagg group commits (its state-open side group)
+                    "PATROL_DETECT__PREAGG_GROUP": "bench-preagg",
                     "COLUMNS": "400"})  # rich wraps the detect summary line at the terminal width
         if self.args.format:
             env["PATROL_PREAGG__LOG_FORMAT"] = self.args.format
