@@ -48,8 +48,8 @@ def produce(bootstrap: str, topic: str, n: int, seed: int = 3) -> int:
     """``n`` generated default-format lines into ``topic`` (10k distinct lines, cycled; keyed)."""
     from confluent_kafka import Producer
 
-    from sim.generator import generate_lines
-    from streams.topics import produce_waiting
+    from patrol.sim.generator import generate_lines
+    from patrol.streams.topics import produce_waiting
 
     sample = [(k, line) for _, k, line in generate_lines(n=10_000, seed=seed, base_rate=2000.0, start=GEN_START)]
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
@@ -78,12 +78,12 @@ def consume_cpu(bootstrap: str, topic: str, n: int, kind: str, extra: dict | Non
     conf = {**WORKER_CONF, **(extra or {}), "bootstrap.servers": bootstrap,
             "group.id": f"bench-consume-{uuid.uuid4().hex[:8]}"}
     if kind == "rdkafka-batch":
-        from streams._rdbatch import BatchConsumer
+        from patrol.streams._rdbatch import BatchConsumer
 
         c = BatchConsumer(conf)
         poll = lambda: c.consume(10000, 0.5)  # noqa: E731
     else:
-        from preagg._fastloop import by_partition
+        from patrol.preagg._fastloop import by_partition
 
         c = Consumer(conf)
         poll = lambda: by_partition(c.consume(10000, 0.5))  # noqa: E731
@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--stage-pairs", type=int, default=0, help="instead: K paired runs of the whole 60 s stage")
     a = ap.parse_args(argv)
 
-    from sim.broker import EmbeddedBroker
-    from streams.topics import ensure_topic
+    from patrol.sim.broker import EmbeddedBroker
+    from patrol.streams.topics import ensure_topic
 
     res: dict = {"config": {"messages": a.messages, "partitions": a.partitions, "batch": 10000,
                             "rate_basis": "process CPU seconds (all threads) per message"}}

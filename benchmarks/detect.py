@@ -34,12 +34,12 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from confluent_kafka import Consumer, Producer
 
-from models.incidents import service_of
-from sim.broker import EmbeddedBroker, free_port
-from streams.config import load_settings
-from records import MetricPoint
-from sim.redis_server import LocalRedis
-from streams.topics import create_topics, produce_waiting
+from patrol.models.incidents import service_of
+from patrol.sim.broker import EmbeddedBroker, free_port
+from patrol.streams.config import load_settings
+from patrol.records import MetricPoint
+from patrol.sim.redis_server import LocalRedis
+from patrol.streams.topics import create_topics, produce_waiting
 
 T0 = datetime(2026, 11, 2, tzinfo=timezone.utc)
 
@@ -72,7 +72,7 @@ def produce(producer: Producer, topic: str, values: list[bytes]) -> None:
 
 
 def throughput(settings, n_series: int, n_windows: int) -> dict:
-    from streams.detect_job import DetectWorker
+    from patrol.streams.detect_job import DetectWorker
 
     rng = np.random.default_rng(0)
     p = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 20, "compression.type": "lz4"})
@@ -108,9 +108,9 @@ def throughput(settings, n_series: int, n_windows: int) -> dict:
 
 def one_point_peer(n_series: int, n_windows: int, limit_s: float = 20.0) -> dict:
     """The same scoring, one Ensemble.update per point (what a per-event framework agent would do)."""
-    from detectors import default_ensemble
-    from models.metric_kinds import kind_of
-    from records import decode
+    from patrol.detectors import default_ensemble
+    from patrol.models.metric_kinds import kind_of
+    from patrol.records import decode
 
     rng = np.random.default_rng(0)
     models: dict[str, object] = {}

@@ -25,8 +25,7 @@ import time
 
 import numpy as np
 
-import detectors
-
+from patrol import detectors
 DAY = 86400.0
 
 

@@ -50,10 +50,10 @@ from pathlib import Path
 
 import numpy as np
 
-import detectors
+from patrol import detectors
 from benchmarks.metric_stream import metric_windows
-from models.feedback import Episode, FeedbackModel, MetricPrior, anomaly_features, anomaly_key, service_context
-from models.metric_kinds import kind_of
+from patrol.models.feedback import Episode, FeedbackModel, MetricPrior, anomaly_features, anomaly_key, service_context
+from patrol.models.metric_kinds import kind_of
 
 DEFAULT_NAB = Path(__file__).resolve().parents[1].parent / "shared" / "nab"
 KS = (5, 10, 20)

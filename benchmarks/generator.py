@@ -20,7 +20,7 @@ import sys
 import time
 
 from benchmarks.parse import make_lines
-from sim.generator import Generator, write_file
+from patrol.sim.generator import Generator, write_file
 
 
 def _generator_run(n: int) -> float:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from records import MetricPoint
+from patrol.records import MetricPoint
 
 T0 = datetime(2026, 11, 2, 0, 0, tzinfo=timezone.utc)  # a Monday
 

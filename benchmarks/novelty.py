@@ -35,7 +35,7 @@ import numpy as np
 
 from benchmarks import nab_scorer as ns
 from benchmarks.nab import evaluate
-from detectors.context_novelty import ContextNoveltyDetector
+from patrol.detectors.context_novelty import ContextNoveltyDetector
 
 REFERENCES = ("contextOSE", "ARTime")
 

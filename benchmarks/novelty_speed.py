@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
-import detectors
+from patrol import detectors
 from benchmarks.detectors import _data
-from detectors.context_novelty import ContextNoveltyDetector
+from patrol.detectors.context_novelty import ContextNoveltyDetector
 
 
 def _timed(update, batches):

@@ -21,10 +21,10 @@ import re
 import sys
 import time
 
-from preagg.parse import get_parser
-from preagg.parse.fields import clf_time, split_upstream_name
-from preagg.parse.ingress import _slow
-from preagg.templates import template_path
+from patrol.preagg.parse import get_parser
+from patrol.preagg.parse.fields import clf_time, split_upstream_name
+from patrol.preagg.parse.ingress import _slow
+from patrol.preagg.templates import template_path
 
 _PATHS = ["/", "/api/v1/users/{n}", "/api/v1/orders/{n}/items", "/static/app.{h}.js",
           "/products/{n}", "/login", "/healthz", "/search?q=shoes&page={n}"]

@@ -63,8 +63,8 @@ def log(msg: str) -> None:
 # -- data -------------------------------------------------------------------------------------------
 def make_data(out_dir: Path, days: float, services: int, base_rate: float, seed: int, start: str) -> tuple[Path, Path, int]:
     """Generated logs (``access.log``) and truth (``truth.json``) in ``out_dir``; returns paths and lines."""
-    from sim.generator import generate_chunks, resolve_start
-    from sim.generator.catalog import SERVICES
+    from patrol.sim.generator import generate_chunks, resolve_start
+    from patrol.sim.generator.catalog import SERVICES
 
     if not 2 <= services <= len(SERVICE_ORDER):
         raise SystemExit(f"--services must be 2..{len(SERVICE_ORDER)} (the generator's catalog)")
@@ -89,7 +89,7 @@ class LineTimes:
     """Event time of an ingress-nginx/combined line (second resolution, parsed once per second)."""
 
     def __init__(self):
-        from preagg.parse.times import clf_time
+        from patrol.preagg.parse.times import clf_time
 
         self._parse, self._cache = clf_time, {}
 
@@ -122,7 +122,7 @@ def feed(bootstrap: str, topic: str, path: Path, keyed: bool = True, offset: int
     event time is ``>= until`` (all of them when None); key = upstream name unless ``keyed`` is off."""
     from confluent_kafka import Producer
 
-    from streams.topics import produce_waiting
+    from patrol.streams.topics import produce_waiting
 
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000,
                   "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
@@ -172,7 +172,7 @@ class Child:
         self.out = open(log_dir / f"{name}.out", "ab")
         self.err_path = log_dir / f"{name}.log"
         self.err = open(self.err_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "cli.app", *argv], stdout=self.out, stderr=self.err,
+        self.proc = subprocess.Popen([sys.executable, "-m", "patrol.cli.app", *argv], stdout=self.out, stderr=self.err,
                                      stdin=subprocess.DEVNULL, env=env, cwd=ROOT, start_new_session=True)
         self.rc: int | None = None
         self.cpu_s = 0.0
@@ -231,8 +231,8 @@ class Pipeline:
     """Broker, redis-server, topics, and the preagg/detect children of each phase."""
 
     def __init__(self, args, variants: list[str], log_dir: Path):
-        from sim.broker import EmbeddedBroker
-        from sim.redis_server import LocalRedis
+        from patrol.sim.broker import EmbeddedBroker
+        from patrol.sim.redis_server import LocalRedis
 
         self.args, self.log_dir = args, log_dir
         self.broker = EmbeddedBroker().start()
@@ -242,8 +242,8 @@ class Pipeline:
         self._settings_topics()
 
     def _settings_topics(self) -> None:
-        from streams.config import load_settings
-        from streams.topics import create_topics, ensure_topic
+        from patrol.streams.config import load_settings
+        from patrol.streams.topics import create_topics, ensure_topic
 
         self.s = load_settings(overrides={"kafka.bootstrap_servers": self.broker.bootstrap})
         self.conf = self.s.kafka.client_config()
@@ -286,7 +286,7 @@ class Pipeline:
         """Has ``group`` committed every metric point (committed offset at the end of each partition)?"""
         from confluent_kafka import Consumer, TopicPartition
 
-        from streams.topics import watermarks
+        from patrol.streams.topics import watermarks
 
         topic = self.s.topics.metrics
         n = self.s.topics.partitions.get("metrics", 1)
@@ -346,8 +346,8 @@ class Pipeline:
     # -- results ------------------------------------------------------------------------------------
     def records(self, v: Variant) -> tuple[list, list, dict]:
         """Anomalies and incidents of ``v`` (as dicts, the last record of an id winning) and the Anomaly objects."""
-        from cli.labels_io import read_records
-        from records import Anomaly, Incident
+        from patrol.cli.labels_io import read_records
+        from patrol.records import Anomaly, Incident
 
         recs = read_records(self.conf, v.topics()["anomalies"], (Anomaly, Incident))
         objs = {r.id: r for r in recs if isinstance(r, Anomaly)}
@@ -362,8 +362,8 @@ class Pipeline:
         """Dead letters by stage topic and code (bad lines, late events, rejected points)."""
         from collections import Counter
 
-        from cli.labels_io import read_records
-        from records import DeadLetter
+        from patrol.cli.labels_io import read_records
+        from patrol.records import DeadLetter
 
         def scope(d) -> str:  # a rejected metric point's scope (global, service, route); lines: "-"
             try:
@@ -376,7 +376,7 @@ class Pipeline:
 
     def series_state(self, v: Variant) -> dict:
         """Series and services the detect stage holds state for, and how many labels retrained."""
-        from models.store import StateStore
+        from patrol.models.store import StateStore
         from benchmarks.pipeline_score import dims_of_series
 
         store = StateStore(self.redis.url, f"{v.name}:")
@@ -396,8 +396,8 @@ def label_first(pipe: Pipeline, v: Variant, truth: dict, k: int, since: float, b
     series was younger than a day (``models.feedback.WARMUP_S``), so the operator starts after it."""
     from datetime import datetime, timezone
 
-    from models.labels import label_for
-    from cli.labels_io import publish_labels
+    from patrol.models.labels import label_for
+    from patrol.cli.labels_io import publish_labels
 
     _, _, objs = pipe.records(v)
     by_series: dict[str, list] = {}
@@ -557,7 +557,7 @@ def run(args) -> dict:
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.convert_truth:
-        from sim.generator import resolve_start
+        from patrol.sim.generator import resolve_start
 
         recs = [json.loads(x) for x in args.convert_truth.read_text().splitlines() if x.strip()]
         text = json.dumps(truth_from_ground_truth(recs, resolve_start(args.start), args.days), indent=1) + "\n"

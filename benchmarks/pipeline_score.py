@@ -31,7 +31,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Iterable
 
-from preagg.parse.names import split_upstream_name
+from patrol.preagg.parse.names import split_upstream_name
 
 FOUND_SLACK_S = 300.0   # an anomaly up to 5 min after the end still finds the incident
 FALSE_WIDEN_S = 600.0   # an incident/anomaly within 10 min of a truth window is not false

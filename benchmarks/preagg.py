@@ -60,9 +60,9 @@ def _produce(bootstrap: str, topic: str, n: int, rate: float, seed: int = 1, fmt
     """
     from confluent_kafka import Producer
 
-    from sim.generator import generate_chunks
-    from sim.generator.formats import reformat
-    from streams.topics import produce_waiting
+    from patrol.sim.generator import generate_chunks
+    from patrol.sim.generator.formats import reformat
+    from patrol.streams.topics import produce_waiting
 
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
                   "queue.buffering.max.messages": 2_000_000})
@@ -83,8 +83,8 @@ def _produce(bootstrap: str, topic: str, n: int, rate: float, seed: int = 1, fmt
 
 def _stage(bootstrap: str, topic: str, window: int, tag: str, consumer: str | None = None,
            fmt: str = "ingress-nginx") -> dict:
-    from streams.config import load_settings
-    from streams.preagg_job import PreaggJob
+    from patrol.streams.config import load_settings
+    from patrol.streams.preagg_job import PreaggJob
 
     s = load_settings(overrides={
         "kafka.bootstrap_servers": bootstrap, "kafka.session_timeout_ms": 6000, "topics.logs": topic,
@@ -144,7 +144,7 @@ def _peer(name: str, python: str, bootstrap: str, topic: str, n: int, window: in
 
 def _feed_rate(lines: list, fmt: str, careful: bool = False) -> tuple[float, float, int, str]:
     """One in-memory run: (lines per CPU s of feed + close_all, same with points, points, loop name)."""
-    from preagg.aggregate import Aggregator
+    from patrol.preagg.aggregate import Aggregator
 
     agg = Aggregator(window_s=60, fmt=fmt)
     if careful:
@@ -169,9 +169,9 @@ def _core(n: int, rate: float, fmt: str = "ingress-nginx") -> dict:
     import datasketches as ds
     from ddsketch import DDSketch
 
-    from preagg.aggregate import Aggregator
-    from sim.generator import generate_lines
-    from sim.generator.formats import reformat
+    from patrol.preagg.aggregate import Aggregator
+    from patrol.sim.generator import generate_lines
+    from patrol.sim.generator.formats import reformat
 
     gen = list(generate_lines(n=n, seed=2, base_rate=rate, start=GEN_START))
     lines = [line for _, _, line in gen]
@@ -226,7 +226,7 @@ def rss_child(n: int) -> dict:
     """Feed ``n`` lines with ``n`` distinct (non-id) URLs; RSS must stay flat (template cap)."""
     from datetime import datetime, timezone
 
-    from preagg.aggregate import Aggregator
+    from patrol.preagg.aggregate import Aggregator
 
     agg = Aggregator(window_s=60, lateness_s=5)
     t0 = 1_790_000_000
@@ -273,8 +273,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(rss_child(a.rss_child)))
         return {}
 
-    from sim.broker import EmbeddedBroker
-    from streams.topics import ensure_topic
+    from patrol.sim.broker import EmbeddedBroker
+    from patrol.streams.topics import ensure_topic
 
     fmt = a.format
     paired = fmt != "ingress-nginx"

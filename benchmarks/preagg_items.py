@@ -37,13 +37,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--window", type=int, default=60)
     a = ap.parse_args(argv)
 
-    import streams.preagg_job as J
+    import patrol.streams.preagg_job as J
     from benchmarks.preagg import _produce
-    from preagg.aggregate import Aggregator, ClosedWindow
-    from sim.broker import EmbeddedBroker
-    from streams.config import load_settings
-    from records import MetricPoint
-    from streams.topics import ensure_topic
+    from patrol.preagg.aggregate import Aggregator, ClosedWindow
+    from patrol.sim.broker import EmbeddedBroker
+    from patrol.streams.config import load_settings
+    from patrol.records import MetricPoint
+    from patrol.streams.topics import ensure_topic
 
     tt = time.thread_time
     acc: dict[str, float] = {}

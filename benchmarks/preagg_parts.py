@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reps", type=int, default=3, help="counted repetitions (after one warm-up)")
     a = ap.parse_args(argv)
 
-    import preagg.aggregate as A
-    from preagg.enrich import warm
-    from sim.generator import generate_lines
+    import patrol.preagg.aggregate as A
+    from patrol.preagg.enrich import warm
+    from patrol.sim.generator import generate_lines
 
     lines = [line for _, _, line in generate_lines(n=a.lines, seed=2, base_rate=2000.0, start=GEN_START)]
     warm()

@@ -125,14 +125,14 @@ def numeric_id_lines(n: int, services: int = 5, rate: float = 6.0, seed: int = 1
 
 
 def default_lines(n: int, rate: float, seed: int = 1) -> list[bytes]:
-    from sim.generator import generate_lines
+    from patrol.sim.generator import generate_lines
 
     return [line for _, _, line in generate_lines(n=n, seed=seed, base_rate=rate, start=GEN_START)]
 
 
 def measure(lines: list[bytes], window: int = 60, batch: int = 5000) -> dict:
     """Feed ``lines`` through an Aggregator; volume and series counts of what comes out."""
-    from preagg.aggregate import Aggregator
+    from patrol.preagg.aggregate import Aggregator
 
     agg = Aggregator(window_s=window, lateness_s=window, max_future_s=10**9)
     points = bytes_out = 0

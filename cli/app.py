@@ -17,7 +17,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from streams.config import ConfigError, Settings, load_settings, masked_dump
+from patrol.streams.config import ConfigError, Settings, load_settings, masked_dump
 
 from .commands import register
 
@@ -90,7 +90,7 @@ def schema(
     kind: Annotated[Optional[str], typer.Argument(help="Record kind (access_log, metric_point, anomaly, incident, label, dead_letter); all when omitted.")] = None,
 ) -> None:
     """Print the JSON Schema of the wire records."""
-    from records import json_schemas
+    from patrol.records import json_schemas
 
     schemas = json_schemas()
     if kind is not None:
@@ -129,7 +129,7 @@ def _require_broker(s: Settings) -> None:
 @topics_app.command("create")
 def topics_create(bootstrap: BootstrapOpt = None) -> None:
     """Create every topic with explicit configs (idempotent: existing topics are left alone)."""
-    from streams.topics import create_topics
+    from patrol.streams.topics import create_topics
 
     s = settings(**{"kafka.bootstrap_servers": bootstrap})
     _require_broker(s)
@@ -145,7 +145,7 @@ def topics_create(bootstrap: BootstrapOpt = None) -> None:
 @topics_app.command("list")
 def topics_list(bootstrap: BootstrapOpt = None) -> None:
     """List the project's topics with partitions and message counts."""
-    from streams.topics import describe_topics
+    from patrol.streams.topics import describe_topics
 
     s = settings(**{"kafka.bootstrap_servers": bootstrap})
     _require_broker(s)
@@ -165,8 +165,8 @@ def broker(
     import signal
     import time
 
-    from sim.broker import BrokerStartError, EmbeddedBroker
-    from streams.topics import create_topics
+    from patrol.sim.broker import BrokerStartError, EmbeddedBroker
+    from patrol.streams.topics import create_topics
 
     try:
         b = EmbeddedBroker(host=host, port=port).start()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from records import Anomaly, MetricPoint
+from patrol.records import Anomaly, MetricPoint
 
 
 @dataclass

@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from records import Anomaly, Incident, Label, MetricPoint, Record, RecordError, decode
+from patrol.records import Anomaly, Incident, Label, MetricPoint, Record, RecordError, decode
 
 BATCH = 1000
 # Reads at least this big get a progress bar on stderr; small ones stay silent.

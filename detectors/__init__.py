@@ -2,7 +2,7 @@
 
 Quick use::
 
-    import detectors
+    from patrol import detectors
     det = detectors.default_ensemble(metric_kind="latency", direction="up")
     r = det.update(value, t)          # score, then learn
     if r.score >= detectors.DEFAULT_THRESHOLD: ...

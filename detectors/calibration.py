@@ -32,7 +32,7 @@ outside it, which is the same trade-off an operator has.
 Examples
 --------
 >>> import numpy as np
->>> from detectors.calibration import TailCalibrator
+>>> from patrol.detectors.calibration import TailCalibrator
 >>> cal = TailCalibrator()
 >>> bool(np.isclose(cal.calibrate(np.array([5.0]))[0], 5.0))   # prior = identity
 True

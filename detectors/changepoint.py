@@ -12,7 +12,7 @@ sum was 0), as in Page-Hinkley / CUSUM change-point estimation.
 Examples
 --------
 >>> import numpy as np
->>> from detectors.changepoint import CusumDetector
+>>> from patrol.detectors.changepoint import CusumDetector
 >>> rng = np.random.default_rng(0)
 >>> det = CusumDetector()
 >>> fired = [det.update(x, t=60.0 * i).fired for i, x in

@@ -65,7 +65,7 @@ models with a bounded dictionary are PPM's (Cleary & Witten 1984).
 Examples
 --------
 >>> import numpy as np
->>> from detectors.context_novelty import ContextNoveltyDetector
+>>> from patrol.detectors.context_novelty import ContextNoveltyDetector
 >>> det = ContextNoveltyDetector(rest_period=20)
 >>> wave = [0.0, 1.0, 2.0, 3.0, 2.0, 1.0]             # a pattern repeated 50 times
 >>> s = [det.update(wave[i % 6], t=60.0 * i).score for i in range(300)]

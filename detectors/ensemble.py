@@ -20,7 +20,7 @@ the log-likelihood scale NAB's HTM detector reports (0 normally; 0.5 is a one in
 Examples
 --------
 >>> import numpy as np
->>> import detectors
+>>> from patrol import detectors
 >>> det = detectors.default_ensemble()
 >>> rng = np.random.default_rng(1)
 >>> rs = [det.update(100 + rng.normal(), t=300.0 * i) for i in range(500)]

@@ -28,7 +28,7 @@ Nothing is scored before ``warmup`` points (the long-run moments need data).
 Examples
 --------
 >>> import numpy as np
->>> from detectors.likelihood import ResidualLikelihood
+>>> from patrol.detectors.likelihood import ResidualLikelihood
 >>> rng = np.random.default_rng(3)
 >>> lk = ResidualLikelihood(n_channels=1)
 >>> s = [lk.update_many(rng.normal(size=(1, 1)), t=60.0 * i)[0][0] for i in range(2000)]

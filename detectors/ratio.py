@@ -10,7 +10,7 @@ and 5). The Beta's concentration is capped at ``max_conc`` so extra-binomial
 
 Examples
 --------
->>> from detectors.ratio import RatioDetector
+>>> from patrol.detectors.ratio import RatioDetector
 >>> det = RatioDetector()
 >>> for i in range(200):                        # ~1% errors over ~1000 requests
 ...     _ = det.update(k=10 + i % 3, n=1000, t=60.0 * i)

@@ -21,7 +21,7 @@ a statsmodels STL refit of the profile on a bounded history is available in
 Examples
 --------
 >>> import numpy as np
->>> from detectors.seasonal import SeasonalDetector
+>>> from patrol.detectors.seasonal import SeasonalDetector
 >>> det = SeasonalDetector()
 >>> t = np.arange(0, 5 * 86400, 600.0)            # 5 days, 10-minute points
 >>> x = 100 + 50 * np.sin(2 * np.pi * t / 86400)

@@ -16,7 +16,7 @@ to normal after a spike; isolated spikes and the onset of shifts still are.
 
 Examples
 --------
->>> from detectors.spike import SpikeDetector
+>>> from patrol.detectors.spike import SpikeDetector
 >>> det = SpikeDetector()
 >>> for i in range(100):
 ...     _ = det.update(10.0 + 0.1 * (i % 5), t=60.0 * i)

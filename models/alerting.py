@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from records import Anomaly, record_id
+from patrol.records import Anomaly, record_id
 
 from .feedback import anomaly_features
 from .pool import Outcome, SeriesPool

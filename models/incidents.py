@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from records import record_id, service_of
+from patrol.records import record_id, service_of
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 

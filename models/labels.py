@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping, Sequence
 
-from records import Anomaly, Label, LabelVerdict, record_id
+from patrol.records import Anomaly, Label, LabelVerdict, record_id
 
 from .incidents import service_of as service_name  # one service naming for incidents, filters and stats
 

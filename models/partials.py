@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from preagg.series import rollup
-from records import MetricPoint
+from patrol.preagg.series import rollup
+from patrol.records import MetricPoint
 
 
 def is_partial(p: MetricPoint) -> bool:

@@ -24,8 +24,8 @@ from typing import Iterator
 
 import numpy as np
 
-from detectors import BatchEnsemble, Result
-from records import MetricPoint
+from patrol.detectors import BatchEnsemble, Result
+from patrol.records import MetricPoint
 
 from .feedback import Episode, FeedbackModel, MetricPrior, service_context
 from .history import HourlyHistory

@@ -27,7 +27,7 @@ from libc.string cimport memchr, memcmp, memcpy
 from libc.stdint cimport uint64_t, uintptr_t
 from cpython.list cimport PyList_GET_ITEM as _LIST_ITEM
 
-from preagg.errors import ParseError
+from patrol.preagg.errors import ParseError
 
 cdef enum:
     NSLOT = 16384  # intern table slots per field (a power of two)

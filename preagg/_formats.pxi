@@ -17,8 +17,8 @@
 # same point, which decides and counts through the same tables. ``tests/test_fastformats.py``
 # compares both on generated and mutated lines.
 
-from preagg.parse.fields import clf_time as _clf_time
-from preagg.parse.times import iso_time as _iso_time
+from patrol.preagg.parse.fields import clf_time as _clf_time
+from patrol.preagg.parse.times import iso_time as _iso_time
 
 cdef enum:
     FMT_COMBINED = 1
@@ -491,9 +491,9 @@ def json_key_classes():
 
 
 def _json_keys():
-    from preagg.errors import ParseError as _PE
-    from preagg.parse import fields as _F
-    from preagg.parse.jsonfmt import NGINX_JSON
+    from patrol.preagg.errors import ParseError as _PE
+    from patrol.preagg.parse import fields as _F
+    from patrol.preagg.parse.jsonfmt import NGINX_JSON
 
     table = {}
     for k, spec in NGINX_JSON.items():

@@ -222,7 +222,7 @@ class _Part:
 
 def _templater() -> Callable[[str | None, str], str]:
     """(host, path) -> URL template (pure: :func:`preagg.templates.template_path`)."""
-    from preagg.templates import template_path
+    from patrol.preagg.templates import template_path
 
     return lambda host, path: template_path(path)
 
@@ -265,7 +265,7 @@ class Aggregator:
                  idle_close_s: float = 10.0, fmt: str = "ingress-nginx", max_templates_per_host: int = 200,
                  templater: Callable[[str | None, str], str] | None = None, compiled: bool | None = None,
                  default_service: str | None = None):
-        from preagg.parse import get_parser
+        from patrol.preagg.parse import get_parser
 
         if compiled and _fastloop is None:
             raise RuntimeError("preagg._fastloop is not built (pip install -e . with a C compiler)")

@@ -27,7 +27,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Iterable
 
-from records import MetricPoint, record_id, series_key
+from patrol.records import MetricPoint, record_id, series_key
 
 from . import sketches as S
 from .enrich import DEVICE_CLASSES, country, country_of, device_class
@@ -70,7 +70,7 @@ def _s(v) -> str:
 
 def service_dims(upstream: str) -> dict[str, str]:
     """Dims of a service from ``$proxy_upstream_name`` (``ns-svc-port``; ``-`` when unknown)."""
-    from preagg.parse.fields import split_upstream_name
+    from patrol.preagg.parse.fields import split_upstream_name
 
     ns, svc, port = split_upstream_name(upstream) if upstream else (None, None, None)
     return {"namespace": ns or "-", "service": svc or "-", "port": port or "-"}

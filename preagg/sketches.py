@@ -30,7 +30,7 @@ from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 from ddsketch.store import DenseStore
 
-from records import Sketch
+from patrol.records import Sketch
 
 __all__ = [
     "DD_ACCURACY", "HLL_LG_K", "TOPK_LG_MAX", "dd_from_counts", "dd_from_bins", "dd_key", "dd_start", "dd_to_sketch", "dd_from_sketch", "dd_merge",

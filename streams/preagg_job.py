@@ -47,16 +47,16 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from models.incidents import service_of
-from preagg import enrich
-from preagg.aggregate import FAST_FORMATS, Aggregator, _fastloop
-from streams.config import Settings
-from streams.topics import consumer_lag, produce_waiting
-from records import DeadLetter
-from streams.topics import ensure_topic
+from patrol.models.incidents import service_of
+from patrol.preagg import enrich
+from patrol.preagg.aggregate import FAST_FORMATS, Aggregator, _fastloop
+from patrol.streams.config import Settings
+from patrol.streams.topics import consumer_lag, produce_waiting
+from patrol.records import DeadLetter
+from patrol.streams.topics import ensure_topic
 
 try:
-    from streams import _rdbatch
+    from patrol.streams import _rdbatch
 except ImportError as _exc:  # not built (no C compiler) or librdkafka too old: confluent-kafka's Consumer
     _rdbatch, _RDBATCH_MISSING = None, str(_exc)
 
@@ -229,7 +229,7 @@ class PreaggJob:
     # -- loop ------------------------------------------------------------------------------------
     def run(self) -> JobResult:
         """Consume until SIGTERM, ``duration`` or ``max_idle``; returns counters."""
-        from streams.observability import serve_metrics
+        from patrol.streams.observability import serve_metrics
 
         serve_metrics(self.metrics_port, self.metrics.registry)
         self._clients()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.broker import EmbeddedBroker
-from sim.redis_server import LocalRedis
+from patrol.sim.broker import EmbeddedBroker
+from patrol.sim.redis_server import LocalRedis
 
 REPO = Path(__file__).resolve().parents[1]
 

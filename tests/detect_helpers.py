@@ -12,9 +12,9 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from models.incidents import service_of
-from streams.config import load_settings
-from streams.topics import create_topics
+from patrol.models.incidents import service_of
+from patrol.streams.config import load_settings
+from patrol.streams.topics import create_topics
 
 
 def settings_for(bootstrap: str, redis_url: str | None, suffix: str, **over):

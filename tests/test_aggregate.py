@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from preagg.aggregate import Aggregator
-from preagg.parse import get_parser
-from preagg.series import FULL, rollup
-from sim.generator import generate_lines
+from patrol.preagg.aggregate import Aggregator
+from patrol.preagg.parse import get_parser
+from patrol.preagg.series import FULL, rollup
+from patrol.sim.generator import generate_lines
 from fixture_data import log_path
 
 BIG = 10**9  # lateness/future bounds that accept every line of an old file
@@ -259,7 +259,7 @@ def test_garbage_and_late_lines_are_rejected_with_reasons():
 def test_points_are_what_validated_records_would_be():
     # build_points skips pydantic validation (model_construct) for speed: every point must be
     # byte-identical to one built through MetricPoint.make and round-trip through decode.
-    from records import MetricPoint, decode, record_id
+    from patrol.records import MetricPoint, decode, record_id
 
     _, _, points = _run(_gen(8000, seed=9), partition=2, window_s=10)
     assert points

@@ -3,9 +3,9 @@
 import math
 
 from benchmarks.metric_stream import metric_windows
-from models import alerting
-from models.pool import SeriesPool
-from models.store import StateStore
+from patrol.models import alerting
+from patrol.models.pool import SeriesPool
+from patrol.models.store import StateStore
 
 
 def _scored(spike: float):

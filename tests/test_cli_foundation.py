@@ -81,7 +81,7 @@ def test_topics_create_without_broker_says_how():
 
 
 def test_broker_command_serves_kafka_and_stops_on_sigterm():
-    from sim.broker import free_port
+    from patrol.sim.broker import free_port
 
     port = free_port()
     exe = Path(sys.executable).with_name("patrol")

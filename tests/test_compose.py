@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO, run_patrol
-from streams.config import load_settings
+from patrol.streams.config import load_settings
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.kafka.yml").read_text())
 SERVICES = COMPOSE["services"]

@@ -9,8 +9,8 @@ from confluent_kafka import TopicPartition
 
 from benchmarks.metric_stream import metric_windows
 from detect_helpers import produce_points, settings_for
-from models.store import StateStore
-from streams.detect_job import DetectWorker
+from patrol.models.store import StateStore
+from patrol.streams.detect_job import DetectWorker
 
 
 class GatedStore(StateStore):

@@ -120,8 +120,8 @@ def test_two_workers_split_series_and_rebalance_through_redis(kafka, redis_serve
 def test_redis_outage_keeps_detecting_and_checkpoints_resume(kafka, tmp_path):
     import urllib.request
 
-    from sim.broker import free_port
-    from sim.redis_server import LocalRedis
+    from patrol.sim.broker import free_port
+    from patrol.sim.redis_server import LocalRedis
 
     port = free_port()
     rds = LocalRedis(port=port).start()
@@ -175,7 +175,7 @@ def test_sigterm_stops_gracefully_with_json_logs_and_commits(kafka, redis_server
 
     from confluent_kafka import Consumer, TopicPartition
 
-    from sim.broker import free_port
+    from patrol.sim.broker import free_port
 
     s = settings_for(kafka.bootstrap, redis_server.url, "term", **{"topics.metrics": "metrics-term"})
     produce_points(kafka.bootstrap, s.topics.metrics, flat(metric_windows(2, 50, seed=3)))

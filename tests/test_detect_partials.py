@@ -15,11 +15,11 @@ import pytest
 from confluent_kafka import Producer
 
 from detect_helpers import read_topic, settings_for
-from models.store import StateStore
-from streams.detect_job import DetectWorker
-from sim.generator import generate_lines
-from streams.preagg_job import PreaggJob
-from records import MetricPoint
+from patrol.models.store import StateStore
+from patrol.streams.detect_job import DetectWorker
+from patrol.sim.generator import generate_lines
+from patrol.streams.preagg_job import PreaggJob
+from patrol.records import MetricPoint
 
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
 

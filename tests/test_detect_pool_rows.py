@@ -1,8 +1,8 @@
 """Rows released in bulk (revoke of many series) are indistinguishable from new series' rows."""
 
 from benchmarks.metric_stream import metric_windows
-from models.pool import SeriesPool
-from models.store import StateStore
+from patrol.models.pool import SeriesPool
+from patrol.models.store import StateStore
 
 
 def test_dropped_rows_are_reset_to_a_new_series_state():

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta, timezone
 
 from confluent_kafka import TopicPartition
 
-from models import pool as pool_mod
-from models.store import StateStore
-from streams.config import load_settings
-from streams.detect_job import DetectWorker
-from records import MetricPoint
+from patrol.models import pool as pool_mod
+from patrol.models.store import StateStore
+from patrol.streams.config import load_settings
+from patrol.streams.detect_job import DetectWorker
+from patrol.records import MetricPoint
 
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-import detectors
-from detectors import (BatchEnsemble, CusumDetector, RatioDetector, SeasonalDetector, SpikeDetector,
+from patrol import detectors
+from patrol.detectors import (BatchEnsemble, CusumDetector, RatioDetector, SeasonalDetector, SpikeDetector,
                        default_ensemble)
 
 DAY = 86400.0

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-import detectors
-from detectors import BatchEnsemble, default_ensemble
-from detectors.likelihood import ResidualLikelihood
+from patrol import detectors
+from patrol.detectors import BatchEnsemble, default_ensemble
+from patrol.detectors.likelihood import ResidualLikelihood
 
 STEP = 300.0
 THR = detectors.DEFAULT_THRESHOLD
@@ -101,7 +101,7 @@ def test_batch_equals_one_point_path_with_likelihood_active():
 
 
 def test_damping_counts_only_alerted_points():
-    from detectors.calibration import TailCalibrator
+    from patrol.detectors.calibration import TailCalibrator
     cal = TailCalibrator(alert=3.5)
     ok = np.array([True])
     # building up below the alert level: nothing is subtracted, the 5.0 is reported in full

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-import detectors
-from detectors import context_novelty
-from detectors.context_novelty import ContextNoveltyDetector
+from patrol import detectors
+from patrol.detectors import context_novelty
+from patrol.detectors.context_novelty import ContextNoveltyDetector
 
 STATE_BUDGET = 16 * 1024
 

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from detectors.experimental import BOCPDDetector, STLDetector
+from patrol.detectors.experimental import BOCPDDetector, STLDetector
 
 
 def test_bocpd_finds_change_not_noise_and_round_trips():

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from preagg import enrich
+from patrol.preagg import enrich
 
 
 def _rule(cc) -> str:  # country()'s rule on the library's country_code

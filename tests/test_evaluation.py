@@ -1,4 +1,4 @@
-from sim.evaluation import evaluate, service_matches
+from patrol.sim.evaluation import evaluate, service_matches
 
 TRUTH = [
     {"id": "e1", "type": "error_spike", "start_epoch": 3600, "end_epoch": 4200,

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from preagg import aggregate
-from preagg.aggregate import Aggregator
-from sim.generator import generate_lines
-from sim.generator.formats import reformat
+from patrol.preagg import aggregate
+from patrol.preagg.aggregate import Aggregator
+from patrol.sim.generator import generate_lines
+from patrol.sim.generator.formats import reformat
 
 BIG = 10**9
 FORMATS = ("combined", "json", "envoy")
@@ -273,7 +273,7 @@ def test_wall_clock_now_and_lines_in_place_identical(fmt):
 
 
 def test_request_tables_at_tiny_bounds_identical():
-    from preagg import _fastloop
+    from patrol.preagg import _fastloop
 
     old = _fastloop.limits(req_max=50, win_cache_max=20)
     try:
@@ -319,8 +319,8 @@ def test_json_key_table_covers_every_nginx_json_key():
     # Every key the careful parser maps is either read by the extractor, ignored because its
     # field is text the aggregator never reads, or sends the line to the careful path; the keys the
     # aggregator reads are never ignored.
-    from preagg import _fastloop
-    from preagg.parse.jsonfmt import NGINX_JSON
+    from patrol.preagg import _fastloop
+    from patrol.preagg.parse.jsonfmt import NGINX_JSON
 
     classes = _fastloop.json_key_classes()
     assert set(NGINX_JSON) <= set(classes)
@@ -337,7 +337,7 @@ def test_json_key_table_covers_every_nginx_json_key():
 def test_generator_renderings_carry_the_default_lines_fields(fmt):
     # the benchmark's pairing is fair only if each rendering is the same request: the careful
     # parsers read the same fields out of both lines
-    from preagg.parse import get_parser
+    from patrol.preagg.parse import get_parser
 
     base = get_parser("ingress-nginx")
     other = get_parser(fmt)

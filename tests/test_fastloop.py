@@ -14,9 +14,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from preagg import aggregate
-from preagg.aggregate import Aggregator
-from sim.generator import generate_lines
+from patrol.preagg import aggregate
+from patrol.preagg.aggregate import Aggregator
+from patrol.sim.generator import generate_lines
 from fixture_data import log_path
 
 BIG = 10**9
@@ -182,7 +182,7 @@ def test_generated_lines_with_wall_clock_now_identical():
 def test_full_request_tables_identical():
     # Tiny bounds: the stream-wide request table renumbers every 50 texts (windows must forget
     # their caches) and the per-window cache stops remembering after 20 entries.
-    from preagg import _fastloop
+    from patrol.preagg import _fastloop
 
     lines = [line for _, _, line in generate_lines(n=20_000, seed=5, base_rate=300.0)]
     old = _fastloop.limits(50, 20)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-import detectors
-from models.feedback import FeedbackModel, MetricPrior, anomaly_features, anomaly_key, features_of
+from patrol import detectors
+from patrol.models.feedback import FeedbackModel, MetricPrior, anomaly_features, anomaly_key, features_of
 
 DAY, HOUR = 86400.0, 3600.0
 
@@ -338,8 +338,8 @@ def test_the_label_patrol_undo_publishes_unlearns_through_the_model():
     `undo` publish) go through FeedbackModel.learn as the detect worker applies them."""
     from datetime import datetime, timezone
 
-    from models.labels import LabelBook, label_for
-    from records import Anomaly
+    from patrol.models.labels import LabelBook, label_for
+    from patrol.records import Anomaly
 
     def anomaly(day, value, minute=180):
         ws = datetime.fromtimestamp(day * DAY + minute * 60, timezone.utc)

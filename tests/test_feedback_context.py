@@ -7,12 +7,12 @@ the service's other series, ``Episode.decide`` holds and re-decides, ``learn_lab
 import hashlib
 import math
 
-import detectors
+from patrol import detectors
 from benchmarks.metric_stream import metric_windows
-from models.feedback import Episode, FeedbackModel, anomaly_features
-from models.pool import SeriesPool
-from models.store import StateStore
-from records import MetricPoint
+from patrol.models.feedback import Episode, FeedbackModel, anomaly_features
+from patrol.models.pool import SeriesPool
+from patrol.models.store import StateStore
+from patrol.records import MetricPoint
 
 DAY = 1440
 T = detectors.DEFAULT_THRESHOLD
@@ -131,7 +131,7 @@ def test_episode_state_round_trips_and_older_states_load():
 
 
 def test_weights_saved_before_the_context_inputs_keep_what_they_learned():
-    from models.feedback.calibration import FEATURES, PRIOR_MU, MetricPrior
+    from patrol.models.feedback.calibration import FEATURES, PRIOR_MU, MetricPrior
 
     old_series = {"v": 2, "w": [[-0.5, 0.1, 0.2, 0.0, 0.1], [0.4, 0.9, 0.9, 1.0, 1.0]], "pat": [], "maxf": [None, None],
                   "n": [0, 3], "seen": [], "changes": [],
@@ -154,8 +154,8 @@ def test_an_alert_inside_the_band_is_decided_for_good_not_held():
     has no episode to re-decide, so calibration may not wait on it (P(real) < 0.5): it mutes it only
     below the mute bar (0.2), while an out-of-band alert of the same P(real) is held and decided
     again at the next window."""
-    from detectors import Result
-    from models.feedback import CONFIRM_BELOW, SUPPRESS_BELOW, MetricPrior
+    from patrol.detectors import Result
+    from patrol.models.feedback import CONFIRM_BELOW, SUPPRESS_BELOW, MetricPrior
 
     def alert(value, t):  # expected 100, band 90..110, a cusum alert
         r = Result(0.5, 1e-5, 100.0, 90.0, 110.0, "up", ("cusum",), "warning")

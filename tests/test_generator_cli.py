@@ -15,8 +15,8 @@ import typer
 from confluent_kafka import Consumer
 from typer.testing import CliRunner
 
-from cli.commands.generate import generate
-from sim.generator import generate_lines, resolve_start
+from patrol.cli.commands.generate import generate
+from patrol.sim.generator import generate_lines, resolve_start
 from test_generator_helpers import LINE_RE, parse
 
 START = "2026-01-05T09:00:00Z"

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from sim.generator import TrafficModel, generate_chunks, generate_lines
+from patrol.sim.generator import TrafficModel, generate_chunks, generate_lines
 from test_generator_helpers import LINE_RE, REAL_SAMPLE, parse
 
 START = "2026-01-05T12:00:00Z"

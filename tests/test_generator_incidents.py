@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from preagg.aggregate import Aggregator
-from sim.generator import INCIDENT_TYPES, Schedule, TrafficModel, generate_chunks, resolve_start
+from patrol.preagg.aggregate import Aggregator
+from patrol.sim.generator import INCIDENT_TYPES, Schedule, TrafficModel, generate_chunks, resolve_start
 from test_generator_helpers import parse
 
 START = resolve_start("2026-01-05T13:00:00Z")  # Monday; the 15:00 daily peak lies inside the run

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from sim.generator import generate_lines, write_kafka
+from patrol.sim.generator import generate_lines, write_kafka
 
 
 def _create(bootstrap: str, topic: str, partitions: int) -> None:

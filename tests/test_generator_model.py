@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.generator import generate_chunks, generate_lines, resolve_start
-from sim.generator.sinks import Pacer
+from patrol.sim.generator import generate_chunks, generate_lines, resolve_start
+from patrol.sim.generator.sinks import Pacer
 from test_generator_helpers import parse
 
 

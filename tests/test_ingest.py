@@ -22,8 +22,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from conftest import run_patrol
-from sim.generator import generate_lines
-from streams.topics import ensure_topic
+from patrol.sim.generator import generate_lines
+from patrol.streams.topics import ensure_topic
 
 PATROL = Path(sys.executable).with_name("patrol")
 
@@ -279,7 +279,7 @@ def test_progress_bar_on_a_terminal(kafka, tmp_path):
 
 
 def test_pacer_holds_lines_to_the_rate_and_saves_no_credit_while_idle():
-    from cli.commands.ingest import Pacer
+    from patrol.cli.commands.ingest import Pacer
 
     clock = [0.0]
     waited = []
@@ -325,8 +325,8 @@ def test_ingested_lines_feed_preagg_and_bad_ones_are_dead_lettered(kafka, tmp_pa
 def test_upstream_key_regex_agrees_with_the_parser():
     """The regex shortcut for ingress-nginx lines gives the key the full parser gives, and lines it
     does not match fall back to the parser."""
-    from preagg.parse import get_parser
-    from cli.commands.ingest import INGRESS_UPSTREAM, KeyMode, key_function
+    from patrol.preagg.parse import get_parser
+    from patrol.cli.commands.ingest import INGRESS_UPSTREAM, KeyMode, key_function
 
     parse = get_parser("ingress-nginx")
 

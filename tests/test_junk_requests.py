@@ -4,8 +4,8 @@ combined logs (no upstream field) can be given a service name."""
 
 import pytest
 
-from preagg import aggregate
-from preagg.aggregate import Aggregator
+from patrol.preagg import aggregate
+from patrol.preagg.aggregate import Aggregator
 from fixture_data import log_path
 
 FIXTURE = log_path("apache_combined_10k.log")
@@ -79,7 +79,7 @@ def test_combined_log_junk_and_default_service():
 
 
 def test_default_service_is_a_setting():
-    from streams.config import load_settings
+    from patrol.streams.config import load_settings
 
     assert load_settings(overrides={"preagg.default_service": "blog"}).preagg.default_service == "blog"
     assert load_settings().preagg.default_service is None

@@ -17,9 +17,9 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from conftest import run_patrol
 from test_ingest import run_in_pty
-from models.labels import LabelBook
-from records import Anomaly, Incident, Label, MetricPoint, decode, record_id, series_key
-from streams.topics import ensure_topic
+from patrol.models.labels import LabelBook
+from patrol.records import Anomaly, Incident, Label, MetricPoint, decode, record_id, series_key
+from patrol.streams.topics import ensure_topic
 
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
 

@@ -4,9 +4,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from models.labels import (AmbiguousId, LabelBook, NothingToUndo, UnknownId, is_retraction, label_for, make_label,
+from patrol.models.labels import (AmbiguousId, LabelBook, NothingToUndo, UnknownId, is_retraction, label_for, make_label,
                            precision_stats, resolve_id, short_ids, undo_target)
-from records import Anomaly, LabelVerdict
+from patrol.records import Anomaly, LabelVerdict
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
@@ -111,7 +111,7 @@ def test_short_ids_are_unique_prefixes_and_resolve():
 
 
 def test_parse_when_relative_and_iso():
-    from models.labels import parse_when
+    from patrol.models.labels import parse_when
 
     now = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)
     assert parse_when("2h", now) == now - timedelta(hours=2)
@@ -124,7 +124,7 @@ def test_parse_when_relative_and_iso():
 
 
 def test_filter_combines_fields_and_accepts_namespaced_service():
-    from models.labels import AnomalyFilter
+    from patrol.models.labels import AnomalyFilter
 
     a = anomaly("1", service="web")
     a.dims["namespace"] = "shop"
@@ -139,8 +139,8 @@ def test_filter_combines_fields_and_accepts_namespaced_service():
 
 
 def test_terminal_chart_draws_series_band_and_focus():
-    from cli.charts import ChartData, terminal_chart
-    from records import MetricPoint
+    from patrol.cli.charts import ChartData, terminal_chart
+    from patrol.records import MetricPoint
 
     focus = anomaly("f")
     points = [MetricPoint.make("error_ratio", {"service": "web"}, at(m), at(m + 1), 1.0 if m == 0 else 0.1)

@@ -3,9 +3,9 @@
 import redis
 from confluent_kafka import Consumer, Producer
 
-from sim.broker import EmbeddedBroker
-from sim.redis_server import LocalRedis
-from streams.topics import ensure_topic
+from patrol.sim.broker import EmbeddedBroker
+from patrol.sim.redis_server import LocalRedis
+from patrol.streams.topics import ensure_topic
 
 
 def test_local_redis_serves_and_stops():

@@ -5,7 +5,7 @@ import collections
 import re
 from datetime import datetime, timezone
 
-from preagg.parse import KEYS, get_parser
+from patrol.preagg.parse import KEYS, get_parser
 from fixture_data import log_path
 
 COMBINED = log_path("apache_combined_10k.log")

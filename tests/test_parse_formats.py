@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from preagg.errors import ParseError
-from preagg.parse import KEYS, compile_envoy_format, compile_log_format, get_parser, unwrap_envelope
+from patrol.preagg.errors import ParseError
+from patrol.preagg.parse import KEYS, compile_envoy_format, compile_log_format, get_parser, unwrap_envelope
 from fixture_data import log_path
 
 BEATS = log_path("ingress_nginx_beats_sample.log")
@@ -59,7 +59,7 @@ def test_custom_nginx_format_with_iso_time_and_host():
 
 
 def test_compiled_default_format_equals_builtin_on_real_lines():
-    from preagg.parse import INGRESS_NGINX_FORMAT
+    from patrol.preagg.parse import INGRESS_NGINX_FORMAT
     p = compile_log_format(INGRESS_NGINX_FORMAT)
     fast = get_parser()
     for line in beats():

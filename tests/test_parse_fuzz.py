@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from preagg.errors import ParseError
-from preagg.parse import FORMATS, KEYS, compile_log_format, get_parser
-from preagg.parse.ingress import _slow
+from patrol.preagg.errors import ParseError
+from patrol.preagg.parse import FORMATS, KEYS, compile_log_format, get_parser
+from patrol.preagg.parse.ingress import _slow
 from fixture_data import log_path
 
 

@@ -3,9 +3,9 @@
 
 import pytest
 
-from preagg.errors import ParseError
-from preagg.parse import KEYS, get_parser
-from preagg.parse.ingress import _slow
+from patrol.preagg.errors import ParseError
+from patrol.preagg.parse import KEYS, get_parser
+from patrol.preagg.parse.ingress import _slow
 from fixture_data import log_path
 
 BEATS = log_path("ingress_nginx_beats_sample.log")
@@ -204,7 +204,7 @@ def test_rejections_say_why():
 
 
 def test_time_cache_stays_bounded():
-    from preagg.parse import fields
+    from patrol.preagg.parse import fields
     for day in range(1, 29):
         for hour in range(24):
             parse(f'1.1.1.1 - - [{day:02d}/Feb/2020:{hour:02d}:00:{day:02d} +0000] "GET / HTTP/1.1" 200 5 "-" "-"'

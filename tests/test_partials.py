@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from models.partials import PartialMerger, Ready, is_partial
-from preagg.aggregate import Aggregator
-from sim.generator import generate_lines
-from records import MetricPoint
+from patrol.models.partials import PartialMerger, Ready, is_partial
+from patrol.preagg.aggregate import Aggregator
+from patrol.sim.generator import generate_lines
+from patrol.records import MetricPoint
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

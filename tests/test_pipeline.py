@@ -7,8 +7,8 @@ from datetime import datetime
 import redis
 from conftest import run_patrol
 from detect_helpers import read_topic
-from streams.config import load_settings
-from streams.topics import create_topics
+from patrol.streams.config import load_settings
+from patrol.streams.topics import create_topics
 from fixture_data import log_path
 
 
@@ -57,7 +57,7 @@ def test_preagg_worker_serves_prometheus_metrics(fresh_kafka):
 
     from confluent_kafka import Producer
 
-    from sim.broker import free_port
+    from patrol.sim.broker import free_port
 
     s = load_settings(overrides={"kafka.bootstrap_servers": fresh_kafka.bootstrap})
     create_topics(s)

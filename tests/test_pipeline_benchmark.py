@@ -142,7 +142,7 @@ def test_false_sources_counts_openers():
 
 def test_feed_reads_the_upstream_key_and_event_time_of_generated_lines():
     from benchmarks.pipeline import _UPSTREAM, LineTimes
-    from sim.generator import generate_lines
+    from patrol.sim.generator import generate_lines
 
     times = LineTimes()
     rows = list(generate_lines(n=2000, seed=3, start="2026-01-05T00:00:00Z", incidents="none"))

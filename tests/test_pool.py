@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from benchmarks.metric_stream import metric_windows
-from detectors import default_ensemble
-from models.history import HourlyHistory
-from models.metric_kinds import kind_of
-from models.pool import SeriesPool
-from models.store import StateStore
+from patrol.detectors import default_ensemble
+from patrol.models.history import HourlyHistory
+from patrol.models.metric_kinds import kind_of
+from patrol.models.pool import SeriesPool
+from patrol.models.store import StateStore
 
 
 def flat(windows):
@@ -95,8 +95,8 @@ def test_hourly_history_context_survives_state():
 
 @pytest.mark.parametrize("kind", ["count", "ratio", "latency"])
 def test_growing_a_group_keeps_every_row_exactly(kind):
-    from models.metric_kinds import MetricKind
-    from models.pool import Group
+    from patrol.models.metric_kinds import MetricKind
+    from patrol.models.pool import Group
 
     g = Group(MetricKind(kind, "up"), capacity=8)
     rng = np.random.default_rng(4)

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from preagg.series import rollup
-from sim.broker import EmbeddedBroker
-from streams.config import load_settings
-from streams import preagg_job
-from sim.generator import generate_lines
-from streams.preagg_job import PreaggJob, decode_state, encode_state
-from records import DeadLetter, MetricPoint, decode
-from streams.topics import ensure_topic
+from patrol.preagg.series import rollup
+from patrol.sim.broker import EmbeddedBroker
+from patrol.streams.config import load_settings
+from patrol.streams import preagg_job
+from patrol.sim.generator import generate_lines
+from patrol.streams.preagg_job import PreaggJob, decode_state, encode_state
+from patrol.records import DeadLetter, MetricPoint, decode
+from patrol.streams.topics import ensure_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,7 +138,7 @@ def test_end_to_end_metrics_and_dead_letters(broker, consumer):
 
 def _worker(broker, names, group, max_idle=3.0):
     env = {**os.environ, **_env(broker, names), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "cli.app", "run", "preagg", "--group", group, "--max-idle", str(max_idle)],
+    return subprocess.Popen([sys.executable, "-m", "patrol.cli.app", "run", "preagg", "--group", group, "--max-idle", str(max_idle)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import betabinom
 
-from detectors.base import tail_to_z
-from detectors.ratio import RatioDetector
+from patrol.detectors.base import tail_to_z
+from patrol.detectors.ratio import RatioDetector
 
 
 def exact_z(k, n, a, b):

@@ -13,11 +13,11 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from sim.broker import EmbeddedBroker
-from streams.topics import consumer_lag, ensure_topic
+from patrol.sim.broker import EmbeddedBroker
+from patrol.streams.topics import consumer_lag, ensure_topic
 
 try:
-    from streams import _rdbatch
+    from patrol.streams import _rdbatch
 except ImportError as exc:  # the worker falls back to confluent-kafka's Consumer
     _rdbatch, _why = None, str(exc)
 

@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from records import (SCHEMA_VERSION, Anomaly, DeadLetter, MetricPoint, RecordError, Sketch, decode,
+from patrol.records import (SCHEMA_VERSION, Anomaly, DeadLetter, MetricPoint, RecordError, Sketch, decode,
                              json_schemas, series_key)
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
@@ -70,7 +70,7 @@ def test_schemas_cover_every_kind():
 
 
 def test_service_threshold_defaults_to_the_detector_librarys():
-    import detectors
-    from streams.config import Settings
+    from patrol import detectors
+    from patrol.streams.config import Settings
 
     assert Settings().detect.threshold == detectors.DEFAULT_THRESHOLD

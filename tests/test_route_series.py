@@ -10,8 +10,8 @@ import random
 import string
 
 from benchmarks.preagg_paths import numeric_id_lines
-from preagg.aggregate import Aggregator
-from preagg.series import ROUTE_TOP_K
+from patrol.preagg.aggregate import Aggregator
+from patrol.preagg.series import ROUTE_TOP_K
 
 T0 = 1_795_392_000  # a window boundary (multiple of 60)
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from preagg import sketches as S
-from records import MetricPoint, Sketch, decode
+from patrol.preagg import sketches as S
+from patrol.records import MetricPoint, Sketch, decode
 
 
 def _exact(values, q):
@@ -107,7 +107,7 @@ def test_window_close_ddsketch_from_c_equals_the_python_build():
 
     import pytest
 
-    from preagg import series
+    from patrol.preagg import series
 
     if series._dd_acc is None:
         pytest.fail("preagg._fastloop is not built (make install compiles it)")
@@ -134,7 +134,7 @@ def test_constructor_builds_what_model_construct_builds():
     # fields set, extra and private state, for the point and the sketch models.
     from datetime import datetime, timezone
 
-    from records import MetricPoint
+    from patrol.records import MetricPoint
 
     t = datetime(2026, 11, 27, tzinfo=timezone.utc)
     sk = S.dd_to_sketch(S.dd_from_counts([(0.012, 4)]))

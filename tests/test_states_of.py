@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from detectors import BatchEnsemble
+from patrol.detectors import BatchEnsemble
 
 
 @pytest.mark.parametrize("kind", ["gauge", "count", "ratio", "latency"])

@@ -6,10 +6,10 @@ import threading
 import numpy as np
 
 from benchmarks.metric_stream import metric_windows
-from models.feedback import anomaly_features
-from models.pool import SeriesPool
-from models.store import SeriesState, StateStore
-from records import MetricPoint
+from patrol.models.feedback import anomaly_features
+from patrol.models.pool import SeriesPool
+from patrol.models.store import SeriesState, StateStore
+from patrol.records import MetricPoint
 
 FIELDS = ("format", "state", "last_window", "model_version", "extra")  # "updated" is the write time
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from preagg.templates import OTHER, TemplateCap, _template, is_id, template_path
+from patrol.preagg.templates import OTHER, TemplateCap, _template, is_id, template_path
 from fixture_data import log_path
 
 
@@ -139,7 +139,7 @@ def test_crafted_long_segments_are_fast_ids():
 
 
 def test_real_combined_paths():
-    from preagg.parse import get_parser
+    from patrol.preagg.parse import get_parser
 
     logs = log_path("apache_combined_10k.log")
     parse = get_parser("combined")

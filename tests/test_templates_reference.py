@@ -10,8 +10,8 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from preagg import templates as T
-from preagg.templates import (_DATE, _EMAIL, _HEX, _JWT, _NUMERIC, _SLUG_ID, _TOKEN, _UUID, MAX_WORD, is_id,
+from patrol.preagg import templates as T
+from patrol.preagg.templates import (_DATE, _EMAIL, _HEX, _JWT, _NUMERIC, _SLUG_ID, _TOKEN, _UUID, MAX_WORD, is_id,
                               template_path)
 from fixture_data import log_path
 
@@ -180,7 +180,7 @@ def test_real_log_paths_match_the_reference():
 def test_generated_paths_match_the_reference():
     import itertools
 
-    from sim.generator import generate_lines
+    from patrol.sim.generator import generate_lines
     request = re.compile(rb'"[A-Z]+ (\S+)')
     n = 0
     for _, _, line in itertools.islice(generate_lines(30_000, seed=3), 30_000):

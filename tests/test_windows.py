@@ -2,8 +2,8 @@
 
 import pytest
 
-from preagg.errors import WindowError
-from preagg.windows import Windows
+from patrol.preagg.errors import WindowError
+from patrol.preagg.windows import Windows
 
 
 def test_window_closes_when_watermark_passes_its_end_and_only_once():

@@ -23,10 +23,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from sim.broker import BrokerStartError, EmbeddedBroker
-from streams.config import Settings
-from sim.redis_server import LocalRedis, RedisStartError, redis_server_binary
-from streams.topics import create_topics
+from patrol.sim.broker import BrokerStartError, EmbeddedBroker
+from patrol.streams.config import Settings
+from patrol.sim.redis_server import LocalRedis, RedisStartError, redis_server_binary
+from patrol.streams.topics import create_topics
 from .stages import Stage, demo_stages
 
 console = Console(soft_wrap=True)  # progress lines stay one line each when piped
@@ -61,7 +61,7 @@ class EndWatcher:
     def __init__(self, conf: dict, parts: dict[str, list[int]]):
         from confluent_kafka import Consumer, TopicPartition
 
-        from streams.topics import watermarks
+        from patrol.streams.topics import watermarks
 
         self.tps = [TopicPartition(t, p) for t, ps in parts.items() for p in ps]
         marks = watermarks(conf, [(tp.topic, tp.partition) for tp in self.tps])
@@ -106,7 +106,7 @@ class DemoView:
         """Found / missed incidents and false alarms so far, from the generator's ground truth."""
         import json
 
-        from sim.evaluation import evaluate
+        from patrol.sim.evaluation import evaluate
 
         if not self.truth_path or not os.path.exists(self.truth_path):
             return None
@@ -194,7 +194,7 @@ def demo(
     interval: Annotated[float, typer.Option(help="Seconds between view refreshes.")] = 1.0,
 ) -> None:
     """Run the whole pipeline locally with a live view (embedded broker unless one is configured)."""
-    from cli.app import settings as load
+    from patrol.cli.app import settings as load
 
     if duration is None and os.environ.get("PATROL_DEMO_DURATION"):
         duration = float(os.environ["PATROL_DEMO_DURATION"])

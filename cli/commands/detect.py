@@ -17,9 +17,9 @@ def detect(
     metrics_port: Annotated[Optional[int], typer.Option(help="Prometheus endpoint port (default service.metrics_port).")] = None,
 ) -> None:
     """Consume metric points, run every series' detectors, publish anomalies and incidents."""
-    from cli.app import _require_broker, err, settings
-    from streams.detect_job import run_detect
-    from streams.observability import serve_metrics, setup_logging
+    from patrol.cli.app import _require_broker, err, settings
+    from patrol.streams.detect_job import run_detect
+    from patrol.streams.observability import serve_metrics, setup_logging
 
     s = settings(**{"kafka.bootstrap_servers": bootstrap, "detect.threshold": threshold,
                     "detect.checkpoint_interval_s": checkpoint, "service.metrics_port": metrics_port})

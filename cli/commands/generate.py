@@ -44,9 +44,9 @@ def generate(
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Periodic status line on stderr. Default: on unless writing to stdout.")] = None,
 ) -> None:
     """Generate realistic ingress-nginx access logs (default log-format-upstream) with incidents."""
-    from sim.generator.engine import Generator
-    from sim.generator.incidents import GroundTruthWriter, parse_duration
-    from sim.generator.sinks import FileSink, KafkaSink, Pacer, Progress, run
+    from patrol.sim.generator.engine import Generator
+    from patrol.sim.generator.incidents import GroundTruthWriter, parse_duration
+    from patrol.sim.generator.sinks import FileSink, KafkaSink, Pacer, Progress, run
 
     if out is not None and bootstrap is not None:
         raise typer.BadParameter("give either --out or --bootstrap, not both")

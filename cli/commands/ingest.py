@@ -154,7 +154,7 @@ def key_function(mode: KeyMode, log_format: str) -> Callable[[bytes], Optional[b
     """``line -> key``: the line's ``$proxy_upstream_name`` (as ``preagg.log_format`` parses it) or None."""
     if mode is KeyMode.none:
         return lambda line: None
-    from preagg.parse import get_parser
+    from patrol.preagg.parse import get_parser
 
     try:
         parse = get_parser(log_format)
@@ -239,7 +239,7 @@ def ingest_all(paths: list[str], producer, topic: str, key_of: Callable[[bytes],
     """Produce every line of every input in order; counts what happened in ``counts``."""
     from confluent_kafka import KafkaException
 
-    from streams.topics import produce_waiting
+    from patrol.streams.topics import produce_waiting
 
     def on_error(err, msg) -> None:  # delivery reports come for failures only (see PRODUCER_DEFAULTS)
         if err is not None:
@@ -285,7 +285,7 @@ def ingest(
     every: Annotated[float, typer.Option("--progress-every", help="Seconds between plain progress lines when stderr is not a terminal.", min=0)] = 5.0,
 ) -> None:
     """Send log lines from files or stdin to the logs topic, one message per line."""
-    from cli.app import _require_broker, settings
+    from patrol.cli.app import _require_broker, settings
 
     s = settings(**{"kafka.bootstrap_servers": bootstrap})
     _require_broker(s)

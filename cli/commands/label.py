@@ -25,12 +25,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from models.labels import (AmbiguousId, AnomalyFilter, LabelBook, NothingToUndo, UnknownId, is_retraction,
+from patrol.models.labels import (AmbiguousId, AnomalyFilter, LabelBook, NothingToUndo, UnknownId, is_retraction,
                            label_for, precision_stats, resolve_id, service_name, short_ids, SEVERITY_ORDER)
 
-from streams.config import Settings
-from cli.labels_io import LabelIOError, ReadStats, publish_labels, read_anomalies, read_labels, read_series
-from records import Anomaly, Incident, Label, LabelVerdict, Severity
+from patrol.streams.config import Settings
+from patrol.cli.labels_io import LabelIOError, ReadStats, publish_labels, read_anomalies, read_labels, read_series
+from patrol.records import Anomaly, Incident, Label, LabelVerdict, Severity
 from .timespec import TimeSpec, ago, parse_time, span
 
 label_app = typer.Typer(help="Review anomalies and label them (true, false, ignore); labels feed retraining.",
@@ -121,7 +121,7 @@ def _warn_bad(stats: ReadStats) -> None:
 
 def snapshot(bootstrap: Optional[str], anomalies: bool = True) -> Snapshot:
     """Settings, client config and both topics read to their end (exits cleanly on any trouble)."""
-    from cli.app import _require_broker, settings  # lazy: see BootstrapOpt
+    from patrol.cli.app import _require_broker, settings  # lazy: see BootstrapOpt
 
     s = settings(**{"kafka.bootstrap_servers": bootstrap})
     _require_broker(s)
@@ -419,7 +419,7 @@ def show(
     chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Draw the terminal chart.")] = True,
 ) -> None:
     """One anomaly with its label history and a chart of its series around it."""
-    from cli.charts import ChartData, png_chart, terminal_chart
+    from patrol.cli.charts import ChartData, png_chart, terminal_chart
 
     size = _parse_size(png_size) if png is not None else None
     snap = snapshot(bootstrap)

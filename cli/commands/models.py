@@ -14,9 +14,9 @@ models_app = typer.Typer(help="Inspect and reset per-series model state (Redis).
 
 
 def _store():
-    from models.store import StateStore
+    from patrol.models.store import StateStore
 
-    from cli.app import err, settings
+    from patrol.cli.app import err, settings
 
     s = settings()
     if s.redis.url is None:
@@ -55,7 +55,7 @@ def models_show(series: Annotated[str, typer.Argument(help="Series key, e.g. 're
     store = _store()
     st = store.get(series)
     if st is None:
-        from cli.app import err
+        from patrol.cli.app import err
 
         err.print(f"[red]error:[/] no model state for series {series!r} (see `patrol models list`)")
         raise typer.Exit(2)
@@ -74,7 +74,7 @@ def models_show(series: Annotated[str, typer.Argument(help="Series key, e.g. 're
 def models_reset(series: Annotated[str, typer.Argument(help="Series key to forget (it warms up again).")],
                  yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
     """Delete one series' model state; its next point starts a new warm-up."""
-    from cli.app import err
+    from patrol.cli.app import err
 
     if not yes and not typer.confirm(f"reset the model of {series}?"):
         raise typer.Exit(1)

@@ -19,15 +19,15 @@ def preagg(
     metrics_port: Annotated[Optional[int], typer.Option("--metrics-port", help="Serve Prometheus metrics on this port.")] = None,
 ) -> None:
     """Consume raw access logs, publish windowed metric points; offsets committed after delivery."""
-    from streams.config import ConfigError, load_settings
-    from streams.observability import setup_logging
-    from streams.preagg_job import PreaggJob
+    from patrol.streams.config import ConfigError, load_settings
+    from patrol.streams.observability import setup_logging
+    from patrol.streams.preagg_job import PreaggJob
 
     overrides = {"kafka.bootstrap_servers": bootstrap, "preagg.window_s": window,
                  "preagg.allowed_lateness_s": lateness, "preagg.log_format": fmt}
     try:
         try:
-            from cli.app import settings as cli_settings  # honours --config/--set of `patrol`
+            from patrol.cli.app import settings as cli_settings  # honours --config/--set of `patrol`
         except ImportError:  # pragma: no cover - running without the CLI module
             cli_settings = None
         s = cli_settings(**overrides) if cli_settings else load_settings(None, overrides)

@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.config import Settings
+from patrol.streams.config import Settings
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Stage:
         fd, name = tempfile.mkstemp(prefix=f"patrol-{self.name}-", suffix=".log")
         self.log_path = Path(name)
         env = {**os.environ, **self.env}
-        self.proc = subprocess.Popen([sys.executable, "-m", "cli.app", *self.argv], stdout=fd, stderr=fd,
+        self.proc = subprocess.Popen([sys.executable, "-m", "patrol.cli.app", *self.argv], stdout=fd, stderr=fd,
                                      stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         os.close(fd)
 

@@ -17,7 +17,7 @@ change point.
 Examples
 --------
 >>> import numpy as np
->>> from detectors.experimental.bocpd import BOCPDDetector
+>>> from patrol.detectors.experimental.bocpd import BOCPDDetector
 >>> rng = np.random.default_rng(2)
 >>> x = np.r_[rng.normal(0, 1, 200), rng.normal(4, 1, 100)]
 >>> det = BOCPDDetector()

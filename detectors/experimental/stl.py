@@ -14,7 +14,7 @@ the raw history, so it is not part of the default ensemble.
 Examples
 --------
 >>> import numpy as np
->>> from detectors.experimental.stl import STLDetector
+>>> from patrol.detectors.experimental.stl import STLDetector
 >>> det = STLDetector(history=300, refit_every=50)
 >>> x = 10 + 5 * np.sin(2 * np.pi * np.arange(400) / 24) + np.random.default_rng(0).normal(0, .3, 400)
 >>> fired = [det.update(v, t=3600.0 * i).fired for i, v in enumerate(x)]

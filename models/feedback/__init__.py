@@ -47,8 +47,8 @@ the explanation ``patrol models show`` prints).
 
 Examples
 --------
->>> from detectors import Result
->>> from models.feedback import FeedbackModel, MetricPrior, anomaly_features
+>>> from patrol.detectors import Result
+>>> from patrol.models.feedback import FeedbackModel, MetricPrior, anomaly_features
 >>> night = 3 * 3600.0                                     # 03:00 UTC, day 0
 >>> def alert(value, t):                                    # expected 100, band +-10
 ...     r = Result(0.7, 1e-7, 100.0, 90.0, 110.0, "up", ("spike",), "warning")

@@ -8,8 +8,7 @@ import json
 import math
 from datetime import datetime
 
-import detectors
-
+from patrol import detectors
 from .constants import DAY_MIN, MARGIN
 
 def _epoch(t) -> float:
@@ -61,7 +60,7 @@ def anomaly_features(result, value: float, t, metric_kind: str, threshold: float
 
     Examples
     --------
-    >>> from detectors import Result
+    >>> from patrol.detectors import Result
     >>> r = Result(0.6, 1e-6, 100.0, 90.0, 110.0, "up", ("spike", "cusum"), "warning")
     >>> f = anomaly_features(r, 125.0, 3 * 3600 + 1800, "count")
     >>> f["deviation"], f["rel_change"], f["hour"], f["dow"], f["n_fired"]
@@ -113,7 +112,7 @@ def features_of(anomaly, metric_kind: str | None = None) -> dict:
     Examples
     --------
     >>> from datetime import datetime, timezone
-    >>> from records import Anomaly
+    >>> from patrol.records import Anomaly
     >>> a = Anomaly(id="a1", series="requests{service=web}", metric="requests", window_start=datetime(2026, 1, 5, 3,
     ...             tzinfo=timezone.utc), window_end=datetime(2026, 1, 5, 3, 1, tzinfo=timezone.utc), observed=130.0,
     ...             expected=100.0, lower=90.0, upper=110.0, score=0.7, severity="warning", direction="up",

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from preagg.parse import get_parser
+    from patrol.preagg.parse import get_parser
     parse = get_parser("ingress-nginx")      # or combined/json/envoy/traefik/auto
     rec = parse(line)                        # dict with the keys in fields.KEYS
                                              # or raises preagg.errors.ParseError
@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-from preagg.errors import ParseError
-from preagg.parse.envelope import is_envelope, strip_cri, unwrap_envelope
-from preagg.parse.envoy import compile_envoy_format, parse_envoy
-from preagg.parse.fields import KEYS, KNOWN_METHODS, split_cluster_name, split_upstream_name
-from preagg.parse.ingress import _slow as _ingress_careful
-from preagg.parse.ingress import make_fast_parser, parse_ingress_nginx
-from preagg.parse.jsonfmt import load_object, parse_object
-from preagg.parse.nginx import COMBINED_FORMAT, INGRESS_NGINX_FORMAT, compile_log_format
-from preagg.parse.template import decode_line
+from patrol.preagg.errors import ParseError
+from patrol.preagg.parse.envelope import is_envelope, strip_cri, unwrap_envelope
+from patrol.preagg.parse.envoy import compile_envoy_format, parse_envoy
+from patrol.preagg.parse.fields import KEYS, KNOWN_METHODS, split_cluster_name, split_upstream_name
+from patrol.preagg.parse.ingress import _slow as _ingress_careful
+from patrol.preagg.parse.ingress import make_fast_parser, parse_ingress_nginx
+from patrol.preagg.parse.jsonfmt import load_object, parse_object
+from patrol.preagg.parse.nginx import COMBINED_FORMAT, INGRESS_NGINX_FORMAT, compile_log_format
+from patrol.preagg.parse.template import decode_line
 
 __all__ = [
     "KEYS", "KNOWN_METHODS", "ParseError", "get_parser", "compile_log_format",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from preagg.errors import ParseError
-from preagg.parse.jsonfmt import load_object
+from patrol.preagg.errors import ParseError
+from patrol.preagg.parse.jsonfmt import load_object
 
 # containerd/CRI-O files: "<RFC3339Nano> stdout F <line>" (F = full, P = partial).
 _CRI = re.compile(r"^\d{4}-\d\d-\d\dT\S+ (?:stdout|stderr) [FP] ")

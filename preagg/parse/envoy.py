@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
-from preagg.errors import ParseError
-from preagg.parse import fields as F
-from preagg.parse.template import FLAGS, URI, TemplateFormat
+from patrol.preagg.errors import ParseError
+from patrol.preagg.parse import fields as F
+from patrol.preagg.parse.template import FLAGS, URI, TemplateFormat
 
 
 def _response_flags(v):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 
-from preagg.errors import ParseError
+from patrol.preagg.errors import ParseError
 
 # Re-exported: callers (the aggregator) import these from here.
-from preagg.parse.names import (  # noqa: F401
+from patrol.preagg.parse.names import (  # noqa: F401
     SPLIT_CACHE, SPLIT_CACHE_NOHINT, split_cluster_name, split_upstream_name)
-from preagg.parse.times import (  # noqa: F401
+from patrol.preagg.parse.times import (  # noqa: F401
     SECOND_CACHE, TIME_CACHE, any_time, clf_minute, clf_time, epoch_time, iso_time)
 
 #: Canonical keys, in order.  ``flags`` is a tuple of strings naming what was odd

@@ -13,10 +13,10 @@ agree on every real line and on fuzzed lines.
 
 from __future__ import annotations
 
-from preagg.errors import ParseError
-from preagg.parse import fields as F
-from preagg.parse.nginx import INGRESS_NGINX_FORMAT, compile_log_format
-from preagg.parse.template import decode_line as _decode
+from patrol.preagg.errors import ParseError
+from patrol.preagg.parse import fields as F
+from patrol.preagg.parse.nginx import INGRESS_NGINX_FORMAT, compile_log_format
+from patrol.preagg.parse.template import decode_line as _decode
 
 _slow = compile_log_format(INGRESS_NGINX_FORMAT, "ingress-nginx")
 _TS = F.SECOND_CACHE

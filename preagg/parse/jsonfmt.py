@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 
-from preagg.errors import ParseError
-from preagg.parse import fields as F
-from preagg.parse.nginx import NGINX_VARS
-from preagg.parse.template import FLAGS, URI, apply_steps, decode_line, finish, method_flags
+from patrol.preagg.errors import ParseError
+from patrol.preagg.parse import fields as F
+from patrol.preagg.parse.nginx import NGINX_VARS
+from patrol.preagg.parse.template import FLAGS, URI, apply_steps, decode_line, finish, method_flags
 
 _int = F.to_int
 

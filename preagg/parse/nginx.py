@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from preagg.parse import fields as F
-from preagg.parse.template import REQUEST, URI, TemplateFormat
+from patrol.preagg.parse import fields as F
+from patrol.preagg.parse.template import REQUEST, URI, TemplateFormat
 
 #: nginx variable -> (canonical field, converter).  Variables not listed are
 #: matched (so the line still parses) and dropped.

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from preagg.errors import ParseError
-from preagg.parse import fields as F
+from patrol.preagg.errors import ParseError
+from patrol.preagg.parse import fields as F
 
 # Pseudo-fields that fill several canonical keys at once.
 REQUEST = "<request>"   # "GET /p?q HTTP/1.1" -> method, path, query, protocol, flags

@@ -9,7 +9,7 @@ from __future__ import annotations
 import calendar
 from datetime import datetime
 
-from preagg.errors import ParseError
+from patrol.preagg.errors import ParseError
 
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}

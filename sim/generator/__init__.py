@@ -2,7 +2,7 @@
 
 Python API::
 
-    from sim.generator import generate_lines, write_kafka
+    from patrol.sim.generator import generate_lines, write_kafka
     for t, key, line in generate_lines(n=1000, seed=7, start="2026-01-05T00:00:00Z"):
         ...
     write_kafka("127.0.0.1:9092", "ingress-logs", generate_lines(n=100_000))

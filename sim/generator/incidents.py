@@ -16,7 +16,7 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from preagg.series import service_dims
+from patrol.preagg.series import service_dims
 
 from .traffic import SIDX, Batch, TrafficModel
 
