@@ -8,7 +8,8 @@ The log lines go, as fast as they go, into the logs topic of an embedded broker
 upstream name as a shipper keys them (``--unkeyed``: no key). Then ``patrol run preagg`` and
 ``patrol run detect`` (the CLI itself, as child processes) run concurrently on them, the detect
 stage's state in a real ``redis-server`` (:class:`sim.redis_server.LocalRedis`); preagg stops
-after ``--preagg-idle`` seconds without input (closing every window), detect after ``--detect-idle``
+after ``--preagg-idle`` seconds without input (publishing the windows event time has closed;
+each partition's newest window stays open), detect after ``--detect-idle``
 seconds without points, and is started again if it stopped before it had read every point. The
 anomaly and incident records of the anomalies topic are scored by :mod:`benchmarks.pipeline_score`.
 
@@ -264,6 +265,8 @@ class Pipeline:
         env.update({"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                     "PATROL_KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap, "PATROL_REDIS__URL": self.redis.url,
                     "PATROL_KAFKA__SESSION_TIMEOUT_MS": "6000", "PATROL_SERVICE__LOG_LEVEL": "WARNING",
+                    # detect waits for the window progress this preagg group commits (its state-open side group)
+                    "PATROL_DETECT__PREAGG_GROUP": "bench-preagg",
                     "COLUMNS": "400"})  # rich wraps the detect summary line at the terminal width
         if self.args.format:
             env["PATROL_PREAGG__LOG_FORMAT"] = self.args.format
