@@ -99,14 +99,26 @@ def test_kill_9_mid_stream_then_restart_matches_uninterrupted_run(kafka, redis_s
     assert crashed == expected
 
 
+def _wait_until(condition, what: str, timeout: float = 120.0) -> None:
+    """Wait on a condition, not a clock: a slow machine only waits longer."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s: {what}"
+        time.sleep(0.2)
+
+
 def test_two_workers_split_series_and_rebalance_through_redis(kafka, redis_server, tmp_path):
     windows = metric_windows(12, 200, seed=31, spikes={(3, 150): 6.0, (8, 180): 6.0})
     s = settings_for(kafka.bootstrap, redis_server.url, "pair", **{"topics.metrics": "metrics-pair"})
     produce_points(kafka.bootstrap, s.topics.metrics, flat(windows[:100]))
     a = start_worker(s, "pair", "--checkpoint", "0.5", "--max-idle", "25", log=tmp_path / "a.log")
-    time.sleep(8)  # a owns every partition and works through the first half
+    store = redis.Redis.from_url(redis_server.url)
+    # a owns every partition and has learnt (and checkpointed) series of the first half
+    _wait_until(lambda: store.keys(f"{s.redis.key_prefix}series:*"), "worker a checkpointed no series")
     b = start_worker(s, "pair", "--checkpoint", "0.5", "--max-idle", "25", log=tmp_path / "b.log")
-    time.sleep(8)  # rebalance: some partitions move to b, their state through Redis
+    # rebalance: some partitions move to b, their state through Redis
+    _wait_until(lambda: "partitions revoked" in (tmp_path / "a.log").read_text()
+                and "partitions assigned" in (tmp_path / "b.log").read_text(), "no rebalance to worker b")
     produce_points(kafka.bootstrap, s.topics.metrics, flat(windows[100:]))
     _wait_idle_exit(a)
     _wait_idle_exit(b)

@@ -237,7 +237,11 @@ def test_two_workers_in_one_group_share_partitions_with_a_rebalance(broker):
     group = f"pair-{uuid.uuid4().hex[:6]}"
     _produce(broker, shared["logs"], items[:cut])
     first = _worker(broker, shared, group, max_idle=12.0)
-    time.sleep(4.0)  # the first worker owns every partition and has consumed the first half
+    # the first worker owns every partition and has published windows of the first half (a condition,
+    # not a clock: a slow machine only waits longer)
+    deadline = time.monotonic() + 120
+    while not _read(broker, shared["metrics"]):
+        assert time.monotonic() < deadline and first.poll() is None, "the first worker published nothing"
     second = _worker(broker, shared, group, max_idle=12.0)
     rest = items[cut:]
     for i in range(8):  # the rest arrives while the group rebalances (Tansu delays a join ~3 s)
