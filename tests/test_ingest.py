@@ -94,9 +94,10 @@ def run_bytes(args: list[str], env: dict, stdin: bytes, timeout: float = 120) ->
     return subprocess.run([str(PATROL), *args], input=stdin, capture_output=True, timeout=timeout, env=full)
 
 
-def generated(n: int, seed: int) -> list[tuple[bytes, bytes]]:
+def generated(n: int, seed: int, **kw) -> list[tuple[bytes, bytes]]:
     """(key, line) as the generator's Kafka sink would send them (key = $proxy_upstream_name)."""
-    return [(k, line) for _, k, line in generate_lines(n=n, seed=seed, start="2026-01-05T18:00:00Z", n_clients=300)]
+    return [(k, line) for _, k, line in generate_lines(n=n, seed=seed, start="2026-01-05T18:00:00Z", n_clients=300,
+                                                       **kw)]
 
 
 def assert_per_key_order(got, sent: list[tuple[bytes | None, bytes]]) -> None:
@@ -311,7 +312,9 @@ def test_ingested_lines_feed_preagg_and_bad_ones_are_dead_lettered(kafka, tmp_pa
     env = {"PATROL_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap,
            **{f"PATROL_TOPICS__{role.upper()}": name for role, name in roles.items()}}
     assert run_patrol("topics", "create", env=env).returncode == 0
-    good = [l for _, l in generated(2000, 10)]
+    # a low rate, so the 2000 lines span several minutes: preagg publishes the windows event time has
+    # closed, and leaves the newest ones open for a later run (docs/preagg.md, end of input)
+    good = [l for _, l in generated(2000, 10, base_rate=4.0)]
     f = tmp_path / "mixed.log"
     f.write_bytes(b"\n".join(good[:1000] + ODD[:3] + good[1000:]) + b"\n")
     r = run_patrol("ingest", str(f), "--no-progress", env=env)
