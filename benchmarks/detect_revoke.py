@@ -25,13 +25,13 @@ from datetime import datetime, timedelta, timezone
 
 from confluent_kafka import Producer, TopicPartition
 
-from models.store import StateStore
-from sim.broker import EmbeddedBroker
-from streams.config import load_settings
-from streams.detect_job import DetectWorker
-from records import MetricPoint
-from sim.redis_server import LocalRedis
-from streams.topics import create_topics, produce_waiting
+from patrol.models.store import StateStore
+from patrol.sim.broker import EmbeddedBroker
+from patrol.streams.config import load_settings
+from patrol.streams.detect_job import DetectWorker
+from patrol.records import MetricPoint
+from patrol.sim.redis_server import LocalRedis
+from patrol.streams.topics import create_topics, produce_waiting
 
 T0 = datetime(2026, 11, 2, tzinfo=timezone.utc)
 

@@ -38,18 +38,18 @@ from operator import attrgetter
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import Histogram
 
-from models.incidents import Incident as OpenIncident
-from models.incidents import IncidentTracker
-from models import alerting
-from models.partials import PartialMerger, Ready
-from models.pool import Outcome, SeriesPool, Snapshot
-from models.store import WRITE_CHUNK, SeriesState, StateStore
+from patrol.models.incidents import Incident as OpenIncident
+from patrol.models.incidents import IncidentTracker
+from patrol.models import alerting
+from patrol.models.partials import PartialMerger, Ready
+from patrol.models.pool import Outcome, SeriesPool, Snapshot
+from patrol.models.store import WRITE_CHUNK, SeriesState, StateStore
 
 from .app import App, GcPolicy
 from .config import Settings
 from .observability import Counter, Gauge, log_event
 from .sources import SourceProgress
-from records import DeadLetter, Incident, Label, MetricPoint, RecordError, decode, record_id
+from patrol.records import DeadLetter, Incident, Label, MetricPoint, RecordError, decode, record_id
 
 log = logging.getLogger("patrol.detect")
 

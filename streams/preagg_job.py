@@ -45,17 +45,17 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from models.incidents import service_of
-from preagg import enrich
-from preagg.aggregate import FAST_FORMATS, Aggregator, _fastloop
-from streams.config import Settings
-from streams.app import App, GcPolicy
-from streams.topics import produce_waiting
-from records import DeadLetter
-from streams.topics import ensure_topic
+from patrol.models.incidents import service_of
+from patrol.preagg import enrich
+from patrol.preagg.aggregate import FAST_FORMATS, Aggregator, _fastloop
+from patrol.streams.config import Settings
+from patrol.streams.app import App, GcPolicy
+from patrol.streams.topics import produce_waiting
+from patrol.records import DeadLetter
+from patrol.streams.topics import ensure_topic
 
 try:
-    from streams import _rdbatch
+    from patrol.streams import _rdbatch
 except ImportError as _exc:  # not built (no C compiler) or librdkafka too old: confluent-kafka's Consumer
     _rdbatch, _RDBATCH_MISSING = None, str(_exc)
 

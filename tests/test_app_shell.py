@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Gauge
 
-from streams.app import App, DeliveryFailed
-from streams.topics import ensure_topic
+from patrol.streams.app import App, DeliveryFailed
+from patrol.streams.topics import ensure_topic
 
 
 class CopyStage:
