@@ -115,7 +115,7 @@ def bench_shutdown(n: int) -> dict:
         assert p.flush(60) == 0
         w = DetectWorker(s, checkpoint_s=3600)  # no periodic checkpoint: the stop writes all of them
         revoke, drop, ckpt = [], [], []
-        orig_revoke, orig_drop, orig_ckpt = w._on_revoke, w.pool.drop, w.checkpoint
+        orig_revoke, orig_drop, orig_ckpt = w.on_revoke, w.pool.drop, w.checkpoint
 
         def timed_ckpt(*a, **k):
             t = time.perf_counter()
@@ -133,7 +133,7 @@ def bench_shutdown(n: int) -> dict:
             orig_drop(keys)
             drop.append(time.perf_counter() - t)
 
-        w._on_revoke, w.pool.drop, w.checkpoint = timed_revoke, timed_drop, timed_ckpt
+        w.on_revoke, w.pool.drop, w.checkpoint = timed_revoke, timed_drop, timed_ckpt  # the shell subscribes on_revoke
         th = threading.Thread(target=w.run, daemon=True)
         th.start()
         deadline = time.monotonic() + 600

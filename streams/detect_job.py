@@ -26,10 +26,8 @@ at a time; revoke and shutdown wait for it and then checkpoint synchronously bef
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
-import signal
 import threading
 import time
 import uuid
@@ -47,10 +45,10 @@ from patrol.models.partials import PartialMerger, Ready
 from patrol.models.pool import Outcome, SeriesPool, Snapshot
 from patrol.models.store import WRITE_CHUNK, SeriesState, StateStore
 
+from .app import App, GcPolicy
 from .config import Settings
 from .observability import Counter, Gauge, log_event
 from .sources import SourceProgress
-from .topics import consumer_lag
 from patrol.records import DeadLetter, Incident, Label, MetricPoint, RecordError, decode, record_id
 
 log = logging.getLogger("patrol.detect")
@@ -83,7 +81,6 @@ PROGRESS_EVERY_S = 0.05
 # Key of the fences a worker writes to its own metrics partitions (see DetectWorker._read_progress);
 # every detect worker skips them, whichever group wrote them.
 FENCE_KEY = b"\x00patrol-detect-fence"
-FULL_GC_EVERY = 10  # periodic checkpoints between full garbage collections (see DetectWorker.run)
 
 
 @dataclass
@@ -113,7 +110,15 @@ class DetectStats:
 
 
 class DetectWorker:
-    """One member of the detect consumer group."""
+    """One member of the detect consumer group: a stage run by the shell :class:`streams.app.App`.
+
+    The shell owns the loop, signals, GC, delivery tracking, lag and closing the consumer and
+    producer; this class implements the hooks: ``start`` (assign the label topic), ``on_assign``,
+    ``on_revoke``/``on_lost`` (checkpoint, commit, drop the partitions' series and held points),
+    ``poll`` (labels, then a batch of points: held, merged, scored), ``on_idle`` (release held
+    points; end of input), ``after_turn`` (the periodic checkpoint and its commit), ``finish``
+    (score what is complete) and ``close`` (the last checkpoint, labels consumer, progress reader,
+    writer thread). Its clients are created here, not in ``start``: tests drive them directly."""
 
     def __init__(self, settings: Settings, group: str = "patrol-detect", store: StateStore | None = None,
                  checkpoint_s: float | None = None, batch: int = 5000, preagg_group: str | None = None):
@@ -137,7 +142,6 @@ class DetectWorker:
         self.stats = DetectStats()
         self.partition_of: dict[str, int] = {}
         self.pending: dict[tuple[str, int], int] = {}   # next offset to commit per partition
-        self.delivery_errors: list[str] = []
         conf = settings.kafka.client_config()
         # fetch.wait.max.ms: how long a broker may hold a fetch with no new data. On Tansu it shows
         # up as delivery delay (a probe read messages 0.18 s p50 after produce with librdkafka's
@@ -153,59 +157,58 @@ class DetectWorker:
         self.labels_consumer = Consumer({**conf, "group.id": f"{group}-labels", "enable.auto.commit": False})
         self.sources = SourceProgress(conf, settings.topics.logs, preagg_group or settings.detect.preagg_group)
         self.pending_labels: dict[str, list[Label]] = {}
-        self._stop = False
         self._last_checkpoint = time.monotonic()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self._inflight: _InFlight | None = None
-        self._periodic = 0  # periodic checkpoints started
+        self.topics = [settings.topics.metrics]
+        self.lag_gauge = LAG
+        # GC by hand (streams.app.GcPolicy): a batch's thousands of points were promoted by automatic
+        # collections, and full ones ran every second or two, 50-250 ms each (2.4 s of a 15 s,
+        # 300k-point run). Freezing the survivors of each full collection keeps the series' long-
+        # lived state out of the next scans.
+        self.app = App(self, "detect", GcPolicy(young_objects=100_000, freeze=True))
 
-    # -- lifecycle ------------------------------------------------------------------------
+    # -- stage hooks (the loop, signals, GC, delivery and closing live in streams.app) -------------
     def request_stop(self, *_args) -> None:
-        self._stop = True
+        self.app.request_stop()
 
     def run(self, duration: float | None = None, max_idle: float | None = None) -> DetectStats:
-        self.consumer.subscribe([self.s.topics.metrics], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_revoke)
-        self._assign_labels()
-        deadline = None if duration is None else time.monotonic() + duration
-        last_msg = time.monotonic()
-        # Garbage collection by hand. A batch's thousands of points are alive while the automatic
-        # collector runs, so they were promoted and full collections ran every second or two,
-        # 50-250 ms each (2.4 s of a 15 s, 300k-point run), stalling the loop. Per-point objects
-        # hold no cycles (reference counting frees them), so: young generations are collected
-        # between batches, when the batch is already freed (cheap, nothing promoted); a full
-        # collection runs every FULL_GC_EVERY checkpoints, after which the survivors are frozen
-        # so the next one does not rescan them; objects from start-up are frozen now.
-        gc_was_enabled = gc.isenabled()
-        gc.collect()
-        gc.freeze()
-        gc.disable()
-        try:
-            while not self._stop and (deadline is None or time.monotonic() < deadline):
-                self._poll_labels()
-                msgs = self.consumer.consume(self.batch, 0.1)  # short wait: latency, not batch size, rules here
-                if msgs:
-                    last_msg = time.monotonic()
-                    self._handle(msgs)
-                    del msgs
-                    gc.collect(1)
-                elif max_idle is not None and time.monotonic() - last_msg > max_idle:
-                    break
-                else:
-                    self._release()  # held points wait for progress upstream, not for more input
-                self._finish_checkpoint(wait=False)
-                if self._inflight is None and time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
-                    self.checkpoint(wait=False)
-            self._end_of_input(10.0 if self._stop else 30.0)  # end of input, SIGTERM or duration
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-            self.checkpoint()
-            self.consumer.close()
-            self.labels_consumer.close()
-            self.sources.close()
-            self._writer.shutdown(wait=True)
+        self.app.run(duration, max_idle)
         return self.stats
+
+    def start(self) -> None:
+        self._assign_labels()  # the clients exist since __init__ (tests drive them without run)
+
+    def poll(self) -> bool:
+        self._poll_labels()
+        msgs = self.consumer.consume(self.batch, 0.1)  # short wait: latency, not batch size, rules here
+        if msgs:
+            self._handle(msgs)
+        return bool(msgs)
+
+    def on_idle(self, input_ended: bool) -> bool:
+        if input_ended:
+            return True
+        self._release()  # held points wait for progress upstream, not for more input
+        return False
+
+    def after_turn(self) -> None:
+        self._finish_checkpoint(wait=False)
+        if self._inflight is None and time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
+            self.checkpoint(wait=False)
+
+    def finish(self, reason: str) -> None:
+        self._end_of_input(10.0 if reason == "signal" else 30.0)
+        self.checkpoint()
+
+    def close(self) -> None:
+        # After the consumer closed: its revoke (also after an error) checkpointed through the writer.
+        self.labels_consumer.close()
+        self.sources.close()
+        self._writer.shutdown(wait=True)
+
+    def on_full_gc(self, seconds: float) -> None:
+        self._observe_stall(seconds, gc=seconds)
 
     # -- labels ---------------------------------------------------------------------------
     def _assign_labels(self) -> None:
@@ -246,10 +249,10 @@ class DetectWorker:
                     log_event(log, "label retrained series", series=series, label=label.id, change=change.text,
                               model_version=self.pool.series[series].model_version)
 
-    def _on_assign(self, consumer, partitions) -> None:
+    def on_assign(self, consumer, partitions) -> None:
         log_event(log, "partitions assigned", partitions=[p.partition for p in partitions])
 
-    def _on_revoke(self, consumer, partitions) -> None:
+    def on_revoke(self, consumer, partitions) -> None:
         """Checkpoint before giving partitions away so the next owner resumes their series' state."""
         gone = {p.partition for p in partitions}
         self.checkpoint(commit=True)
@@ -270,13 +273,11 @@ class DetectWorker:
     # -- processing -----------------------------------------------------------------------
     def _dead_letter(self, msg, reason: str, code: str) -> None:
         dl = DeadLetter.of(msg.value() or b"", reason, code, msg.topic(), msg.partition(), msg.offset())
-        self.producer.produce(self.s.topics.dlq, dl.to_bytes(), key=msg.key(), on_delivery=self._delivered)
+        self.producer.produce(self.s.topics.dlq, dl.to_bytes(), key=msg.key(), on_delivery=self.app.delivery)
         DEAD_LETTERS.labels(code).inc()
         self.stats.dead_letters += 1
 
-    def _delivered(self, err, msg) -> None:
-        if err is not None:
-            self.delivery_errors.append(str(err))
+    _on_revoke = on_lost = on_revoke  # a lost partition is let go the same way
 
     def _handle(self, msgs) -> None:
         partition_of, pending, topic, partials = self.partition_of, self.pending, self.s.topics.metrics, self.partials
@@ -343,7 +344,7 @@ class DetectWorker:
         for m in parts:
             self._fence_seq += 1
             fence = f"{self._fence_token}:{self._fence_seq}".encode()
-            self.producer.produce(self.s.topics.metrics, fence, key=FENCE_KEY, partition=m, on_delivery=self._delivered)
+            self.producer.produce(self.s.topics.metrics, fence, key=FENCE_KEY, partition=m, on_delivery=self.app.delivery)
             self._fences[m] = (fence, before)
         self.producer.poll(0)
 
@@ -405,7 +406,7 @@ class DetectWorker:
             if not msgs:  # not from a message (a caller scoring points directly)
                 dl = DeadLetter.of(r.point.to_bytes(), r.reason, r.code, self.s.topics.metrics)
                 self.producer.produce(self.s.topics.dlq, dl.to_bytes(), key=r.point.series.encode(),
-                                      on_delivery=self._delivered)
+                                      on_delivery=self.app.delivery)
                 DEAD_LETTERS.labels(r.code).inc()
                 self.stats.dead_letters += 1
         DUPLICATES.inc(len(dups))
@@ -445,7 +446,7 @@ class DetectWorker:
             rec = alerting.anomaly_record(out, decision.severity, inc.id if inc else None, ev.event if ev else None,
                                           decision.features)
             self.producer.produce(self.s.topics.anomalies, rec.to_bytes(), key=out.point.series.encode(),
-                                  on_delivery=self._delivered)
+                                  on_delivery=self.app.delivery)
             ANOMALIES_OUT.inc()
             self.stats.anomalies += 1
             if ev is not None:
@@ -466,7 +467,7 @@ class DetectWorker:
                        series=list(inc.series), anomalies=inc.anomalies)
         # The id of an incident *event* is deterministic too: (incident, event, anomalies so far).
         self.producer.produce(self.s.topics.anomalies, rec.to_bytes(), key=inc.service.encode(),
-                              headers={"event-id": record_id(inc.id, ev.event, inc.anomalies)}, on_delivery=self._delivered)
+                              headers={"event-id": record_id(inc.id, ev.event, inc.anomalies)}, on_delivery=self.app.delivery)
         INCIDENT_EVENTS.labels(ev.event).inc()
 
     # -- checkpoint -----------------------------------------------------------------------
@@ -490,11 +491,10 @@ class DetectWorker:
         self._finish_checkpoint(wait=True)  # one at a time; a failed one's states wait in the store's backlog
         t0 = time.monotonic()
         self._last_checkpoint = t0
-        remaining = self.producer.flush(30)
-        if remaining or self.delivery_errors:
-            log_event(log, "anomalies not acknowledged: offsets not committed", logging.ERROR,
-                      remaining=remaining, errors=self.delivery_errors[:3])
-            self.delivery_errors.clear()
+        why = self.app.delivery.flush(self.producer, 30)
+        if why:
+            log_event(log, "anomalies not acknowledged: offsets not committed", logging.ERROR, why=why)
+            self.app.delivery.errors.clear()
             CHECKPOINTS.labels("produce_failed").inc()
             return False
         t1 = time.monotonic()
@@ -512,11 +512,6 @@ class DetectWorker:
         self._inflight = _InFlight(self._writer.submit(self._write, snap, pause, hurry), offsets, commit, t0, hurry)
         t2 = time.monotonic()
         self._observe_stall(t2 - t0, flush=t1 - t0, copy=t2 - t1)
-        self._periodic += 0 if wait else 1
-        if not wait and self._periodic % FULL_GC_EVERY == 0:
-            gc.collect()
-            gc.freeze()
-            self._observe_stall(time.monotonic() - t0, gc=time.monotonic() - t2)
         log_event(log, "checkpoint copied", logging.DEBUG, records=len(snap), flush_s=round(t1 - t0, 4),
                   copy_s=round(t2 - t1, 4))
         return self._finish_checkpoint(wait=True) if wait else True
@@ -577,20 +572,11 @@ class DetectWorker:
         log_event(log, "checkpoint committed", logging.DEBUG, since_copy_s=round(time.monotonic() - inf.started, 4),
                   commit_s=round(time.monotonic() - t0, 4))
         self.stats.checkpoints += 1
-        self._update_lag()
+        self.app.update_lag()
         return True
-
-    def _update_lag(self) -> None:
-        """Consumer lag over owned partitions (high watermark - position), for the metrics endpoint."""
-        try:
-            LAG.set(consumer_lag(self.consumer))
-        except Exception as exc:  # lag is informative only; never let it stop a checkpoint
-            log_event(log, "could not read consumer lag", logging.DEBUG, error=str(exc))
 
 
 def run_detect(settings: Settings, group: str = "patrol-detect", duration: float | None = None,
                max_idle: float | None = None, checkpoint_s: float | None = None) -> DetectStats:
     worker = DetectWorker(settings, group=group, checkpoint_s=checkpoint_s)
-    signal.signal(signal.SIGTERM, worker.request_stop)
-    signal.signal(signal.SIGINT, worker.request_stop)
-    return worker.run(duration=duration, max_idle=max_idle)
+    return worker.run(duration=duration, max_idle=max_idle)  # SIGTERM/SIGINT stop it: the shell's handlers

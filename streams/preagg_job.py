@@ -36,22 +36,21 @@ fallback (benchmarks compare the two).
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from patrol.models.incidents import service_of
 from patrol.preagg import enrich
 from patrol.preagg.aggregate import FAST_FORMATS, Aggregator, _fastloop
 from patrol.streams.config import Settings
-from patrol.streams.topics import consumer_lag, produce_waiting
+from patrol.streams.app import App, GcPolicy
+from patrol.streams.topics import produce_waiting
 from patrol.records import DeadLetter
 from patrol.streams.topics import ensure_topic
 
@@ -122,7 +121,13 @@ class JobResult:
 
 
 class PreaggJob:
-    """One pre-aggregation worker.
+    """One pre-aggregation worker: a stage run by the shell :class:`streams.app.App`.
+
+    The shell owns the loop, signals, GC, delivery tracking, lag and closing the clients; this class
+    implements the hooks: ``start`` (clients), ``on_assign`` (restore window state), ``on_revoke``
+    (commit, drop the partition's windows), ``poll`` (a batch into the aggregator, bad lines to the
+    DLQ), ``on_idle`` (close windows by idle time; end of input), ``after_turn`` (publish closed
+    windows, commit), ``finish`` (end of input or stop) and ``close`` (the side-group consumers).
 
     Parameters
     ----------
@@ -163,9 +168,15 @@ class PreaggJob:
         # the GeoIP and ua-parser databases while lines queue up behind it.
         enrich.warm()
         self.topic = settings.topics.logs
-        self.stop_requested = False
-        self.delivery_errors: list[str] = []
+        self.topics = [self.topic]
+        self.lag_gauge = self.metrics.lag
         self._batch_bytes = 0
+        self._consume_s = 0.0
+        self.consumer = self.producer = None  # created by start(), when the shell runs the stage
+        # GC by hand (streams.app.GcPolicy): the confluent-kafka fallback returns thousands of tracked
+        # Message objects a batch; automatic collections then ran full passes over the open windows'
+        # accumulators (~12 % of process CPU in perf at 60 s windows). The batch consumer makes none.
+        self.app = App(self, "preagg", GcPolicy(young_objects=100_000), metrics_port, self.metrics.registry)
         self.consumer_kind = self._pick_consumer(consumer or os.environ.get("PATROL_PREAGG_CONSUMER"))
         self.result = JobResult(extra={"compiled_loop": self.agg.compiled, "hot_loop": self.agg.loop_name,
                                        "consumer": self.consumer_kind})
@@ -205,7 +216,7 @@ class PreaggJob:
         self.producer = Producer({**conf, "linger.ms": 20, "batch.num.messages": 10000,
                                   "queue.buffering.max.messages": 1000000})
 
-    def _on_assign(self, consumer, partitions) -> None:
+    def on_assign(self, consumer, partitions) -> None:
         tps = [TopicPartition(self.topic, p.partition) for p in partitions]
         st = self.state_t.committed(tps, timeout=10)
         so = self.state_o.committed(tps, timeout=10)
@@ -216,93 +227,67 @@ class PreaggJob:
                 log.info("partition %d: resumed (windows before %s emitted up to offset %d)", a.partition, cb, b.offset - 1)
         log.info("assigned %s", [p.partition for p in partitions])
 
-    def _on_revoke(self, consumer, partitions) -> None:
+    def on_revoke(self, consumer, partitions) -> None:
         self._commit([p.partition for p in partitions])
         for p in partitions:
             self.agg.drop_partition(p.partition)
         log.info("revoked %s", [p.partition for p in partitions])
 
-    def _delivered(self, err, msg) -> None:
-        if err is not None:
-            self.delivery_errors.append(str(err))
-
-    # -- loop ------------------------------------------------------------------------------------
+    # -- stage hooks (the loop, signals, GC, delivery and closing live in streams.app) -------------
     def run(self) -> JobResult:
         """Consume until SIGTERM, ``duration`` or ``max_idle``; returns counters."""
-        from patrol.streams.observability import serve_metrics
-
-        serve_metrics(self.metrics_port, self.metrics.registry)
-        self._clients()
-        old = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            for sig in old:
-                signal.signal(sig, self._request_stop)
-        except ValueError:  # not the main thread: the caller stops us via stop_requested
-            old = {}
-        cpu0, wall0, thread0 = time.process_time(), time.monotonic(), time.thread_time()
-        consume_s = 0.0  # this thread's CPU inside the consume call (benchmarks split the cost by it)
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        last_input = last_gc = time.monotonic()
-        # Cyclic GC by hand. consume() returns thousands of Message objects, which the GC tracks:
-        # automatic collections fired many times per batch, promoted live messages, and so ran
-        # full collections over the open windows' accumulators (~12 % of process CPU in perf at
-        # 60 s windows). What the loop allocates is acyclic and freed by reference counting; a
-        # young collection when many tracked objects accumulated and a full one a minute keep
-        # anything cyclic (exceptions, library internals) bounded. The batch consumer makes no
-        # Message objects (its values are untracked bytes), the confluent-kafka fallback does.
-        gc_on = gc.isenabled()
-        gc.disable()
-        try:
-            while not self.stop_requested:
-                now_m = time.monotonic()
-                if self.duration is not None and now_m - wall0 >= self.duration:
-                    self.result.reason = "duration"
-                    break
-                tc = time.thread_time()
-                groups = self._consume()
-                consume_s += time.thread_time() - tc
-                now = time.time()
-                if groups:
-                    last_input = now_m
-                    ex = self.result.extra
-                    if "first_msg_wall" not in ex:  # busy-period timing, for benchmarks
-                        ex["first_msg_wall"], ex["first_msg_cpu"] = now_m - wall0, time.process_time() - cpu0
-                    self._process(groups, now)
-                    ex["last_msg_wall"], ex["last_msg_cpu"] = time.monotonic() - wall0, time.process_time() - cpu0
-                else:
-                    self.agg.tick(now)
-                    if self.max_idle is not None and now_m - last_input >= self.max_idle and self.agg.parts:
-                        self._end_of_input()
-                        break
-                if self.agg.closed:
-                    self._publish()
-                    self._commit(list(self.agg.parts))
-                if gc.get_count()[0] > 100_000:
-                    gc.collect(1)
-                if now_m - last_gc >= 60:
-                    gc.collect()
-                    last_gc = now_m
-            if self.stop_requested:
-                self.result.reason = self.result.reason or "signal"
-            self._commit(list(self.agg.parts))
-        finally:
-            if gc_on:
-                gc.enable()
-            for sig, h in old.items():
-                signal.signal(sig, h)
-            self.consumer.close()
-            self.state_t.close()
-            self.state_o.close()
-            self.state_open.close()
-            # Free the producer's client (and its broker connections: left open, it retried a
-            # stopped broker for the life of the process). Only when nothing is outstanding, since
-            # close() flushes without a deadline; what is still queued stays with the object.
-            if self.producer.flush(5) == 0:
-                self.producer.close()
-        self.result.cpu_s = time.process_time() - cpu0
-        self.result.extra.update(consume_call_s=consume_s, worker_thread_s=time.thread_time() - thread0)
-        self.result.wall_s = time.monotonic() - wall0
+        self.app.run(self.duration, self.max_idle)
+        self.result.reason = self.app.reason
+        self.result.cpu_s, self.result.wall_s = self.app.cpu_s, self.app.wall_s
+        self.result.extra.update(consume_call_s=self._consume_s, worker_thread_s=self.app.thread_s)
         return self.result
+
+    def request_stop(self, *_args) -> None:
+        self.app.request_stop()
+
+    _request_stop = request_stop  # the signal-handler name it had
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.app.stop_requested
+
+    def start(self) -> None:
+        self._clients()
+
+    def poll(self) -> bool:
+        tc = time.thread_time()
+        groups = self._consume()
+        self._consume_s += time.thread_time() - tc  # this thread's CPU inside consume (benchmarks split by it)
+        if not groups:
+            return False
+        now_m, ex = time.monotonic(), self.result.extra
+        wall0, cpu0 = self.app.started_wall, self.app.started_cpu
+        if "first_msg_wall" not in ex:  # busy-period timing, for benchmarks
+            ex["first_msg_wall"], ex["first_msg_cpu"] = now_m - wall0, time.process_time() - cpu0
+        self._process(groups, time.time())
+        ex["last_msg_wall"], ex["last_msg_cpu"] = time.monotonic() - wall0, time.process_time() - cpu0
+        return True
+
+    def on_idle(self, input_ended: bool) -> bool:
+        self.agg.tick(time.time())
+        # end of input only once something was read: a run started before its input waits for it
+        return input_ended and bool(self.agg.parts)
+
+    def after_turn(self) -> None:
+        if self.agg.closed:
+            self._publish()
+            self._commit(list(self.agg.parts))
+
+    def finish(self, reason: str) -> None:
+        if reason == "idle":
+            self._end_of_input()
+        else:
+            self._commit(list(self.agg.parts))
+
+    def close(self) -> None:
+        for c in (getattr(self, n, None) for n in ("state_t", "state_o", "state_open")):
+            if c is not None:
+                c.close()
 
     def _end_of_input(self) -> None:
         """``max_idle`` reached: publish what event time closed, commit, and leave the rest open.
@@ -320,11 +305,6 @@ class PreaggJob:
         if left:
             log.info("end of input: windows not passed by event time left open and uncommitted (a later run "
                      "resumes them): %s", {p: [f"{ws}+{self.agg.window_s}s" for ws in w] for p, w in left.items()})
-        self.result.reason = "idle"
-
-    def _request_stop(self, signum, frame) -> None:
-        self.stop_requested = True
-        self.result.reason = "signal"
 
     def _consume(self) -> list[tuple[int, list[bytes], object]]:
         """One batch as ``[(partition, values, offsets)]``, partitions in first-seen order; its
@@ -386,7 +366,7 @@ class PreaggJob:
         for r in rejected:
             dl = DeadLetter.of(vals[r.index], r.reason, r.code, self.topic, p, offs[r.index])
             produce_waiting(self.producer, self.s.topics.dlq, dl.to_bytes(), key=str(p).encode(),
-                            on_delivery=self._delivered)  # a flood of bad lines waits, never raises
+                            on_delivery=self.app.delivery)  # a flood of bad lines waits, never raises
             self.result.dead_letters += 1
             {"late": self.metrics.late, "future": self.metrics.future}.get(r.code, self.metrics.parse_errors).inc()
 
@@ -397,7 +377,7 @@ class PreaggJob:
             for pt in pts:
                 raw = pt.to_bytes()
                 self.result.bytes_out += len(raw)
-                produce_waiting(self.producer, topic, raw, key=service_key(pt.dims), on_delivery=self._delivered)
+                produce_waiting(self.producer, topic, raw, key=service_key(pt.dims), on_delivery=self.app.delivery)
             self.result.points += len(pts)
             self.result.windows += 1
             self.metrics.points.inc(len(pts))
@@ -406,12 +386,10 @@ class PreaggJob:
 
     def _commit(self, partitions: list[int]) -> None:
         """Flush, then commit window state and offsets for ``partitions`` (state first: see module doc)."""
-        if not partitions:
-            return
-        left = self.producer.flush(30)
-        if left or self.delivery_errors:
-            raise KafkaException(f"not committing: {left} records unacknowledged, delivery errors "
-                                 f"{self.delivery_errors[:3]}")
+        if partitions:
+            self.app.commit_after_flush(lambda: self._commit_flushed(partitions))
+
+    def _commit_flushed(self, partitions: list[int]) -> None:
         offs, st, so, sn = [], [], [], []
         for p in partitions:
             cp = self.agg.checkpoint(p)
@@ -431,12 +409,3 @@ class PreaggJob:
         self.consumer.commit(offsets=offs, asynchronous=False)
         self.result.commits += 1
         self.metrics.commits.inc()
-        self._update_lag()
-
-    def _update_lag(self) -> None:
-        """Consumer lag for the metrics endpoint."""
-        try:
-            self.metrics.lag.set(consumer_lag(self.consumer))
-        except KafkaException as exc:  # informative only: never fail a commit over it
-            log.debug("could not read consumer lag: %s", exc)
-
