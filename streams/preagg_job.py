@@ -42,7 +42,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from patrol.models.incidents import service_of
@@ -60,6 +60,13 @@ except ImportError as _exc:  # not built (no C compiler) or librdkafka too old: 
     _rdbatch, _RDBATCH_MISSING = None, str(_exc)
 
 log = logging.getLogger("patrol.preagg")
+
+# The group moved on while this member committed (a kill, a stall longer than the session timeout):
+# the commit is refused, the partition belongs to another member, which replays from the last
+# accepted commit. Nothing is lost (the windows were flushed and their state committed first, so the
+# replay skips what was published), so the worker goes on instead of exiting.
+GROUP_MOVED_ON = {KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS,
+                  KafkaError._ASSIGNMENT_LOST}
 
 CONSUMERS = ("rdkafka-batch", "confluent-kafka")
 
@@ -406,6 +413,14 @@ class PreaggJob:
         self.state_t.commit(offsets=st, asynchronous=False)
         self.state_o.commit(offsets=so, asynchronous=False)
         self.state_open.commit(offsets=sn, asynchronous=False)
-        self.consumer.commit(offsets=offs, asynchronous=False)
+        try:
+            self.consumer.commit(offsets=offs, asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() not in GROUP_MOVED_ON:
+                raise
+            log.warning("offset commit refused (%s): the group rebalanced; the partitions' next owner replays "
+                        "from the last accepted commit", exc.args[0].str())
+            self.result.extra["commits_refused"] = self.result.extra.get("commits_refused", 0) + 1
+            return
         self.result.commits += 1
         self.metrics.commits.inc()

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from patrol.preagg.series import rollup
 from patrol.sim.broker import EmbeddedBroker
@@ -293,3 +293,49 @@ def test_backfill_in_chunks_with_pauses_equals_one_run(broker):
            if p.metric == "requests" and p.dims["scope"] == "service"}
     assert svc == {t0: 60, t0 + 60: 35 + 32}  # whole minutes; the cut minute [t0+120, t0+180) waits for more input
     assert first.extra.get("left_open") == {"0": [t0 + 60]} and second.extra.get("left_open") == {"0": [t0 + 120]}
+
+
+class _CommitRefusedOnce:
+    """The worker's real consumer, except that its first offset commit is refused as a commit after the
+    group moved on is (what the chaos benchmark's kills and broker stall caused)."""
+
+    def __init__(self, real):
+        self._real, self.refused = real, 0
+
+    def commit(self, *args, **kwargs):
+        if not self.refused:
+            self.refused += 1
+            raise KafkaException(KafkaError(KafkaError.ILLEGAL_GENERATION))
+        return self._real.commit(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def test_a_refused_commit_does_not_stop_the_worker_and_loses_nothing(broker):
+    """A commit refused because the group rebalanced used to make the worker exit 1; it goes on, and the
+    points it publishes equal an undisturbed run's."""
+    t0 = 1_790_000_000 - 1_790_000_000 % 60
+    lines = [(b"shop-cart-api-8080", _line(t, status=500 if t % 11 == 0 else 200)) for t in range(t0, t0 + 240, 2)]
+
+    def run(job_class):
+        names = _topics(broker, parts=1)
+        _produce(broker, names["logs"], lines)
+        os.environ.update(_env(broker, names, window=60, lateness=5))
+        try:
+            s = load_settings()
+        finally:
+            for k in _env(broker, names):
+                os.environ.pop(k, None)
+        job = job_class(s, group=f"g-{uuid.uuid4().hex[:6]}", max_idle=2.0)
+        return job, job.run(), _id_values(_read(broker, names["metrics"]))
+
+    class Refusing(preagg_job.PreaggJob):
+        def start(self):
+            super().start()
+            self.consumer = _CommitRefusedOnce(self.consumer)
+
+    _, ref, want = run(preagg_job.PreaggJob)
+    job, res, got = run(Refusing)
+    assert job.consumer.refused == 1 and res.extra.get("commits_refused") == 1
+    assert res.reason == "idle" and res.lines == ref.lines and want and got == want
