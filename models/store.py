@@ -73,6 +73,11 @@ class StateStore:
         self._lock = threading.Lock()  # guards _memory (checkpoint writer thread vs consume loop)
         self.healthy = url is not None
         self.last_error: str | None = None
+        # Redis's run_id as last seen: it changes when the server restarts. Checkpoints write only the
+        # series that changed, so after a restart that lost the data every other series would be
+        # missing from Redis for good: the owner must write all of them again (see server_restarted).
+        self._run_id: str | None = None
+        self.server_restarted = False
         if url is None:
             log.warning("no Redis configured: model state is kept in process memory and lost on restart")
         else:
@@ -145,6 +150,7 @@ class StateStore:
         with self._lock:
             backlog = list(self._memory.items())
         try:
+            self._check_run_id()
             for chunk in _chunks(backlog, WRITE_CHUNK):  # an outage's backlog first, unpaced
                 self._write_chunk(chunk)
             while True:
@@ -163,6 +169,14 @@ class StateStore:
                 self._memory.update(it)  # the rest of this checkpoint waits for Redis with the backlog
             self._mark(False, exc)
             return False
+
+    def _check_run_id(self) -> None:
+        """Note a Redis restart (a new run_id) in ``server_restarted``, for the owner to act on."""
+        run_id = self._redis.info("server").get("run_id")
+        if self._run_id is not None and run_id != self._run_id:
+            log.warning("Redis restarted (run_id %s -> %s): every series' state is written again", self._run_id, run_id)
+            self.server_restarted = True
+        self._run_id = run_id
 
     def _write_chunk(self, chunk: list[tuple[str, dict[str, str]]]) -> None:
         pipe = self._redis.pipeline(transaction=False)

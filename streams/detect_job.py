@@ -546,6 +546,10 @@ class DetectWorker:
             self._incidents_dirty.update(self._incidents_loaded)
             stored = False
         self._inflight = None
+        if self.store.server_restarted:  # Redis came back empty (or may have): write every series again
+            self.store.server_restarted = False
+            self.pool.dirty.update(self.pool.series)
+            self._incidents_dirty.update(self._incidents_loaded)
         if wait:
             self._observe_stall(time.monotonic() - t0, wait=time.monotonic() - t0)
         REDIS_UP.set(1 if self.store.healthy else 0)

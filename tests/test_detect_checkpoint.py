@@ -83,3 +83,35 @@ def test_commit_waits_for_the_state_copy_and_covers_only_its_points(kafka, redis
         w.consumer.close()
         w.labels_consumer.close()
         w._writer.shutdown(wait=True)
+
+
+def test_a_redis_restart_writes_every_series_again(kafka):
+    """Checkpoints write the series that changed. After Redis restarts empty, the others would be
+    missing from Redis for good (a later owner starts them cold): the worker notices the restart (a new
+    run_id) and writes every series it owns again."""
+    from patrol.sim.redis_server import LocalRedis
+
+    with LocalRedis() as first:
+        s = settings_for(kafka.bootstrap, first.url, "restart", **{"topics.metrics": "metrics-restart"})
+        windows = metric_windows(3, 30, seed=6)
+        points = [p for w in windows for p in w]
+        produce_points(kafka.bootstrap, s.topics.metrics, points)
+        store = StateStore(first.url, s.redis.key_prefix)
+        w = DetectWorker(s, group="restart", store=store, checkpoint_s=3600)
+        try:
+            w.consumer.subscribe([s.topics.metrics])
+            _consume(w, len(points))
+            assert w.checkpoint()
+            assert len(_series_keys(first.url, s.redis.key_prefix)) == 6
+            port = first.port
+            first.stop()
+            with LocalRedis(port=port) as second:  # the same address, a new empty server
+                assert not _series_keys(second.url, s.redis.key_prefix)
+                assert not w.pool.dirty  # nothing changed since the last checkpoint ...
+                assert w.checkpoint()  # ... so this one writes nothing, but sees the new run_id
+                assert w.checkpoint()  # and the next writes every series again
+                assert len(_series_keys(second.url, s.redis.key_prefix)) == 6
+        finally:
+            w.consumer.close()
+            w.labels_consumer.close()
+            w._writer.shutdown(wait=True)
