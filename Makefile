@@ -15,7 +15,7 @@ help:
 install: $(STAMP)
 
 # setup.py / the .pyx: the compiled extensions are rebuilt by the editable install when they change
-$(STAMP): pyproject.toml setup.py preagg/_fastloop.pyx preagg/_tables.pxi streams/_rdbatch.pyx
+$(STAMP): pyproject.toml setup.py preagg/_fastloop.pyx preagg/_tables.pxi preagg/_formats.pxi streams/_rdbatch.pyx
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ingress-patrol needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
