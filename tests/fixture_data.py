@@ -1,7 +1,7 @@
 """Real data vendored under ``tests/fixtures/`` (sources and licences in its README).
 
 Large files are stored xz-compressed; :func:`fixture_path` hands out a plain copy, unpacked once per
-machine into the temp folder, so tests open them like any file. Nothing here reads ``../shared``.
+machine into the temp folder, so tests open them like any file. Nothing here reads the reference data folder beside the repository.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Per-detector tail calibration, attributed alerts, state v3, and the out-of-fold NAB protocol.
 
-Generated data only (benchmarks.synth and inline generators); nothing here reads ../shared.
+Generated data only (benchmarks.synth and inline generators); nothing here reads the reference data beside the repo.
 """
 from __future__ import annotations
 

@@ -149,7 +149,7 @@ def test_exported_and_invalid_config_rejected():
         ContextNoveltyDetector(n_series=2).update(1.0, 0.0)
 
 
-# -- the agreement benchmark, on a made-up NAB folder (tests never read ../shared) ------------------
+# -- the agreement benchmark, on a made-up NAB folder (tests never read the reference data beside the repo) ------------------
 
 def _fake_nab(root, n=400):
     """One file: a repeated pattern, then a never-seen shape in rows 300..319 (the window)."""
