@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-__all__ = ["Detector", "DetectorResult", "to_seconds", "z_to_surprise", "tail_to_z"]
+__all__ = ["Detector", "DetectorResult", "Forecast", "to_seconds", "z_to_surprise", "tail_to_z"]
 
 _LOG10E = np.log10(np.e)
 
@@ -92,6 +92,29 @@ class DetectorResult:
     fired: bool
 
 
+@dataclass
+class Forecast:
+    """What a detector said about one batch of points (arrays, one entry per series), as an ensemble uses it.
+
+    Attributes
+    ----------
+    z : ndarray
+        Signed standardised residual of the point (0: no opinion, e.g. warm-up or a missing value).
+    expected : ndarray
+        The detector's forecast of the point, made before learning it, in the units it was given
+        (NaN: nothing learnt yet).
+    sigma : ndarray
+        Scale of that forecast (``inf``: not yet good enough to draw a band from).
+    fired : ndarray of bool
+        Whether the detector's own alarm rule fired.
+    """
+
+    z: np.ndarray
+    expected: np.ndarray
+    sigma: np.ndarray
+    fired: np.ndarray
+
+
 class Detector:
     """Base class: vectorised state arrays + river-style one-point methods.
 
@@ -147,6 +170,15 @@ class Detector:
         score = 1.0 - 2.0 * ndtr(-np.abs(z))
         return score, z, expected, fired & ok
 
+    def observe(self, values, t, *, n=None, noise=None) -> Forecast:
+        """Score then learn one point per series, returning the full :class:`Forecast`.
+
+        ``n`` (denominators, for count-ratio detectors) and ``noise`` (an extra per-series scale floor an
+        ensemble may know, e.g. the noise of a seasonal profile at this phase) are ignored unless a
+        detector uses them. The default has no band (``sigma = inf``)."""
+        _, z, expected, fired = self.update_many(values, t)
+        return Forecast(z, expected, np.full(self.n_series, np.inf), fired)
+
     # -- one-point path (river style) ----------------------------------
     def _check_one(self):
         if self.n_series != 1:
@@ -191,6 +223,13 @@ class Detector:
             pos += nb
         self._memo = None
         return pos
+
+    def reset(self, rows) -> None:
+        """Put ``rows`` back to a new series' state (same configuration)."""
+        fresh = type(self)(n_series=1, **self.config())
+        for k, v in self.s.items():
+            v[rows] = fresh.s[k][0]
+        self._memo = None
 
     def state_size(self) -> int:
         """Bytes of state per series."""

@@ -37,14 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import Clock, to_seconds, z_to_surprise, clip
+from . import sections
+from .base import clip, to_seconds, z_to_surprise
 from .calibration import TailBank, TailCalibrator
-from .changepoint import CusumDetector
-from .context_novelty import ContextNoveltyDetector
-from .likelihood import ResidualLikelihood
-from .ratio import RatioDetector
-from .seasonal import SeasonalDetector
-from .spike import SpikeDetector
+from .members import default_specs
 
 DEFAULT_THRESHOLD = 0.35
 """Score at/above which the service alerts (calibrated, episode-damped ``p <= 10**-3.5``).
@@ -68,9 +64,10 @@ DEFAULT_NOVELTY = False
 """Whether the default ensemble adds :class:`~detectors.context_novelty.ContextNoveltyDetector`
 (chosen by the out-of-fold protocol of docs/nab.md)."""
 
-STATE_VERSION = 3
-"""Version of the packed state (v2 added the residual likelihood, v3 the per-detector tails; older
-states still load, the newer parts start afresh)."""
+STATE_VERSION = 4
+"""Version of the packed state's layout: since v4 each part is a tagged section
+(:mod:`detectors.sections`), so adding a member needs no new version. v1-v3 states (untagged parts
+one after the other) still load; parts they lack start afresh."""
 
 METRIC_KINDS = ("gauge", "count", "ratio", "latency")
 DIRECTIONS = ("both", "up", "down")
@@ -92,6 +89,8 @@ def _inv(kind, y):
         return np.maximum((np.maximum(y, 0.0) / 2.0) ** 2 - 0.375, 0.0)
     if kind == "latency":
         return np.maximum(np.exp(y) - 1e-6, 0.0)
+    if kind == "ratio":
+        return clip(y, 0.0, 1.0)
     return y
 
 
@@ -170,6 +169,11 @@ class BatchResult:
 class BatchEnsemble:
     """Default ensemble over ``n_series`` series, updated one window at a time.
 
+    The members are a list of :class:`~detectors.members.DetectorSpec` (``default_specs``): the
+    ensemble transforms the value for the metric kind, removes the seasonal component for the members
+    that want it, asks every member for its :class:`~detectors.base.Forecast`, and fuses what they
+    return; it never reads a member's state.
+
     Parameters
     ----------
     n_series : int
@@ -206,36 +210,21 @@ class BatchEnsemble:
         self.threshold, self.critical, self.calib_rate, self.band_z = threshold, critical, calib_rate, band_z
         self.period, self.n_slots, self.weekly, self.tz_offset = period, n_slots, weekly, tz_offset
         n = self.n_series
-        # scale floors: Anscombe-transformed Poisson counts have unit variance; log latencies 1%
-        floor = 1.0 if metric_kind == "count" else 1e-9
-        rel = 0.0 if metric_kind in ("count", "latency") else 1e-3
-        if metric_kind == "latency":
-            floor = 0.01
-        self.detectors = []
-        if metric_kind == "ratio":
-            self.detectors.append(RatioDetector(n_series=n))
-        else:
-            self.detectors.append(SpikeDetector(n_series=n, rel_floor=rel, abs_floor=floor,
-                                                between_is_normal=calibration != "pooled"))
-            self.detectors.append(CusumDetector(n_series=n, rel_floor=rel, abs_floor=floor))
-            if period:
-                self.detectors.append(SeasonalDetector(n_series=n, period=period, n_slots=n_slots, weekly=weekly,
-                                                       tz_offset=tz_offset, rel_floor=rel, abs_floor=floor))
-        # EWMA of the fast models' residuals against its own long-run distribution (drifts, spike
-        # density): ~20 points for the spike / ratio residual; ~50 for the seasonal one, whose model
-        # (level time constant one period) leaves residuals correlated over longer stretches
-        self.likelihood = ResidualLikelihood(n_series=n, n_channels=2, short_rate=(0.05, 0.02))
-        self.names = tuple(d.name for d in self.detectors) + (self.likelihood.name,)
-        # optional pattern novelty (CAD-style contexts) on the transformed value, with its own tail model
-        self.context = ContextNoveltyDetector(n_series=n) if self.novelty else None
-        self.context_tails = TailBank(n_series=n, n_tails=1) if self.novelty else None
-        if self.novelty:
-            self.names += (self.context.name,)
+        self.specs = default_specs(metric_kind, period=period, n_slots=n_slots, weekly=weekly, tz_offset=tz_offset,
+                                   calibration=calibration, novelty=self.novelty)
+        self.members = {sp.tag: sp.build(n) for sp in self.specs}
+        self._residual = [sp for sp in self.specs if sp.role in ("point", "sustained")]
+        self._seasonal = next((sp.tag for sp in self._residual if sp.seasonal), None)
+        self.names = tuple(sp.tag for sp in self._residual) + tuple(
+            sp.tag for sp in self.specs if sp.role == "residuals") + tuple(
+            sp.tag for sp in self.specs if sp.role == "pattern")
         # damping counts only what was alerted, at the service's alert level
         self.calibrator = TailCalibrator(n_series=n, alert=10.0 * threshold)
-        # per detector and side: an upward and a downward tail model each (see TailBank)
-        self.tails = (TailBank(n_series=n, n_tails=2 * len(self.detectors))
+        # per residual detector and side: an upward and a downward tail model each (see TailBank)
+        self.tails = (TailBank(n_series=n, n_tails=2 * len(self._residual))
                       if calibration == "per_detector" else None)
+        # pattern members' novelty, each against this series' own rate of such novelty
+        self.pattern_tails = {sp.tag: TailBank(n_series=n, n_tails=1) for sp in self.specs if sp.role == "pattern"}
         self.last_evidence = np.zeros(n)
 
     def config(self) -> dict:
@@ -256,62 +245,48 @@ class BatchEnsemble:
         x = np.asarray(values, dtype=np.float64).reshape(N)
         tt = np.broadcast_to(np.asarray(to_seconds(t), dtype=np.float64), (N,)).copy()
         ok = np.isfinite(x)
-        zs, fired_mask = [], np.zeros(N, dtype=np.int64)
+        den = None
         if self.metric_kind == "ratio":
             den = np.ones(N) * 1e6 if n is None else np.asarray(n, dtype=np.float64).reshape(N)
             ok = ok & np.isfinite(den) & (den > 0)
-            det = self.detectors[0]
-            z, expected, fired = det.update_counts(np.where(ok, x * den, np.nan), np.where(ok, den, np.nan), tt)
-            zs.append(z)
-            fired_mask |= fired.astype(np.int64)
-            p = det.rate()
-            conc = np.minimum(det.s["b"], det.max_conc) + 1.0
-            sd = np.sqrt(p * (1 - p) * (1.0 / np.maximum(den, 1.0) + 1.0 / conc))
-            exp_v, lo, hi = expected, clip(expected - self.band_z * sd, 0, 1), clip(expected + self.band_z * sd, 0, 1)
-        else:
-            y = _fwd(self.metric_kind, x)
-            best_sig = np.full(N, np.inf)
-            exp_y = np.full(N, np.nan)
-            seasonal = [d for d in self.detectors if isinstance(d, SeasonalDetector)]
-            # non-seasonal detectors see the deseasonalised value (state before this point)
-            comp, psig = seasonal[0].component(tt) if seasonal else (np.zeros(N), None)
-            for j, det in enumerate(self.detectors):
-                yin = y
-                if isinstance(det, SeasonalDetector):
-                    e, sig, warm, _ = det._model(tt)
-                    sig = np.where(warm, sig, np.inf)
-                else:
-                    yin = y - comp
-                    if isinstance(det, SpikeDetector):
-                        det.extra_sigma = psig
-                        e = det.s["level"] + comp
-                        sig = np.where(det.s["n"] >= det.warmup, det.sigma(), np.inf)
-                    else:
-                        e, sig = None, None
-                score, z, _, fired = det.update_many(yin, tt)
-                if isinstance(det, SpikeDetector):
-                    det.extra_sigma = None
-                zs.append(z)
-                fired_mask |= fired.astype(np.int64) << j
-                if e is not None:
-                    better = sig < best_sig
-                    exp_y = np.where(better, e, exp_y)
-                    best_sig = np.where(better, sig, best_sig)
-                    if j == 0:
-                        exp_y = np.where(np.isfinite(exp_y), exp_y, e)
-            exp_y = np.where(self.detectors[0].s["n"] > 1, exp_y, np.nan)  # nothing learnt yet
-            half = np.where(np.isfinite(best_sig), self.band_z * best_sig, np.nan)
-            exp_v = _inv(self.metric_kind, exp_y)
-            lo = _inv(self.metric_kind, exp_y - half)
-            hi = _inv(self.metric_kind, exp_y + half)
-        # residual likelihood on the fast model's residual (spike / ratio) and the seasonal one
-        zseas = zs[-1] if (self.metric_kind != "ratio" and self.period) else np.zeros(N)
-        lk_s, lk_z, lk_fired = self.likelihood.update_many(np.stack([zs[0], zseas], axis=1), tt, ok, self.direction)
-        extras = [(lk_s, lk_z)]
-        if self.context is not None:
-            extras.append(self._context_evidence(x if self.metric_kind == "ratio" else y, tt, ok))
-        fired_mask |= lk_fired.astype(np.int64) << len(self.detectors)
-        Z = np.stack(zs)
+        y = _fwd(self.metric_kind, x)
+        # deseasonalising members see the value minus the seasonal component (state before this point)
+        comp, noise = np.zeros(N), None
+        if self._seasonal is not None:
+            comp, noise = self.members[self._seasonal].component(tt)
+        zs, fired_mask = {}, np.zeros(N, dtype=np.int64)
+        exp_y, best_sig = np.full(N, np.nan), np.full(N, np.inf)
+        first_band = True
+        for j, sp in enumerate(self._residual):
+            shift = comp if sp.deseasonalised else 0.0
+            f = self.members[sp.tag].observe(y - shift, tt, n=den, noise=noise if sp.deseasonalised else None)
+            zs[sp.tag] = f.z
+            fired_mask |= f.fired.astype(np.int64) << j
+            if sp.band:  # the warm forecast with the smallest scale; before any is warm, the first one's
+                e = f.expected + shift
+                better = f.sigma < best_sig
+                exp_y = np.where(better, e, exp_y)
+                best_sig = np.where(better, f.sigma, best_sig)
+                if first_band:
+                    exp_y = np.where(np.isfinite(exp_y), exp_y, e)
+                    first_band = False
+        half = np.where(np.isfinite(best_sig), self.band_z * best_sig, np.nan)
+        exp_v = _inv(self.metric_kind, exp_y)
+        lo = _inv(self.metric_kind, exp_y - half)
+        hi = _inv(self.metric_kind, exp_y + half)
+        extras, k = [], len(self._residual)
+        for sp in self.specs:
+            if sp.role == "residuals":
+                chans = np.stack([zs.get(tag, np.zeros(N)) for tag in sp.reads], axis=1)
+                e, z, fired = self.members[sp.tag].update_many(chans, tt, ok, self.direction)
+            elif sp.role == "pattern":
+                e, z, fired = self._pattern_evidence(sp.tag, y, tt, ok)
+            else:
+                continue
+            extras.append((e, z))
+            fired_mask |= fired.astype(np.int64) << k
+            k += 1
+        Z = np.stack([zs[sp.tag] for sp in self._residual])
         self.last_z = Z  # per-detector signed z of the last call (diagnostics)
         if self.tails is None:
             cal, zbest, surprise, fired_mask = self._fuse_pooled(Z, ok, x, lo, hi, extras)
@@ -326,24 +301,24 @@ class BatchEnsemble:
         return BatchResult(score, pval, exp_v, lo, hi, direction, np.where(ok, fired_mask, 0), sev, self.names)
 
     def _point_inside(self, x, lo, hi):
-        """(n_series, n_detectors) mask: a point detector looking at a value inside the published band.
-
-        Such a value is never a point anomaly; only a sustained change (CUSUM, residual likelihood) can
-        make it one, and then ``fired`` says which."""
+        """(n_series, n_residual_members) mask: a point detector looking at a value inside the published
+        band. Such a value is never a point anomaly; only a sustained change (CUSUM, residual likelihood)
+        can make it one, and then ``fired`` says which."""
         inside = (x >= lo) & (x <= hi)
-        point = np.array([not isinstance(d, CusumDetector) for d in self.detectors])
+        point = np.array([sp.role == "point" for sp in self._residual])
         return inside[:, None] & point[None, :]
 
-    def _context_evidence(self, y, tt, ok):
-        """Calibrated surprise of the context novelty: ``-log10(1 - novelty)`` (a fully novel pattern is 4),
-        against this series' own rate of such novelty (one tail model)."""
-        nov, z, _, _ = self.context.update_many(np.where(ok, y, np.nan), tt)
+    def _pattern_evidence(self, tag, y, tt, ok):
+        """Calibrated surprise of a pattern member: ``-log10(1 - novelty)`` (a fully novel pattern is 4),
+        against this series' own rate of such novelty (one tail model). Returns (surprise, z, fired)."""
+        nov, z, _, fired = self.members[tag].update_many(np.where(ok, y, np.nan), tt)
+        tails = self.pattern_tails[tag]
         S = np.where(ok, -np.log10(np.maximum(1.0 - nov, 1e-4)), 0.0)[:, None]
-        C = self.context_tails.calibrate(S)[:, 0]
-        self.context_tails.learn(S, ok)
+        C = tails.calibrate(S)[:, 0]
+        tails.learn(S, ok)
         if self.direction != "both":  # one-sided metrics: only novelty on the bad side counts
             C = np.where(np.sign(z) == (1 if self.direction == "up" else -1), C, 0.0)
-        return np.where(ok, np.maximum(C, 0.0), 0.0), z
+        return np.where(ok, np.maximum(C, 0.0), 0.0), z, np.zeros(self.n_series, bool)
 
     def _fuse_pooled(self, Z, ok, x, lo, hi, extras):
         """The largest surprise, calibrated by one tail model per series; ``fired`` names every detector
@@ -351,7 +326,7 @@ class BatchEnsemble:
 
         Returns ``(evidence, z of the winner, its raw surprise, fired bit mask)``.
         """
-        N, D = self.n_series, len(self.detectors)
+        N, D = self.n_series, len(self._residual)
         S = np.minimum(np.stack([z_to_surprise(z, self.direction) for z in Z], axis=1), 30.0)  # (N, D)
         S = np.where(self._point_inside(x, lo, hi) | ~ok[:, None], 0.0, S)
         jbest = np.argmax(S, axis=1)
@@ -380,7 +355,7 @@ class BatchEnsemble:
 
         Returns ``(evidence, z of the winner, its raw surprise, fired bit mask)``.
         """
-        N, D = self.n_series, len(self.detectors)
+        N, D = self.n_series, len(self._residual)
         S = np.minimum(np.stack([z_to_surprise(z, self.direction) for z in Z], axis=1), 30.0)  # (N, D)
         up = Z.T > 0
         Sides = np.zeros((N, 2 * D))
@@ -394,34 +369,75 @@ class BatchEnsemble:
         return self._attribute(np.where(ok[:, None], np.maximum(C, 0.0), 0.0), Z, S, extras)
 
     # -- state ---------------------------------------------------------
-    def _parts(self, version=STATE_VERSION):
-        return ([self.calibrator] + self.detectors + ([self.likelihood] if version >= 2 else [])
-                + ([self.tails] if version >= 3 and self.tails is not None else [])
-                + ([self.context, self.context_tails] if version >= 3 and self.context is not None else []))
+    def _sections(self) -> list[tuple[str, object]]:
+        """``(tag, part)`` of every part that holds per-series state, in packing order."""
+        out = [("calibration", self.calibrator)]
+        out += [(sp.tag, self.members[sp.tag]) for sp in self.specs if sp.role != "pattern"]
+        if self.tails is not None:
+            out.append(("tails", self.tails))
+        for sp in self.specs:
+            if sp.role == "pattern":
+                out += [(sp.tag, self.members[sp.tag]), (sp.tag + ".tails", self.pattern_tails[sp.tag])]
+        return out
+
+    def state_arrays(self) -> list[np.ndarray]:
+        """Every per-series state array (first axis = series), in packing order: what a pool copies,
+        gathers or resets row by row."""
+        return [part.s[k] for _, part in self._sections() for k in part._shapes()]
+
+    def _headers(self) -> list[bytes]:
+        return [sections.header(tag, part.state_size()) for tag, part in self._sections()]
 
     def _pack(self, i) -> bytes:
-        return b"".join(d._pack(i) for d in self._parts())
+        return sections.pack([(tag, part._pack(i)) for tag, part in self._sections()])
 
-    def _unpack(self, i, buf: bytes, version=STATE_VERSION) -> None:
+    def _unpack(self, i, buf: bytes) -> list[str]:
+        """Load row ``i`` from tagged sections; parts without a section of the right size start afresh.
+        Returns the tags started afresh."""
+        found, fresh = sections.unpack(buf), []
+        for tag, part in self._sections():
+            data = found.get(tag)
+            if data is not None and len(data) == part.state_size():
+                part._unpack(i, data)
+            else:
+                part.reset([i])
+                fresh.append(tag)
+        return fresh
+
+    def _legacy_parts(self, version: int) -> list:
+        """The parts states of versions 1-3 packed one after the other, without tags: v1 the calibrator
+        and the residual detectors, v2 also the residual likelihood, v3 also the per-detector tails and
+        the context detector with its tails."""
+        parts = [self.calibrator] + [self.members[sp.tag] for sp in self._residual]
+        if version >= 2:
+            parts += [self.members[sp.tag] for sp in self.specs if sp.role == "residuals"]
+        if version >= 3:
+            parts += [self.tails] if self.tails is not None else []
+            for sp in self.specs:
+                if sp.role == "pattern":
+                    parts += [self.members[sp.tag], self.pattern_tails[sp.tag]]
+        return parts
+
+    def _unpack_legacy(self, i, buf: bytes, version: int) -> list[str]:
+        parts = self._legacy_parts(version)
         pos = 0
-        for d in self._parts(version):
+        for d in parts:
             pos = d._unpack(i, buf, pos)
         if pos != len(buf):
             raise ValueError("state does not match this ensemble's configuration")
-        if version < 2:  # v1 had no likelihood: it starts afresh (warm-up) for this series
-            for k, v in self.likelihood.s.items():
-                v[i] = 0
-        if version < 3 and self.tails is not None:  # v2 had no per-detector tails: start from the prior
-            fresh = TailBank(n_series=1, **self.tails.config())
-            for k, v in self.tails.s.items():
-                v[i] = fresh.s[k][0]
+        fresh = []
+        for tag, part in self._sections():
+            if not any(part is d for d in parts):
+                part.reset([i])
+                fresh.append(tag)
+        return fresh
 
     def state_bytes(self) -> int:
-        """Bytes of packed state per series (before base64)."""
-        return sum(d.state_size() for d in self._parts())
+        """Bytes of packed state per series (before base64), section headers included."""
+        return sum(len(h) + part.state_size() for h, (_, part) in zip(self._headers(), self._sections()))
 
     def state_of(self, i: int) -> dict:
-        """JSON-able state of series ``i`` (config + base64 of the packed state)."""
+        """JSON-able state of series ``i`` (config + base64 of the tagged sections)."""
         return {"v": STATE_VERSION, "config": self.config(),
                 "data": base64.b64encode(self._pack(i)).decode()}
 
@@ -433,28 +449,31 @@ class BatchEnsemble:
         if m == 0:
             return []
         blocks = []
-        for d in self._parts():
-            for k in d._shapes():
-                a = d.s[k][rows]
+        for head, (_, part) in zip(self._headers(), self._sections()):
+            blocks.append(np.broadcast_to(np.frombuffer(head, dtype=np.uint8), (m, len(head))))
+            for k in part._shapes():
+                a = part.s[k][rows]
                 a = np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"), copy=False))
                 blocks.append(a.reshape(m, -1).view(np.uint8))
         packed = np.concatenate(blocks, axis=1)
         cfg = self.config()
         return [{"v": STATE_VERSION, "config": cfg, "data": base64.b64encode(packed[j].tobytes()).decode()} for j in range(m)]
 
-    def load_state(self, i: int, state: dict) -> None:
+    def load_state(self, i: int, state: dict) -> list[str]:
         """Load one series' state (from :meth:`state_of` / :meth:`Ensemble.to_state`) into row ``i``.
 
         The saved configuration must match except for the alert levels (``threshold``,
         ``critical``): they shape no learnt state, so a series checkpointed before the alert level
-        changed (e.g. v1 states saved at the old default 0.25) keeps what it has learnt.
+        changed (e.g. v1 states saved at the old default 0.25) keeps what it has learnt. Returns the
+        tags of the parts the state had nothing for (a member added since): they start afresh.
         """
         v = int(state.get("v", 1))
         if v > STATE_VERSION:
             raise ValueError(f"state version {v} is newer than this library's ({STATE_VERSION})")
         if not isinstance(state.get("config"), dict) or _model_config(state["config"]) != _model_config(self.config()):
             raise ValueError("state was saved with a different configuration")
-        self._unpack(i, base64.b64decode(state["data"]), v)
+        buf = base64.b64decode(state["data"])
+        return self._unpack(i, buf) if v >= 4 else self._unpack_legacy(i, buf, v)
 
 
 def _model_config(cfg: dict) -> dict:

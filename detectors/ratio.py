@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import betainc, betaln, gammaln
 
-from .base import Clock, Detector, DetectorResult, tail_to_z, clip
+from .base import Clock, Detector, DetectorResult, tail_to_z, clip, Forecast
 
 
 EXACT_MAX_K = 256  # counts up to this are scored with exact beta-binomial sums
@@ -136,6 +136,19 @@ class RatioDetector(Detector):
         s["n"][:] = np.where(ok, s["n"] + 1.0, s["n"])
         Clock.tick(s, tt, ok)
         return z, expected, np.abs(z) >= self.z_alarm
+
+    def observe(self, values, t, *, n=None, noise=None) -> Forecast:
+        """Score then learn ratios ``values`` of ``n`` trials (NaN or ``n <= 0``: missing). ``expected`` is
+        the rate before this point; ``sigma`` the standard deviation of a ratio out of ``n`` under the
+        learnt (over-dispersed) rate, this point included."""
+        x = np.asarray(values, dtype=np.float64).reshape(self.n_series)
+        den = np.asarray(n, dtype=np.float64).reshape(self.n_series)
+        ok = np.isfinite(x) & np.isfinite(den) & (den > 0)
+        z, expected, fired = self.update_counts(np.where(ok, x * den, np.nan), np.where(ok, den, np.nan), t)
+        p = self.rate()
+        conc = np.minimum(self.s["b"], self.max_conc) + 1.0
+        sd = np.sqrt(p * (1 - p) * (1.0 / np.maximum(den, 1.0) + 1.0 / conc))
+        return Forecast(z, expected, sd, fired)
 
     def update(self, k, n, t) -> DetectorResult:  # type: ignore[override]
         """Score ``k`` events out of ``n`` at time ``t``, then learn them."""

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Clock, Detector, clip
+from .base import Clock, Detector, clip, Forecast
 from .spike import MAD_TO_SIGMA
 
 DAY = 86400.0
@@ -176,6 +176,14 @@ class SeasonalDetector(Detector):
         profile's noise scale at this phase (both 0 when there is no cycle)."""
         p = self._model(t)[3]
         return p["u1"] * p["seas"] + p["u2"] * p["wk"], p["u1"] * p["dev"] * MAD_TO_SIGMA
+
+    def observe(self, values, t, *, n=None, noise=None) -> Forecast:
+        """Score then learn; ``sigma`` is the profile's scale once a full period is learnt (else inf)."""
+        _, tt = self._prep(values, t)
+        _, sig, warm, _ = self._model(tt)
+        sigma = np.where(warm, sig, np.inf)
+        _, z, expected, fired = self.update_many(values, t)
+        return Forecast(z, expected, sigma, fired)
 
     def _score(self, y, t):
         exp, sig, warm, _ = self._model(t)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Clock, Detector, clip
+from .base import Clock, Detector, Forecast, clip
 
 MAD_TO_SIGMA = 1.0 / 0.7978845608  # E|N(0, s)| = 0.798 s
 
@@ -74,12 +74,25 @@ class SpikeDetector(Detector):
         self.warmup, self.reset_after = warmup, reset_after
         self.rel_floor, self.abs_floor = rel_floor, abs_floor
         super().__init__(n_series)
-        self.extra_sigma = None  # optional per-point scale floor (set by the ensemble: seasonal phase noise)
+        self.extra_sigma = None  # per-point scale floor during one observe() (e.g. seasonal phase noise)
 
     def config(self):
         return dict(alpha=self.alpha, beta=self.beta, c=self.c, z_alarm=self.z_alarm, warmup=self.warmup,
                     reset_after=self.reset_after, rel_floor=self.rel_floor, abs_floor=self.abs_floor,
                     between_is_normal=self.between_is_normal)
+
+    def observe(self, values, t, *, n=None, noise=None) -> Forecast:
+        """Score then learn; the forecast is the level (``sigma``: its scale once warm). ``noise`` floors
+        the scale for this point (an ensemble passes the seasonal profile's noise at this phase)."""
+        s = self.s
+        self.extra_sigma = noise
+        try:
+            level, seen = s["level"].copy(), s["n"] >= 1
+            sigma = np.where(s["n"] >= self.warmup, self.sigma(), np.inf)
+            _, z, _, fired = self.update_many(values, t)
+        finally:
+            self.extra_sigma = None
+        return Forecast(z, np.where(seen, level, np.nan), sigma, fired)
 
     def _shapes(self):
         return {"n": (), "level": (), "dev": (), "run": (), "prev": (), "ddev": (), **Clock.fields}

@@ -140,20 +140,8 @@ class Group:
 
 
 def _state_arrays(ens) -> list[np.ndarray]:
-    """Per-series arrays (first axis = series) held in ``.s`` dicts of the ensemble and its parts."""
-    n, out, seen = ens.n_series, [], set()
-
-    def take(obj) -> None:
-        s = getattr(obj, "s", None)
-        if isinstance(s, dict) and id(obj) not in seen:
-            seen.add(id(obj))
-            out.extend(v for v in s.values() if isinstance(v, np.ndarray) and v.shape[:1] == (n,))
-
-    take(ens)
-    for v in vars(ens).values():
-        for part in (v if isinstance(v, (list, tuple)) else [v]):
-            take(part)
-    return out
+    """Per-series state arrays of an ensemble (first axis = series), in the library's packing order."""
+    return ens.state_arrays()
 
 
 def _copy_rows(old, new, n: int) -> None:

@@ -145,13 +145,13 @@ def test_one_point_path_equals_batch_path(calibration):
 
 # -- state v3 ---------------------------------------------------------------------------
 
-def test_v3_state_round_trip_and_v2_state_loads_with_fresh_tails():
+def test_state_round_trip_and_v2_state_loads_with_fresh_tails():
     det = default_ensemble(metric_kind="count", calibration="per_detector")
     _, x = _bursty(600, 7)
     for i, v in enumerate(x):
         det.update(float(v), i * STEP)
     st = det.to_state()
-    assert st["v"] == 3 and st["config"]["calibration"] == "per_detector"
+    assert st["v"] == 4 and st["config"]["calibration"] == "per_detector"
     assert st["config"]["novelty"] is False
     again = detectors.Ensemble.from_state(json.loads(json.dumps(st)))
     assert again.to_state() == st
@@ -159,14 +159,14 @@ def test_v3_state_round_trip_and_v2_state_loads_with_fresh_tails():
     # a v2 checkpoint: no calibration / novelty in its config, no tails in its bytes
     b = det._b
     cfg = {k: v for k, v in st["config"].items() if k not in ("calibration", "novelty")}
-    data = base64.b64encode(b"".join(d._pack(0) for d in b._parts(2))).decode()
+    data = base64.b64encode(b"".join(d._pack(0) for d in b._legacy_parts(2))).decode()
     d2 = detectors.Ensemble.from_state({"v": 2, "config": cfg, "data": data})  # into today's default
-    assert d2._b.calibration == "pooled" and d2._b.detectors[0].s["level"][0] == b.detectors[0].s["level"][0]
+    assert d2._b.calibration == "pooled" and d2._b.members["spike"].s["level"][0] == b.members["spike"].s["level"][0]
     pd = BatchEnsemble(n_series=1, metric_kind="count", calibration="per_detector")
-    pd.load_state(0, {"v": 2, "config": {**cfg, "calibration": "per_detector"}, "data": data})
+    assert pd.load_state(0, {"v": 2, "config": {**cfg, "calibration": "per_detector"}, "data": data}) == ["tails"]
     fresh = TailBank(n_tails=b.tails.n_tails)
     assert all(np.array_equal(pd.tails.s[k], fresh.s[k]) for k in fresh.s)  # the tails start from the prior
-    assert pd.detectors[1].s["mu"][0] == b.detectors[1].s["mu"][0]
+    assert pd.members["cusum"].s["mu"][0] == b.members["cusum"].s["mu"][0]
     assert len(base64.b64decode(pd.state_of(0)["data"])) == b.state_bytes() <= 16 * 1024
 
 

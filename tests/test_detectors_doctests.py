@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-MODULES = ["spike", "changepoint", "seasonal", "ratio", "calibration", "likelihood", "ensemble", "experimental.bocpd", "experimental.stl"]
+MODULES = ["spike", "changepoint", "seasonal", "ratio", "calibration", "likelihood", "ensemble", "members", "sections", "experimental.bocpd", "experimental.stl"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -67,7 +67,7 @@ def test_likelihood_skips_missing_points():
 def _ensemble_scores(X, likelihood=True, **kw):
     b = BatchEnsemble(n_series=X.shape[1], period=None, **kw)
     if not likelihood:  # the point path alone, for comparison
-        b.likelihood.warmup = 10**9
+        b.members["likelihood"].warmup = 10**9
     return np.array([b.update(X[i], i * STEP).score for i in range(len(X))])
 
 
@@ -129,17 +129,17 @@ def test_v1_state_loads_with_a_fresh_likelihood():
     for i, v in enumerate(x):
         det.update(v, i * STEP)
     st = det.to_state()
-    assert st["v"] == detectors.ensemble.STATE_VERSION == 3
+    assert st["v"] == detectors.ensemble.STATE_VERSION == 4
     b = det._b
-    v1_raw = b"".join(d._pack(0) for d in b._parts(1))  # calibrator + detectors, as v1 wrote them
+    v1_raw = b"".join(d._pack(0) for d in b._legacy_parts(1))  # calibrator + detectors, as v1 wrote them
     v1 = {"v": 1, "config": st["config"], "data": base64.b64encode(v1_raw).decode()}
     old = detectors.Ensemble.from_state(v1)
-    assert old._b.likelihood.s["n"][0] == 0  # warms up again
-    assert b"".join(d._pack(0) for d in old._b._parts(1)) == v1_raw
+    assert old._b.members["likelihood"].s["n"][0] == 0  # warms up again
+    assert b"".join(d._pack(0) for d in old._b._legacy_parts(1)) == v1_raw
     assert np.isfinite(old.update(100.0, 400 * STEP).score)
     with pytest.raises(ValueError):
-        detectors.Ensemble.from_state({**st, "v": 4})
-    with pytest.raises(ValueError):  # a v3 blob labelled v1 does not silently load
+        detectors.Ensemble.from_state({**st, "v": 5})
+    with pytest.raises(ValueError):  # a v4 blob labelled v1 does not silently load
         detectors.Ensemble.from_state({**st, "v": 1})
 
 
@@ -167,7 +167,7 @@ def test_likelihood_adds_no_false_alarms_on_clean_data(kind):
     for on in (True, False):
         b = BatchEnsemble(n_series=m, metric_kind=kind, direction="up")
         if not on:
-            b.likelihood.warmup = 10**9
+            b.members["likelihood"].warmup = 10**9
         S = np.array([b.update(X[i], i * 60.0, n=den[i] if kind == "ratio" else None).score for i in range(n)])
         alerts.append(int((S[300:] >= THR).sum()))
     assert alerts[0] <= alerts[1] + 1 and alerts[0] / (1200 * m) < 0.001
@@ -181,7 +181,7 @@ def test_batch_equals_one_point_path_ratio_with_likelihood_active():
     K = rng.binomial(den.astype(int), p)
     batch = BatchEnsemble(n_series=m, metric_kind="ratio", direction="up")
     B = [batch.update(K[i] / den[i], i * 60.0, n=den[i]) for i in range(n)]
-    assert batch.likelihood.s["n"].min() > batch.likelihood.warmup
+    assert batch.members["likelihood"].s["n"].min() > batch.members["likelihood"].warmup
     for j in range(m):
         one = default_ensemble(metric_kind="ratio", direction="up")
         rows = [one.update(K[i, j] / den[i, j], i * 60.0, n=den[i, j]) for i in range(n)]
